@@ -1,0 +1,1 @@
+"""Prompt queues, sampled answers, leases, demonstrations, rankings and imports."""

@@ -1,0 +1,303 @@
+"""Leasing tasks to labelers and taking their labels: the rules that must never be wrong.
+
+- Next task: the highest-priority task in an open queue the labeler may work on, that still needs
+  labels of its kind, that this labeler has not labeled or skipped, and whose live leases plus
+  submissions are fewer than its overlap. The task row is locked with SKIP LOCKED, so concurrent
+  requests take different tasks, and the room is re-counted under the lock with a fresh statement.
+- Submit: the assignment and the task row are locked; a second submit of the same assignment returns
+  the first result; a late submit (lease expired) is taken only if the task still has room once live
+  leases of other labelers are counted; the task's counter cannot pass its overlap (a DB constraint).
+"""
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+
+from .models import (
+    MIN_RANKED_ANSWERS,
+    Answer,
+    AnswerLabel,
+    Assignment,
+    Demonstration,
+    Flag,
+    Prompt,
+    Queue,
+    Ranking,
+    SkipReason,
+    Task,
+    TaskKind,
+)
+from .rankings import clean_flags, clean_groups, clean_ratings, ranks_by_answer
+
+# How many locked candidates to re-check before giving up; more than one is needed only when
+# another request filled a task between our read and our lock.
+MAX_LEASE_ATTEMPTS = 10
+MAX_SKIP_NOTE_CHARS = 2000
+
+
+class AssignmentError(Exception):
+    """A request about an assignment that cannot be honoured; the message is for the labeler."""
+
+
+class TaskFull(AssignmentError):
+    """The lease expired and the prompt got the labels it needed from others."""
+
+
+class InvalidLabel(AssignmentError):
+    """The submitted label is incomplete or malformed."""
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    assignment: Assignment
+    already_submitted: bool  # True when this was a repeat of an earlier, stored submit
+
+
+def queues_open_to(labeler) -> QuerySet[Queue]:
+    """Open queues this labeler may work on (listed, in a listed group, or the queue lists nobody)."""
+    members = Queue.labelers.through.objects.filter(queue=OuterRef("pk"))
+    group_members = Queue.labeler_groups.through.objects.filter(queue=OuterRef("pk"))
+    listed = Exists(members.filter(user=labeler)) | Exists(group_members.filter(group__user=labeler))
+    restricted = Exists(members) | Exists(group_members)
+    return Queue.objects.filter(is_open=True).filter(listed | ~restricted)
+
+
+def _live_lease(now) -> Q:
+    return Q(status=Assignment.Status.LEASED, lease_expires_at__gt=now)
+
+
+def _candidate_tasks(*, labeler, queue: Queue | None, kind: str | None, now) -> QuerySet[Task]:
+    done_by_me = Assignment.objects.filter(
+        task=OuterRef("pk"), labeler=labeler, status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED]
+    )
+    live = (
+        Assignment.objects.filter(_live_lease(now), task=OuterRef("pk"))
+        .order_by()
+        .values("task")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    tasks = Task.objects.filter(prompt__queue__in=queues_open_to(labeler), submitted_count__lt=F("overlap"))
+    if queue is not None:
+        tasks = tasks.filter(prompt__queue=queue)
+    if kind is not None:
+        tasks = tasks.filter(kind=kind)
+    return (
+        tasks.exclude(Exists(done_by_me))
+        .annotate(live_leases=Coalesce(Subquery(live, output_field=IntegerField()), 0))
+        .filter(live_leases__lt=F("overlap") - F("submitted_count"))
+        .order_by("-prompt__queue__priority", "-prompt__priority", "pk")
+    )
+
+
+def lease_next_task(*, labeler, queue: Queue | None = None, kind: str | None = None) -> Assignment | None:
+    """Lease the next task to `labeler` (or return their live lease), or None when nothing is left."""
+    now = timezone.now()
+    with transaction.atomic():
+        # Serialise one labeler's own requests (double clicks) so they never take two tasks at once.
+        get_user_model().objects.select_for_update().filter(pk=labeler.pk).exists()
+        own = Assignment.objects.filter(_live_lease(now), labeler=labeler, task__prompt__queue__is_open=True)
+        if queue is not None:
+            own = own.filter(task__prompt__queue=queue)
+        if kind is not None:
+            own = own.filter(task__kind=kind)
+        resumed = own.select_related("task__prompt__queue").order_by("leased_at").first()
+        if resumed is not None:
+            return resumed
+
+        candidates = _candidate_tasks(labeler=labeler, queue=queue, kind=kind, now=now)
+        passed_over: list[int] = []
+        for _ in range(MAX_LEASE_ATTEMPTS):
+            task = (
+                candidates.exclude(pk__in=passed_over)
+                .select_related("prompt__queue")
+                .select_for_update(skip_locked=True, of=("self",))
+                .first()
+            )
+            if task is None:
+                return None
+            # Re-count under the lock: the candidate query's snapshot may predate a commit.
+            rows = list(
+                Assignment.objects.filter(task=task)
+                .filter(Q(status=Assignment.Status.SUBMITTED) | _live_lease(now) | Q(labeler=labeler))
+                .only("pk", "labeler_id", "status", "lease_expires_at", "answer_order")
+            )
+            mine = next((a for a in rows if a.labeler_id == labeler.pk), None)
+            taken = sum(1 for a in rows if a.labeler_id != labeler.pk)
+            if (mine is None or mine.status == Assignment.Status.LEASED) and taken < task.overlap:
+                break
+            passed_over.append(task.pk)
+        else:
+            return None
+
+        expires = now + timedelta(seconds=task.prompt.queue.lease_seconds)
+        if mine is not None:  # this labeler's own expired lease on the same task: renew it
+            mine.leased_at, mine.lease_expires_at = now, expires
+            mine.save(update_fields=["leased_at", "lease_expires_at"])
+            mine.task = task
+            return mine
+        order: list[int] = []
+        if task.kind == TaskKind.RANKING:
+            order = list(Answer.objects.filter(prompt_id=task.prompt_id).values_list("pk", flat=True))
+            random.SystemRandom().shuffle(order)
+        return Assignment.objects.create(
+            task=task, labeler=labeler, answer_order=order, leased_at=now, lease_expires_at=expires
+        )
+
+
+def _lock_for_finishing(*, assignment_id: int, labeler, kind: str) -> Assignment:
+    try:
+        assignment = (
+            Assignment.objects.select_for_update(of=("self",))
+            .select_related("task")
+            .get(pk=assignment_id, labeler=labeler)
+        )
+    except (Assignment.DoesNotExist, ValueError, TypeError):
+        raise AssignmentError("There is no such task of yours.") from None
+    if assignment.task.kind != kind:
+        raise AssignmentError(f"This task is not a {kind} task.")
+    return assignment
+
+
+def _claim_slot(assignment: Assignment, now) -> None:
+    """Lock the task and count this submission, or raise TaskFull if it is no longer needed."""
+    task = Task.objects.select_for_update().get(pk=assignment.task_id)
+    room = task.overlap - task.submitted_count
+    if assignment.lease_expires_at <= now:
+        room -= Assignment.objects.filter(_live_lease(now), task=task).exclude(pk=assignment.pk).count()
+    if room <= 0:
+        raise TaskFull(
+            "Your lease on this task expired and the prompt has since received all the labels it needs. "
+            "Your answer was not stored; please take the next task."
+        )
+    Task.objects.filter(pk=task.pk).update(submitted_count=F("submitted_count") + 1)
+
+
+def _close(assignment: Assignment, status: str, now, time_spent_ms: int | None) -> None:
+    elapsed_ms = int((now - assignment.leased_at).total_seconds() * 1000)
+    if time_spent_ms is None or time_spent_ms < 0:
+        time_spent_ms = elapsed_ms
+    assignment.status = status
+    assignment.finished_at = now
+    assignment.time_spent_ms = max(0, min(int(time_spent_ms), elapsed_ms))
+    assignment.save(update_fields=["status", "finished_at", "time_spent_ms", "skip_reason", "skip_note"])
+
+
+def clean_text(text: str, *, what: str) -> str:
+    """Refuse empty, oversized or NUL-containing text (PostgreSQL cannot store NUL)."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidLabel(f"The {what} is empty.")
+    if "\x00" in text:
+        raise InvalidLabel(f"The {what} contains a NUL character.")
+    if len(text) > settings.MAX_TEXT_CHARS:
+        raise InvalidLabel(f"The {what} is {len(text):,} characters long; the limit is {settings.MAX_TEXT_CHARS:,}.")
+    return text
+
+
+def submit_demonstration(*, assignment_id: int, labeler, text: str, time_spent_ms: int | None = None) -> SubmitResult:
+    text = clean_text(text, what="demonstration")
+    now = timezone.now()
+    with transaction.atomic():
+        assignment = _lock_for_finishing(assignment_id=assignment_id, labeler=labeler, kind=TaskKind.DEMONSTRATION)
+        if assignment.status == Assignment.Status.SUBMITTED:
+            return SubmitResult(assignment, already_submitted=True)
+        if assignment.status == Assignment.Status.SKIPPED:
+            raise AssignmentError("You skipped this task; it cannot be submitted any more.")
+        _claim_slot(assignment, now)
+        Demonstration.objects.create(assignment=assignment, text=text)
+        _close(assignment, Assignment.Status.SUBMITTED, now, time_spent_ms)
+    return SubmitResult(assignment, already_submitted=False)
+
+
+def submit_ranking(
+    *,
+    assignment_id: int,
+    labeler,
+    groups: list,
+    ratings: dict | None = None,
+    flags: dict | None = None,
+    time_spent_ms: int | None = None,
+) -> SubmitResult:
+    now = timezone.now()
+    with transaction.atomic():
+        assignment = _lock_for_finishing(assignment_id=assignment_id, labeler=labeler, kind=TaskKind.RANKING)
+        if assignment.status == Assignment.Status.SUBMITTED:
+            return SubmitResult(assignment, already_submitted=True)
+        if assignment.status == Assignment.Status.SKIPPED:
+            raise AssignmentError("You skipped this task; it cannot be submitted any more.")
+        answer_ids = list(Answer.objects.filter(prompt__tasks=assignment.task_id).values_list("pk", flat=True))
+        try:
+            cleaned_groups = clean_groups(groups, answer_ids)
+            cleaned_ratings = clean_ratings(ratings or {}, answer_ids)
+            cleaned_flags = clean_flags(flags or {}, answer_ids, Flag.values)
+        except ValueError as error:
+            raise InvalidLabel(str(error)) from None
+        _claim_slot(assignment, now)
+        ranking = Ranking.objects.create(assignment=assignment, groups=cleaned_groups)
+        ranks = ranks_by_answer(cleaned_groups)
+        AnswerLabel.objects.bulk_create(
+            AnswerLabel(
+                ranking=ranking,
+                answer_id=answer_id,
+                rank=ranks[answer_id],
+                rating=cleaned_ratings[answer_id],
+                flags=cleaned_flags[answer_id],
+            )
+            for answer_id in answer_ids
+        )
+        _close(assignment, Assignment.Status.SUBMITTED, now, time_spent_ms)
+    return SubmitResult(assignment, already_submitted=False)
+
+
+def skip_task(
+    *, assignment_id: int, labeler, reason: str, note: str = "", time_spent_ms: int | None = None
+) -> Assignment:
+    """Record that the labeler will not label this prompt; they are not offered it again."""
+    if reason not in SkipReason.values:
+        raise InvalidLabel("Choose a reason for skipping.")
+    note = (note or "").strip()
+    if reason == SkipReason.OTHER and not note:
+        raise InvalidLabel("Say why you skip when the reason is 'other'.")
+    if len(note) > MAX_SKIP_NOTE_CHARS or "\x00" in note:
+        raise InvalidLabel(f"The note must be plain text of at most {MAX_SKIP_NOTE_CHARS} characters.")
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            assignment = Assignment.objects.select_for_update().get(pk=assignment_id, labeler=labeler)
+        except (Assignment.DoesNotExist, ValueError, TypeError):
+            raise AssignmentError("There is no such task of yours.") from None
+        if assignment.status == Assignment.Status.SKIPPED:
+            return assignment
+        if assignment.status == Assignment.Status.SUBMITTED:
+            raise AssignmentError("This task is already submitted; it cannot be skipped.")
+        assignment.skip_reason, assignment.skip_note = reason, note
+        _close(assignment, Assignment.Status.SKIPPED, now, time_spent_ms)
+    return assignment
+
+
+def sync_tasks(queue: Queue) -> int:
+    """Create the tasks the queue's kinds call for and apply its overlaps; returns tasks created.
+
+    Ranking tasks exist only for prompts with at least two answers. An overlap is never set below
+    the labels a task already has.
+    """
+    created = 0
+    with transaction.atomic():
+        for kind in queue.kinds:
+            overlap = queue.overlap_for(kind)
+            prompts = Prompt.objects.filter(queue=queue).exclude(tasks__kind=kind)
+            if kind == TaskKind.RANKING:
+                prompts = prompts.annotate(n=Count("answers")).filter(n__gte=MIN_RANKED_ANSWERS)
+            new = [Task(prompt_id=pk, kind=kind, overlap=overlap) for pk in prompts.values_list("pk", flat=True)]
+            Task.objects.bulk_create(new, batch_size=1000)
+            created += len(new)
+            Task.objects.filter(prompt__queue=queue, kind=kind).exclude(overlap=overlap).update(
+                overlap=Greatest(overlap, F("submitted_count"))
+            )
+    return created

@@ -1,0 +1,245 @@
+"""The labeling data model.
+
+A queue holds prompts; a prompt holds up to nine sampled answers. Each prompt gets one Task per
+kind of label the queue asks for (demonstration, ranking); a Task counts its submissions against
+its overlap, and the database refuses more. An Assignment is one labeler's lease on one Task and,
+once submitted, the link to the label (a Demonstration, or a Ranking with per-answer labels).
+"""
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+MAX_ANSWERS = 9
+MIN_RANKED_ANSWERS = 2
+
+
+class TaskKind(models.TextChoices):
+    DEMONSTRATION = "demonstration", "Write a demonstration"
+    RANKING = "ranking", "Rank answers"
+
+
+class Queue(models.Model):
+    class Kinds(models.TextChoices):
+        DEMONSTRATION = "demonstration", "Demonstrations"
+        RANKING = "ranking", "Rankings"
+        BOTH = "both", "Demonstrations and rankings"
+
+    name = models.CharField(max_length=200, unique=True)
+    instructions = models.TextField(blank=True, help_text="Markdown, shown to labelers above each task.")
+    task_kind = models.CharField(max_length=20, choices=Kinds.choices, default=Kinds.RANKING)
+    demonstration_overlap = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(50)],
+        help_text="How many different labelers write a demonstration for each prompt.",
+    )
+    ranking_overlap = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(50)],
+        help_text="How many different labelers rank the answers of each prompt.",
+    )
+    priority = models.IntegerField(default=0, help_text="Higher priority queues are served first.")
+    lease_seconds = models.PositiveIntegerField(
+        default=30 * 60,
+        validators=[MinValueValidator(30), MaxValueValidator(7 * 24 * 3600)],
+        help_text="How long a labeler holds a task before it may be handed to someone else.",
+    )
+    is_open = models.BooleanField(default=True, help_text="Paused queues hand out no tasks.")
+    labelers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="labeling_queues",
+        help_text="Labelers who may work on this queue. With no labelers and no groups, every labeler may.",
+    )
+    labeler_groups = models.ManyToManyField(Group, blank=True, related_name="labeling_queues")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-priority", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def kinds(self) -> list[str]:
+        if self.task_kind == self.Kinds.BOTH:
+            return [TaskKind.DEMONSTRATION, TaskKind.RANKING]
+        return [self.task_kind]
+
+    def overlap_for(self, kind: str) -> int:
+        return self.demonstration_overlap if kind == TaskKind.DEMONSTRATION else self.ranking_overlap
+
+
+class Prompt(models.Model):
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="prompts")
+    external_id = models.CharField(max_length=200, blank=True, default="")
+    # SHA-256 of the prompt and its answers: makes re-importing rows without an id idempotent.
+    content_hash = models.CharField(max_length=64)
+    text = models.TextField()
+    meta = models.JSONField(default=dict, blank=True)
+    priority = models.IntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["queue", "external_id"], condition=~Q(external_id=""), name="prompt_unique_external_id"
+            ),
+            models.UniqueConstraint(
+                fields=["queue", "content_hash"], condition=Q(external_id=""), name="prompt_unique_content"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id or f"prompt {self.pk}"
+
+
+class Answer(models.Model):
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="answers")
+    position = models.PositiveSmallIntegerField()
+    text = models.TextField()
+    model = models.CharField(max_length=200, blank=True, default="")
+    meta = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [models.UniqueConstraint(fields=["prompt", "position"], name="answer_unique_position")]
+
+    def __str__(self) -> str:
+        return f"answer {self.position + 1} of prompt {self.prompt_id}"
+
+
+class Task(models.Model):
+    """One kind of label wanted for one prompt, from `overlap` different labelers."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="tasks")
+    kind = models.CharField(max_length=20, choices=TaskKind.choices)
+    overlap = models.PositiveSmallIntegerField()
+    submitted_count = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["prompt", "kind"], name="task_unique_kind"),
+            models.CheckConstraint(condition=Q(submitted_count__lte=F("overlap")), name="task_not_over_overlap"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of prompt {self.prompt_id}"
+
+
+class SkipReason(models.TextChoices):
+    UNCLEAR = "unclear", "The prompt is unclear"
+    HARMFUL = "harmful", "Harmful or upsetting content"
+    NEEDS_EXPERTISE = "needs_expertise", "Needs expertise I do not have"
+    OTHER = "other", "Other (say why)"
+
+
+class Assignment(models.Model):
+    """A labeler's lease on a task, and then its outcome (submitted or skipped)."""
+
+    class Status(models.TextChoices):
+        LEASED = "leased"
+        SUBMITTED = "submitted"
+        SKIPPED = "skipped"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments")
+    labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.LEASED)
+    # The order in which this labeler is shown the answers (ids), drawn at random once.
+    answer_order = models.JSONField(default=list, blank=True)
+    leased_at = models.DateTimeField()
+    lease_expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Time the page was visible to the labeler, measured in the browser and capped by the server.
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    skip_reason = models.CharField(max_length=20, choices=SkipReason.choices, blank=True, default="")
+    skip_note = models.TextField(blank=True, default="")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "labeler"], name="assignment_once_per_labeler")]
+        indexes = [
+            models.Index(fields=["task", "status", "lease_expires_at"], name="assignment_task_status"),
+            models.Index(fields=["labeler", "status"], name="assignment_labeler_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task} for {self.labeler_id} ({self.status})"
+
+
+class Demonstration(models.Model):
+    assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="demonstration")
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"demonstration for {self.assignment_id}"
+
+
+class Flag(models.TextChoices):
+    """Per-answer flags, as in the InstructGPT labeling interface."""
+
+    FAILS_INSTRUCTION = "fails_instruction", "Fails to follow the instruction"
+    HALLUCINATION = "hallucination", "Hallucination / made-up facts"
+    HARMFUL = "harmful", "Harmful or inappropriate"
+    PERSONAL_DATA = "personal_data", "Contains personal data"
+    WRONG_LANGUAGE = "wrong_language", "Not in the requested language"
+
+
+class Ranking(models.Model):
+    assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="ranking")
+    # Tie groups of answer ids, best first: [[3], [5, 7], [4]] ranks 3 first and ties 5 with 7.
+    groups = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"ranking for {self.assignment_id}"
+
+
+class AnswerLabel(models.Model):
+    """One labeler's rating (1-7) and flags of one answer, part of a ranking."""
+
+    ranking = models.ForeignKey(Ranking, on_delete=models.CASCADE, related_name="answer_labels")
+    answer = models.ForeignKey(Answer, on_delete=models.CASCADE, related_name="labels")
+    rank = models.PositiveSmallIntegerField(help_text="1 is best; tied answers share a rank.")
+    rating = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(7)]
+    )
+    flags = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["ranking", "answer"], name="answer_label_once"),
+            models.CheckConstraint(
+                condition=Q(rating__isnull=True) | Q(rating__gte=1, rating__lte=7), name="rating_one_to_seven"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"label of answer {self.answer_id} in ranking {self.ranking_id}"
+
+
+class ImportJob(models.Model):
+    """A file uploaded in the browser, imported by the worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="import_jobs")
+    file = models.FileField(upload_to="imports/%Y/%m/")
+    original_name = models.CharField(max_length=255)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    created_count = models.PositiveIntegerField(default=0)
+    existing_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import of {self.original_name} ({self.status})"

@@ -1,0 +1,29 @@
+"""Rendering untrusted Markdown (prompts, answers, instructions, demonstrations) to safe HTML.
+
+markdown-it runs with raw HTML disabled, so `<script>` in a model's answer is shown as text;
+nh3 then sanitises the output as a second line of defence (links, attributes, schemes).
+"""
+import nh3
+from markdown_it import MarkdownIt
+
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
+
+_ALLOWED_TAGS = {
+    "p", "br", "hr", "em", "strong", "code", "pre", "blockquote", "ul", "ol", "li",
+    "h1", "h2", "h3", "h4", "h5", "h6", "a", "table", "thead", "tbody", "tr", "th", "td", "del", "img",
+}
+_ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"}, "img": {"alt", "title"}, "ol": {"start"}, "th": {"style"}, "td": {"style"},
+}
+
+
+def render_markdown(text: str) -> str:
+    """Safe HTML for `text`; images keep only their alt text (no remote loads from untrusted input)."""
+    html = _markdown.render(text or "")
+    return nh3.clean(
+        html,
+        tags=_ALLOWED_TAGS,
+        attributes=_ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow",
+    )

@@ -1,0 +1,34 @@
+"""Celery tasks of the labeling app: thin wrappers that load a row, call a service, store the result."""
+from celery import shared_task
+from django.utils import timezone
+
+from .importing import import_prompts
+from .models import ImportJob
+
+MAX_STORED_ERRORS = 1000  # a bad 100k-row file must not turn into a huge JSON column
+
+
+@shared_task(acks_late=True)
+def run_import_job(job_id: int) -> None:
+    """Import an uploaded file into its queue and record the outcome on the ImportJob."""
+    job = ImportJob.objects.select_related("queue").get(pk=job_id)
+    if job.status in (ImportJob.Status.SUCCEEDED, ImportJob.Status.FAILED):
+        # A redelivered message (acks_late) must not overwrite the first run's report.
+        return
+    job.status = ImportJob.Status.RUNNING
+    job.save(update_fields=["status"])
+    try:
+        with job.file.open("rb") as fileobj:
+            report = import_prompts(queue=job.queue, fileobj=fileobj, filename=job.original_name)
+    except Exception as error:
+        job.status = ImportJob.Status.FAILED
+        job.errors = [{"line": 0, "reason": f"The import stopped with an unexpected error: {error!r}"}]
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "errors", "finished_at"])
+        raise
+    job.created_count = report.created
+    job.existing_count = report.existing
+    job.errors = [{"line": e.line, "reason": e.reason} for e in report.errors[:MAX_STORED_ERRORS]]
+    job.status = ImportJob.Status.FAILED if report.errors else ImportJob.Status.SUCCEEDED
+    job.finished_at = timezone.now()
+    job.save(update_fields=["created_count", "existing_count", "errors", "status", "finished_at"])

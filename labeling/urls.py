@@ -1,0 +1,23 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import manage_views, views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("next/", views.next_task, name="next-task"),
+    path("queues/<int:queue_id>/next/", views.next_task, name="queue-next-task"),
+    path("tasks/<int:assignment_id>/", views.task, name="task"),
+    path("tasks/<int:assignment_id>/submit/", views.task_submit, name="task-submit"),
+    path("tasks/<int:assignment_id>/skip/", views.task_skip, name="task-skip"),
+    path("preview/", views.markdown_preview, name="markdown-preview"),
+    path("manage/queues/", manage_views.queue_list, name="manage-queues"),
+    path("manage/queues/new/", manage_views.queue_edit, name="manage-queue-new"),
+    path("manage/queues/<int:queue_id>/", manage_views.queue_detail, name="manage-queue"),
+    path("manage/queues/<int:queue_id>/edit/", manage_views.queue_edit, name="manage-queue-edit"),
+    path("manage/queues/<int:queue_id>/toggle/", manage_views.queue_toggle, name="manage-queue-toggle"),
+    path("manage/queues/<int:queue_id>/import/", manage_views.queue_import, name="manage-queue-import"),
+    path("manage/imports/<int:job_id>/", manage_views.import_detail, name="manage-import"),
+]

@@ -1,0 +1,181 @@
+"""The labeler's pages: their queues, the next task, the two task pages, submit and skip.
+
+Rules live in labeling.assignment; these views translate HTTP to those calls and back.
+"""
+import json
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from . import assignment as service
+from .models import Assignment, Flag, Queue, SkipReason, TaskKind
+from .rendering import render_markdown
+from .roles import ADMIN, LABELER, has_role, role_required
+from .selectors import labeler_queues
+
+
+def home(request):
+    if not request.user.is_authenticated:
+        return redirect("login")
+    if not has_role(request.user, LABELER) and has_role(request.user, ADMIN):
+        return redirect("manage-queues")
+    queues = labeler_queues(labeler=request.user) if has_role(request.user, LABELER) else []
+    return render(request, "labeling/home.html", {"labeler_queues": queues})
+
+
+def _next_url(queue_id: int | None, kind: str | None) -> str:
+    if queue_id is None:
+        return reverse("next-task")
+    url = reverse("queue-next-task", args=[queue_id])
+    return f"{url}?kind={kind}" if kind else url
+
+
+@role_required(LABELER)
+def next_task(request, queue_id: int | None = None):
+    queue = get_object_or_404(Queue, pk=queue_id) if queue_id is not None else None
+    kind = request.GET.get("kind") or None
+    if kind is not None and kind not in TaskKind.values:
+        return HttpResponseBadRequest("Unknown task kind.")
+    leased = service.lease_next_task(labeler=request.user, queue=queue, kind=kind)
+    if leased is None:
+        return render(request, "labeling/no_task.html", {"queue": queue, "kind": kind})
+    return redirect("task", leased.pk)
+
+
+def _own_assignment(request, assignment_id: int) -> Assignment:
+    # Another labeler's assignment id answers 404, exactly like an id that does not exist.
+    return get_object_or_404(
+        Assignment.objects.select_related("task__prompt__queue"), pk=assignment_id, labeler=request.user
+    )
+
+
+def _render_task(request, assignment: Assignment, *, error: str | None = None, form=None, status: int = 200):
+    task = assignment.task
+    prompt = task.prompt
+    context = {
+        "assignment": assignment,
+        "task": task,
+        "prompt": prompt,
+        "queue": prompt.queue,
+        "skip_reasons": SkipReason.choices,
+        "error": error,
+        "lease_expires_at": assignment.lease_expires_at,
+        "time_spent_ms_initial": _int_or_none((form or {}).get("time_spent_ms")) or 0,
+        "max_text_chars": settings.MAX_TEXT_CHARS,
+        "next_url": _next_url(prompt.queue_id, task.kind),
+    }
+    if task.kind == TaskKind.DEMONSTRATION:
+        context["initial_text"] = (form or {}).get("text", "")
+        return render(request, "labeling/demonstrate.html", context, status=status)
+    answers = {answer.pk: answer for answer in prompt.answers.all()}
+    ordered = [answers.pop(pk) for pk in assignment.answer_order if pk in answers] + list(answers.values())
+    for number, answer in enumerate(ordered, start=1):
+        answer.number = number
+    context.update(
+        answers=ordered,
+        flags=Flag.choices,
+        initial_groups=(form or {}).get("groups", ""),
+        initial_ratings=_ratings_from_form(form or {}, [a.pk for a in ordered]),
+        initial_flags=_flags_from_form(form or {}, [a.pk for a in ordered]),
+    )
+    return render(request, "labeling/rank.html", context, status=status)
+
+
+@role_required(LABELER)
+def task(request, assignment_id: int):
+    assignment = _own_assignment(request, assignment_id)
+    if assignment.status != Assignment.Status.LEASED:
+        messages.info(request, f"You have already {assignment.status} that task.")
+        return redirect(_next_url(assignment.task.prompt.queue_id, assignment.task.kind))
+    return _render_task(request, assignment)
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _ratings_from_form(form, answer_ids: list[int]) -> dict[int, str]:
+    """`rating-<answer id>` radio values, for the answers that have one."""
+    return {pk: form.get(f"rating-{pk}") for pk in answer_ids if form.get(f"rating-{pk}")}
+
+
+def _flags_from_form(form, answer_ids: list[int]) -> dict[int, list[str]]:
+    """`flag-<answer id>` checkbox values, for the answers that have any."""
+    getlist = getattr(form, "getlist", lambda key: [])
+    return {pk: getlist(f"flag-{pk}") for pk in answer_ids if getlist(f"flag-{pk}")}
+
+
+@require_POST
+@role_required(LABELER)
+def task_submit(request, assignment_id: int):
+    assignment = _own_assignment(request, assignment_id)
+    task_ = assignment.task
+    next_url = _next_url(task_.prompt.queue_id, task_.kind)
+    time_spent_ms = _int_or_none(request.POST.get("time_spent_ms"))
+    try:
+        if task_.kind == TaskKind.DEMONSTRATION:
+            result = service.submit_demonstration(
+                assignment_id=assignment.pk,
+                labeler=request.user,
+                text=request.POST.get("text", ""),
+                time_spent_ms=time_spent_ms,
+            )
+        else:
+            try:
+                groups = json.loads(request.POST.get("groups") or "[]")
+            except json.JSONDecodeError:
+                raise service.InvalidLabel("The ranking could not be read; please rank the answers again.") from None
+            answer_ids = [int(pk) for pk in assignment.answer_order]
+            result = service.submit_ranking(
+                assignment_id=assignment.pk,
+                labeler=request.user,
+                groups=groups,
+                ratings=_ratings_from_form(request.POST, answer_ids),
+                flags=_flags_from_form(request.POST, answer_ids),
+                time_spent_ms=time_spent_ms,
+            )
+    except service.InvalidLabel as error:
+        return _render_task(request, assignment, error=str(error), form=request.POST, status=400)
+    except service.AssignmentError as error:
+        messages.error(request, str(error))
+        return redirect(next_url)
+    if result.already_submitted:
+        messages.info(request, "That task was already submitted; nothing was stored twice.")
+    else:
+        messages.success(request, "Submitted. Here is your next task.")
+    return redirect(next_url)
+
+
+@require_POST
+@role_required(LABELER)
+def task_skip(request, assignment_id: int):
+    assignment = _own_assignment(request, assignment_id)
+    try:
+        service.skip_task(
+            assignment_id=assignment.pk,
+            labeler=request.user,
+            reason=request.POST.get("reason", ""),
+            note=request.POST.get("note", ""),
+            time_spent_ms=_int_or_none(request.POST.get("time_spent_ms")),
+        )
+    except service.InvalidLabel as error:
+        return _render_task(request, assignment, error=str(error), form=request.POST, status=400)
+    except service.AssignmentError as error:
+        messages.error(request, str(error))
+    else:
+        messages.info(request, "Skipped. Here is your next task.")
+    return redirect(_next_url(assignment.task.prompt.queue_id, assignment.task.kind))
+
+
+@require_POST
+@role_required(LABELER)
+def markdown_preview(request):
+    text = request.POST.get("text", "")[: settings.MAX_TEXT_CHARS]
+    return HttpResponse(render_markdown(text.replace("\x00", "")), content_type="text/html; charset=utf-8")

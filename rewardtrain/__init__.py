@@ -1,0 +1,1 @@
+"""Pairwise data, reward-model training, evaluation, the model registry and scoring (to come)."""

@@ -1,0 +1,54 @@
+/*
+ * Time spent on a task page: milliseconds while the page is visible (Page Visibility API).
+ *
+ * A labeler who switches to another tab, or whose laptop sleeps, is not counted. The count starts
+ * from the script tag's data-initial (a rejected submit carries the time so far) and is written into
+ * every `time_spent_ms` input of a form when that form is submitted. The server caps it by the lease
+ * age, so this is a measurement, not a trust boundary.
+ */
+(function () {
+  "use strict";
+
+  const script = document.currentScript;
+  let banked = Math.max(0, parseInt(script && script.dataset.initial, 10) || 0);
+  let visibleSince = document.visibilityState === "visible" ? performance.now() : null;
+
+  function elapsed() {
+    const running = visibleSince === null ? 0 : performance.now() - visibleSince;
+    return Math.round(banked + running);
+  }
+
+  function pause() {
+    if (visibleSince !== null) {
+      banked += performance.now() - visibleSince;
+      visibleSince = null;
+    }
+  }
+
+  function resume() {
+    if (visibleSince === null) visibleSince = performance.now();
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") resume();
+    else pause();
+  });
+  // bfcache: a page restored with the back button is visible again without a visibilitychange.
+  window.addEventListener("pageshow", function () {
+    if (document.visibilityState === "visible") resume();
+  });
+  window.addEventListener("pagehide", pause);
+
+  function fill(form) {
+    const value = String(elapsed());
+    form.querySelectorAll('input[name="time_spent_ms"]').forEach(function (input) {
+      input.value = value;
+    });
+  }
+
+  // Capture phase: runs before any page handler, so the value is there even if a handler
+  // only inspects the form; a handler that cancels the submit leaves a harmless fresh value.
+  document.addEventListener("submit", function (event) { fill(event.target); }, true);
+
+  window.taskTimer = { elapsed: elapsed, fill: fill };
+})();
