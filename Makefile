@@ -22,9 +22,10 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
-	@$(VENV)/bin/celery -A annotate worker --loglevel=INFO --concurrency=2 & worker=$$!; \
-	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
-	echo ""; echo "  Annotate is running at http://$(HOST):$(PORT)/  (Ctrl+C stops it)"; echo ""; \
+	@mkdir -p var; $(VENV)/bin/celery -A annotate worker --loglevel=INFO --concurrency=2 >>var/worker.log 2>&1 & \
+	worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	echo ""; echo "  Annotate is running at http://$(HOST):$(PORT)/  (Ctrl+C stops it)"; \
+	echo "  Celery worker pid $$worker, log in var/worker.log"; echo ""; \
 	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
 
 # The whole suite, on PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) unless told otherwise;
