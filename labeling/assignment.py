@@ -10,7 +10,7 @@
 """
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -84,6 +84,8 @@ def _candidate_tasks(*, labeler, queue: Queue | None, kind: str | None, now) -> 
         .values("n")
     )
     tasks = Task.objects.filter(prompt__queue__in=queues_open_to(labeler), submitted_count__lt=F("overlap"))
+    # A queue switched to one kind keeps its tasks of the other kind (they may hold labels); skip them.
+    tasks = tasks.filter(Q(prompt__queue__task_kind=Queue.Kinds.BOTH) | Q(kind=F("prompt__queue__task_kind")))
     if queue is not None:
         tasks = tasks.filter(prompt__queue=queue)
     if kind is not None:
@@ -92,7 +94,7 @@ def _candidate_tasks(*, labeler, queue: Queue | None, kind: str | None, now) -> 
         tasks.exclude(Exists(done_by_me))
         .annotate(live_leases=Coalesce(Subquery(live, output_field=IntegerField()), 0))
         .filter(live_leases__lt=F("overlap") - F("submitted_count"))
-        .order_by("-prompt__queue__priority", "-prompt__priority", "pk")
+        .order_by("-prompt__queue__priority", "-prompt__priority", "prompt__created_at", "prompt_id", "pk")
     )
 
 
@@ -102,7 +104,9 @@ def lease_next_task(*, labeler, queue: Queue | None = None, kind: str | None = N
     with transaction.atomic():
         # Serialise one labeler's own requests (double clicks) so they never take two tasks at once.
         get_user_model().objects.select_for_update().filter(pk=labeler.pk).exists()
-        own = Assignment.objects.filter(_live_lease(now), labeler=labeler, task__prompt__queue__is_open=True)
+        own = Assignment.objects.filter(
+            _live_lease(now), labeler=labeler, task__prompt__queue__in=queues_open_to(labeler)
+        )
         if queue is not None:
             own = own.filter(task__prompt__queue=queue)
         if kind is not None:
@@ -165,9 +169,14 @@ def _lock_for_finishing(*, assignment_id: int, labeler, kind: str) -> Assignment
     return assignment
 
 
-def _claim_slot(assignment: Assignment, now) -> None:
-    """Lock the task and count this submission, or raise TaskFull if it is no longer needed."""
+def _claim_slot(assignment: Assignment) -> datetime:
+    """Lock the task and count this submission, or raise TaskFull if it is no longer needed.
+
+    Returns the time of the claim, read once the task is locked: a time read before waiting for the
+    lock could predate the lease another labeler took on this task after ours expired.
+    """
     task = Task.objects.select_for_update().get(pk=assignment.task_id)
+    now = timezone.now()
     room = task.overlap - task.submitted_count
     if assignment.lease_expires_at <= now:
         room -= Assignment.objects.filter(_live_lease(now), task=task).exclude(pk=assignment.pk).count()
@@ -177,6 +186,7 @@ def _claim_slot(assignment: Assignment, now) -> None:
             "Your answer was not stored; please take the next task."
         )
     Task.objects.filter(pk=task.pk).update(submitted_count=F("submitted_count") + 1)
+    return now
 
 
 def _close(assignment: Assignment, status: str, now, time_spent_ms: int | None) -> None:
@@ -202,14 +212,13 @@ def clean_text(text: str, *, what: str) -> str:
 
 def submit_demonstration(*, assignment_id: int, labeler, text: str, time_spent_ms: int | None = None) -> SubmitResult:
     text = clean_text(text, what="demonstration")
-    now = timezone.now()
     with transaction.atomic():
         assignment = _lock_for_finishing(assignment_id=assignment_id, labeler=labeler, kind=TaskKind.DEMONSTRATION)
         if assignment.status == Assignment.Status.SUBMITTED:
             return SubmitResult(assignment, already_submitted=True)
         if assignment.status == Assignment.Status.SKIPPED:
             raise AssignmentError("You skipped this task; it cannot be submitted any more.")
-        _claim_slot(assignment, now)
+        now = _claim_slot(assignment)
         Demonstration.objects.create(assignment=assignment, text=text)
         _close(assignment, Assignment.Status.SUBMITTED, now, time_spent_ms)
     return SubmitResult(assignment, already_submitted=False)
@@ -224,7 +233,6 @@ def submit_ranking(
     flags: dict | None = None,
     time_spent_ms: int | None = None,
 ) -> SubmitResult:
-    now = timezone.now()
     with transaction.atomic():
         assignment = _lock_for_finishing(assignment_id=assignment_id, labeler=labeler, kind=TaskKind.RANKING)
         if assignment.status == Assignment.Status.SUBMITTED:
@@ -238,7 +246,7 @@ def submit_ranking(
             cleaned_flags = clean_flags(flags or {}, answer_ids, Flag.values)
         except ValueError as error:
             raise InvalidLabel(str(error)) from None
-        _claim_slot(assignment, now)
+        now = _claim_slot(assignment)
         ranking = Ranking.objects.create(assignment=assignment, groups=cleaned_groups)
         ranks = ranks_by_answer(cleaned_groups)
         AnswerLabel.objects.bulk_create(

@@ -5,6 +5,7 @@ with its line number. `import_prompts` imports a file only if every row is good,
 transaction, and is idempotent: a row already in the queue (same id, or same content when it has
 no id) is counted as existing, never imported twice. docs/importing.md describes the formats.
 """
+
 import csv
 import hashlib
 import json
@@ -367,8 +368,7 @@ def _clean_row(line: int, record: Any, *, max_text_chars: int, ranking: bool) ->
         raise _BadRow(f"The row has {len(raw_answers)} answers; at most {MAX_ANSWERS} are allowed.")
     if ranking and len(raw_answers) == 1:
         raise _BadRow(
-            f"The row has 1 answer; a ranking needs {MIN_RANKED_ANSWERS} to {MAX_ANSWERS} "
-            "(or none, to add them later)."
+            f"The row has 1 answer; a ranking needs {MIN_RANKED_ANSWERS} to {MAX_ANSWERS} (or none, to add them later)."
         )
     answers = [_clean_answer(i, raw, max_text_chars=max_text_chars) for i, raw in enumerate(raw_answers, start=1)]
 

@@ -21,7 +21,8 @@ def clean_groups(groups: object, answer_ids: Iterable[int]) -> list[list[int]]:
             raise RankingError("The ranking has an empty group.")
         ids = []
         for item in group:
-            if isinstance(item, bool) or not isinstance(item, (int, str)) or not str(item).isdigit():
+            # isdecimal, not isdigit: "²" is a digit that int() refuses.
+            if isinstance(item, bool) or not isinstance(item, (int, str)) or not str(item).isdecimal():
                 raise RankingError(f"{item!r} is not an answer id.")
             answer_id = int(item)
             if answer_id not in expected:
@@ -52,13 +53,15 @@ def clean_ratings(ratings: Mapping, answer_ids: Iterable[int]) -> dict[int, int 
     """Ratings 1-7 keyed by answer id; a missing or empty rating is None."""
     expected = set(answer_ids)
     cleaned: dict[int, int | None] = dict.fromkeys(expected)
+    if not isinstance(ratings or {}, Mapping):
+        raise RankingError("Ratings must map answer ids to ratings.")
     for key, value in (ratings or {}).items():
-        answer_id = int(key) if str(key).isdigit() else None
+        answer_id = int(key) if str(key).isdecimal() else None
         if answer_id not in expected:
             raise RankingError(f"A rating names answer {key!r}, which is not an answer of this prompt.")
         if value in (None, ""):
             continue
-        if isinstance(value, bool) or not str(value).isdigit() or not 1 <= int(value) <= 7:
+        if isinstance(value, bool) or not str(value).isdecimal() or not 1 <= int(value) <= 7:
             raise RankingError(f"Ratings go from 1 to 7, not {value!r}.")
         cleaned[answer_id] = int(value)
     return cleaned
@@ -69,12 +72,14 @@ def clean_flags(flags: Mapping, answer_ids: Iterable[int], known_flags: Iterable
     expected = set(answer_ids)
     known = set(known_flags)
     cleaned: dict[int, list[str]] = {answer_id: [] for answer_id in expected}
+    if not isinstance(flags or {}, Mapping):
+        raise RankingError("Flags must map answer ids to lists of flags.")
     for key, values in (flags or {}).items():
-        answer_id = int(key) if str(key).isdigit() else None
+        answer_id = int(key) if str(key).isdecimal() else None
         if answer_id not in expected:
             raise RankingError(f"A flag names answer {key!r}, which is not an answer of this prompt.")
-        if not isinstance(values, list):
-            raise RankingError("Flags must be given as a list per answer.")
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise RankingError("Flags must be given as a list of flag codes per answer.")
         unknown = [v for v in values if v not in known]
         if unknown:
             raise RankingError(f"Unknown flag {unknown[0]!r}.")

@@ -1,4 +1,5 @@
 """Celery tasks of the labeling app: thin wrappers that load a row, call a service, store the result."""
+
 from celery import shared_task
 from django.utils import timezone
 
@@ -22,13 +23,18 @@ def run_import_job(job_id: int) -> None:
             report = import_prompts(queue=job.queue, fileobj=fileobj, filename=job.original_name)
     except Exception as error:
         job.status = ImportJob.Status.FAILED
-        job.errors = [{"line": 0, "reason": f"The import stopped with an unexpected error: {error!r}"}]
+        job.errors = [
+            {"line": 0, "reason": f"The import stopped on an unexpected error: {type(error).__name__}: {error}"}
+        ]
         job.finished_at = timezone.now()
         job.save(update_fields=["status", "errors", "finished_at"])
         raise
     job.created_count = report.created
     job.existing_count = report.existing
     job.errors = [{"line": e.line, "reason": e.reason} for e in report.errors[:MAX_STORED_ERRORS]]
+    if len(report.errors) > MAX_STORED_ERRORS:
+        left_out = len(report.errors) - MAX_STORED_ERRORS
+        job.errors.append({"line": 0, "reason": f"… and {left_out:,} more problems, not listed."})
     job.status = ImportJob.Status.FAILED if report.errors else ImportJob.Status.SUCCEEDED
     job.finished_at = timezone.now()
     job.save(update_fields=["created_count", "existing_count", "errors", "status", "finished_at"])

@@ -1,4 +1,5 @@
 """Pages through Django's test client: who may open what, and the labeler and admin flows."""
+
 import json
 
 import pytest
@@ -26,12 +27,18 @@ def pages(db):
         ),
         "manage queues": (reverse("manage-queues"), {"anonymous": 302, "labeler": 403, "admin": 200, "ml": 403}),
         "new queue": (reverse("manage-queue-new"), {"anonymous": 302, "labeler": 403, "admin": 200, "ml": 403}),
-        "queue": (reverse("manage-queue", args=[queue.pk]), {"anonymous": 302, "labeler": 403, "admin": 200, "ml": 403}),
+        "queue": (
+            reverse("manage-queue", args=[queue.pk]),
+            {"anonymous": 302, "labeler": 403, "admin": 200, "ml": 403},
+        ),
         "edit queue": (
             reverse("manage-queue-edit", args=[queue.pk]),
             {"anonymous": 302, "labeler": 403, "admin": 200, "ml": 403},
         ),
-        "import job": (reverse("manage-import", args=[job.pk]), {"anonymous": 302, "labeler": 403, "admin": 200, "ml": 403}),
+        "import job": (
+            reverse("manage-import", args=[job.pk]),
+            {"anonymous": 302, "labeler": 403, "admin": 200, "ml": 403},
+        ),
     }
 
 
@@ -94,7 +101,12 @@ def test_rank_submit_stores_the_ranking_and_opens_the_next_task(client, ranking_
     page = client.get(response.url)
     assert page.status_code == 200
     a, b, c, d = assignment.answer_order
-    data = {"groups": json.dumps([[a], [b, c], [d]]), f"rating-{a}": "7", f"flag-{d}": ["harmful"], "time_spent_ms": "5"}
+    data = {
+        "groups": json.dumps([[a], [b, c], [d]]),
+        f"rating-{a}": "7",
+        f"flag-{d}": ["harmful"],
+        "time_spent_ms": "5",
+    }
     response = client.post(reverse("task-submit", args=[assignment.pk]), data)
     assert response.status_code == 302
     assert response.url == reverse("queue-next-task", args=[ranking_queue.pk]) + "?kind=ranking"
@@ -173,14 +185,24 @@ def test_markdown_preview_is_sanitised(client, labeler):
     assert response.content.decode().strip() == "<p><strong>hi</strong> &lt;script&gt;x()&lt;/script&gt;</p>"
 
 
-def test_admin_creates_a_queue_and_imports_prompts(client, queue_admin, labeler, settings, tmp_path,
-                                                   django_capture_on_commit_callbacks):
+def test_admin_creates_a_queue_and_imports_prompts(
+    client, queue_admin, labeler, settings, tmp_path, django_capture_on_commit_callbacks
+):
     settings.MEDIA_ROOT = tmp_path
     client.force_login(queue_admin)
     response = client.post(
         reverse("manage-queue-new"),
-        {"name": "Fresh", "instructions": "Be *kind*", "task_kind": "both", "demonstration_overlap": 1,
-         "ranking_overlap": 3, "priority": 5, "lease_seconds": 600, "is_open": "on", "labelers": [labeler.pk]},
+        {
+            "name": "Fresh",
+            "instructions": "Be *kind*",
+            "task_kind": "both",
+            "demonstration_overlap": 1,
+            "ranking_overlap": 3,
+            "priority": 5,
+            "lease_seconds": 600,
+            "is_open": "on",
+            "labelers": [labeler.pk],
+        },
     )
     queue = Queue.objects.get(name="Fresh")
     assert response.url == reverse("manage-queue", args=[queue.pk])

@@ -1,4 +1,5 @@
 """manage.py import_prompts FILE --queue NAME [--create [--kind KIND]]: import a JSONL or CSV file."""
+
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
