@@ -4,7 +4,8 @@
   labels of its kind, that this labeler has not labeled or skipped, and whose live leases plus
   submissions are fewer than its overlap. The task row is locked with SKIP LOCKED, so concurrent
   requests take different tasks, and the room is re-counted under the lock with a fresh statement.
-- Submit: the assignment and the task row are locked; a second submit of the same assignment returns
+- Submit: the labeler's row (one labeler's requests take turns), the assignment and the task row are
+  locked; a second submit of the same assignment returns
   the first result; a late submit (lease expired) is taken only if the task still has room once live
   leases of other labelers are counted; the task's counter cannot pass its overlap (a DB constraint).
 """
@@ -68,6 +69,15 @@ def queues_open_to(labeler) -> QuerySet[Queue]:
     return Queue.objects.filter(is_open=True).filter(listed | ~restricted)
 
 
+def _take_turn(labeler) -> None:
+    """Lock the labeler's row, so that one labeler's requests (double clicks, two tabs) take turns.
+
+    Every request that changes an assignment takes it first: renewing an expired lease locks the task
+    and then the assignment, the opposite order of a submit, and the two would otherwise deadlock.
+    """
+    get_user_model().objects.select_for_update().filter(pk=labeler.pk).exists()
+
+
 def _live_lease(now) -> Q:
     return Q(status=Assignment.Status.LEASED, lease_expires_at__gt=now)
 
@@ -102,10 +112,14 @@ def lease_next_task(*, labeler, queue: Queue | None = None, kind: str | None = N
     """Lease the next task to `labeler` (or return their live lease), or None when nothing is left."""
     now = timezone.now()
     with transaction.atomic():
-        # Serialise one labeler's own requests (double clicks) so they never take two tasks at once.
-        get_user_model().objects.select_for_update().filter(pk=labeler.pk).exists()
+        # One labeler's requests take turns, so they never take two tasks at once.
+        _take_turn(labeler)
         own = Assignment.objects.filter(
-            _live_lease(now), labeler=labeler, task__prompt__queue__in=queues_open_to(labeler)
+            _live_lease(now),
+            labeler=labeler,
+            task__prompt__queue__in=queues_open_to(labeler),
+            # An overlap lowered under a live lease can leave the task full; then it is not resumed.
+            task__submitted_count__lt=F("task__overlap"),
         )
         if queue is not None:
             own = own.filter(task__prompt__queue=queue)
@@ -117,15 +131,21 @@ def lease_next_task(*, labeler, queue: Queue | None = None, kind: str | None = N
 
         candidates = _candidate_tasks(labeler=labeler, queue=queue, kind=kind, now=now)
         passed_over: list[int] = []
+        skip_locked = True
         for _ in range(MAX_LEASE_ATTEMPTS):
             task = (
                 candidates.exclude(pk__in=passed_over)
                 .select_related("prompt__queue")
-                .select_for_update(skip_locked=True, of=("self",))
+                .select_for_update(skip_locked=skip_locked, of=("self",))
                 .first()
             )
             if task is None:
-                return None
+                if not skip_locked:
+                    return None
+                # Every candidate left may be locked for a moment by other labelers' requests: wait for
+                # one instead of telling this labeler that nothing is left.
+                skip_locked = False
+                continue
             # Re-count under the lock: the candidate query's snapshot may predate a commit.
             rows = list(
                 Assignment.objects.filter(task=task)
@@ -156,6 +176,7 @@ def lease_next_task(*, labeler, queue: Queue | None = None, kind: str | None = N
 
 
 def _lock_for_finishing(*, assignment_id: int, labeler, kind: str) -> Assignment:
+    _take_turn(labeler)
     try:
         assignment = (
             Assignment.objects.select_for_update(of=("self",))
@@ -181,8 +202,9 @@ def _claim_slot(assignment: Assignment) -> datetime:
     if assignment.lease_expires_at <= now:
         room -= Assignment.objects.filter(_live_lease(now), task=task).exclude(pk=assignment.pk).count()
     if room <= 0:
+        why = "Your lease on this task expired and the" if assignment.lease_expires_at <= now else "The"
         raise TaskFull(
-            "Your lease on this task expired and the prompt has since received all the labels it needs. "
+            f"{why} prompt has since received all the labels it needs. "
             "Your answer was not stored; please take the next task."
         )
     Task.objects.filter(pk=task.pk).update(submitted_count=F("submitted_count") + 1)
@@ -276,6 +298,7 @@ def skip_task(
         raise InvalidLabel(f"The note must be plain text of at most {MAX_SKIP_NOTE_CHARS} characters.")
     now = timezone.now()
     with transaction.atomic():
+        _take_turn(labeler)
         try:
             assignment = Assignment.objects.select_for_update().get(pk=assignment_id, labeler=labeler)
         except (Assignment.DoesNotExist, ValueError, TypeError):
