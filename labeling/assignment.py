@@ -222,7 +222,12 @@ def _close(assignment: Assignment, status: str, now, time_spent_ms: int | None) 
 
 
 def clean_text(text: str, *, what: str) -> str:
-    """Refuse empty, oversized or NUL-containing text (PostgreSQL cannot store NUL)."""
+    """Refuse empty, oversized or NUL-containing text (PostgreSQL cannot store NUL).
+
+    Browsers send textarea line breaks as CRLF; they are stored (and counted) as one LF.
+    """
+    if isinstance(text, str):
+        text = text.replace("\r\n", "\n")
     if not isinstance(text, str) or not text.strip():
         raise InvalidLabel(f"The {what} is empty.")
     if "\x00" in text:
@@ -291,7 +296,7 @@ def skip_task(
     """Record that the labeler will not label this prompt; they are not offered it again."""
     if reason not in SkipReason.values:
         raise InvalidLabel("Choose a reason for skipping.")
-    note = (note or "").strip()
+    note = (note or "").replace("\r\n", "\n").strip()
     if reason == SkipReason.OTHER and not note:
         raise InvalidLabel("Say why you skip when the reason is 'other'.")
     if len(note) > MAX_SKIP_NOTE_CHARS or "\x00" in note:

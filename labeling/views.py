@@ -177,5 +177,5 @@ def task_skip(request, assignment_id: int):
 @require_POST
 @role_required(LABELER)
 def markdown_preview(request):
-    text = request.POST.get("text", "")[: settings.MAX_TEXT_CHARS]
+    text = request.POST.get("text", "").replace("\r\n", "\n")[: settings.MAX_TEXT_CHARS]
     return HttpResponse(render_markdown(text.replace("\x00", "")), content_type="text/html; charset=utf-8")

@@ -1,0 +1,180 @@
+/*
+ * The demonstration page: live character count, live Markdown preview (rendered and sanitised
+ * by the server, so the preview is exactly what reviewers will see), a local draft that survives
+ * a reload, Ctrl+Enter to submit, and refusing empty or oversized text before it is sent.
+ */
+(function () {
+  "use strict";
+
+  const form = document.getElementById("demo-form");
+  const textarea = document.getElementById("demo-text");
+  const preview = document.getElementById("demo-preview");
+  const count = document.getElementById("demo-count");
+  const message = document.getElementById("demo-message");
+  const submitButton = document.getElementById("demo-submit");
+  const csrfToken = form.querySelector('input[name="csrfmiddlewaretoken"]').value;
+  const max = parseInt(textarea.dataset.max, 10) || Infinity;
+  const draftKey = textarea.dataset.draftKey;
+  const numberFormat = new Intl.NumberFormat("en-US");
+  const PREVIEW_DELAY_MS = 250;
+
+  let previewTimer = null;
+  let previewRequest = 0; // only the newest response may write the preview
+  let submitting = false;
+
+  function problem() {
+    if (!textarea.value.trim()) return "Write your answer before submitting.";
+    if (textarea.value.length > max) {
+      return "Your answer is " + numberFormat.format(textarea.value.length - max) + " characters over the limit.";
+    }
+    return "";
+  }
+
+  function updateCount() {
+    const length = textarea.value.length;
+    count.textContent = numberFormat.format(length) + " / " + numberFormat.format(max) + " characters";
+    count.classList.toggle("is-near", length > max * 0.9 && length <= max);
+    count.classList.toggle("is-over", length > max);
+    submitButton.disabled = submitting || Boolean(problem());
+    if (message.dataset.kind === "problem" && !problem()) showMessage("");
+  }
+
+  function showMessage(text, kind) {
+    message.textContent = text;
+    message.dataset.kind = kind || "";
+  }
+
+  function showPlaceholder() {
+    preview.replaceChildren();
+    const p = document.createElement("p");
+    p.className = "muted preview-placeholder";
+    p.textContent = preview.dataset.placeholder;
+    preview.append(p);
+  }
+
+  async function renderPreview() {
+    const text = textarea.value;
+    const request = ++previewRequest;
+    if (!text.trim()) {
+      showPlaceholder();
+      return;
+    }
+    preview.setAttribute("aria-busy", "true");
+    try {
+      const body = new FormData();
+      body.append("text", text);
+      const response = await fetch(preview.dataset.url, {
+        method: "POST",
+        body: body,
+        headers: { "X-CSRFToken": csrfToken },
+        credentials: "same-origin",
+      });
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      const html = await response.text();
+      // The fragment comes from our own server, which escapes raw HTML and sanitises with nh3.
+      if (request === previewRequest) preview.innerHTML = html;
+    } catch (error) {
+      if (request === previewRequest) {
+        preview.replaceChildren();
+        const p = document.createElement("p");
+        p.className = "muted preview-placeholder";
+        p.textContent = "The preview is unavailable right now; your text is not affected.";
+        preview.append(p);
+      }
+    } finally {
+      if (request === previewRequest) preview.removeAttribute("aria-busy");
+    }
+  }
+
+  function schedulePreview() {
+    window.clearTimeout(previewTimer);
+    previewTimer = window.setTimeout(renderPreview, PREVIEW_DELAY_MS);
+  }
+
+  function saveDraft() {
+    try {
+      if (textarea.value.trim()) window.localStorage.setItem(draftKey, textarea.value);
+      else window.localStorage.removeItem(draftKey);
+    } catch (error) { /* storage full or disabled: the draft is a convenience */ }
+  }
+
+  function restoreDraft() {
+    if (textarea.dataset.hadInitial || textarea.value) return;
+    let draft = null;
+    try { draft = window.localStorage.getItem(draftKey); } catch (error) { return; }
+    if (draft) {
+      textarea.value = draft;
+      showMessage("Restored the draft you had not submitted yet.", "info");
+    }
+  }
+
+  textarea.addEventListener("input", function () {
+    updateCount();
+    schedulePreview();
+    saveDraft();
+  });
+
+  form.addEventListener("submit", function (event) {
+    const why = problem();
+    if (submitting || why) {
+      event.preventDefault();
+      if (why) {
+        showMessage(why, "problem");
+        textarea.focus();
+      }
+      return;
+    }
+    submitting = true;
+    showMessage("Submitting…", "info");
+    try { window.localStorage.removeItem(draftKey); } catch (error) { /* ignore */ }
+    // Disable after the browser has collected the form data, so a double click sends one POST.
+    window.setTimeout(function () { submitButton.disabled = true; }, 0);
+  });
+
+  // A skipped task's draft is of no further use.
+  const skipForm = document.getElementById("skip-form");
+  if (skipForm) {
+    skipForm.addEventListener("submit", function () {
+      try { window.localStorage.removeItem(draftKey); } catch (error) { /* ignore */ }
+    });
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !event.isComposing) {
+      // From the skip note, Ctrl+Enter belongs to the skip form (and is left to the browser).
+      if (event.target.closest && event.target.closest("#skip-form")) return;
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+
+  // A page restored from the back/forward cache must be usable again.
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) {
+      submitting = false;
+      updateCount();
+    }
+  });
+
+  // Keep the preview as tall as the textarea when the labeler resizes it.
+  if (window.ResizeObserver) {
+    new ResizeObserver(function () {
+      preview.style.height = textarea.offsetHeight + "px";
+    }).observe(textarea);
+  }
+
+  // A border shows the submit bar is floating over the editor (long instructions or prompt).
+  const actions = form.querySelector(".demo-actions");
+  const sentinel = document.createElement("div");
+  actions.after(sentinel);
+  if (window.IntersectionObserver) {
+    new IntersectionObserver(function (entries) {
+      actions.classList.toggle("is-stuck", !entries[0].isIntersecting);
+    }, { rootMargin: "0px 0px 16px 0px" }).observe(sentinel);
+  }
+
+  restoreDraft();
+  updateCount();
+  if (textarea.value.trim()) renderPreview();
+  else showPlaceholder();
+})();

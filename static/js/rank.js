@@ -1,0 +1,561 @@
+/*
+ * The ranking page: order the answers best first, by drag-and-drop or entirely by keyboard.
+ *
+ * The ranking is held in `ranked`, a list of {id, tied} where `tied` means "tied with the answer
+ * directly above"; answers not in it are "to place", always shown in display-number order. Every
+ * change goes through this model and `render()` then brings the chips, cards, counters and the
+ * hidden `groups` input in line with it. Two rules keep tie groups stable while answers move:
+ * taking an answer out never merges its neighbours into one group, and an answer put strictly
+ * inside a tie group joins that group.
+ */
+(function () {
+  "use strict";
+
+  const form = document.getElementById("rank-form");
+  const unplacedList = document.getElementById("unplaced");
+  const rankedList = document.getElementById("ranked");
+  const groupsInput = form.querySelector('input[name="groups"]');
+  const submitButton = document.getElementById("rank-submit");
+  const message = document.getElementById("rank-message");
+  const announcer = document.getElementById("rank-announcer");
+  const help = document.getElementById("kbd-help");
+  const storageKey = "ranking:" + form.dataset.assignment;
+  const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+
+  const answers = new Map(); // id -> {id, number, card, chip}
+  const byNumber = new Map(); // display number -> id
+  document.querySelectorAll(".answer-card").forEach(function (card) {
+    const id = Number(card.dataset.answerId);
+    const number = Number(card.dataset.number);
+    const chip = unplacedList.querySelector('.chip[data-answer-id="' + id + '"]');
+    answers.set(id, { id: id, number: number, card: card, chip: chip });
+    byNumber.set(number, id);
+  });
+  const total = answers.size;
+
+  let ranked = [];
+  let ranksCache = new Map(); // id -> rank, refreshed by render()
+  let selected = null;
+  let submitting = false;
+
+  // ---- the model -------------------------------------------------------------------------
+
+  function rankIndex(id) {
+    return ranked.findIndex(function (item) { return item.id === id; });
+  }
+
+  function unplacedIds() {
+    return Array.from(answers.values())
+      .filter(function (answer) { return rankIndex(answer.id) < 0; })
+      .sort(function (a, b) { return a.number - b.number; })
+      .map(function (answer) { return answer.id; });
+  }
+
+  function normalise() {
+    if (ranked.length) ranked[0].tied = false;
+  }
+
+  function takeOut(id) {
+    const index = rankIndex(id);
+    if (index < 0) return null;
+    const item = ranked[index];
+    const next = ranked[index + 1];
+    // The answer below inherits whether a group started here, so the groups around stay apart.
+    if (next && next.tied && !item.tied) next.tied = false;
+    ranked.splice(index, 1);
+    normalise();
+    return item;
+  }
+
+  function putIn(id, index) {
+    index = Math.max(0, Math.min(index, ranked.length));
+    const below = ranked[index];
+    ranked.splice(index, 0, { id: id, tied: Boolean(below && below.tied) });
+    normalise();
+  }
+
+  function groups() {
+    const result = [];
+    ranked.forEach(function (item) {
+      if (item.tied && result.length) result[result.length - 1].push(item.id);
+      else result.push([item.id]);
+    });
+    return result;
+  }
+
+  // Competition ranks, as the server stores them: 1, 2, 2, 4.
+  function ranks() {
+    const result = new Map();
+    let rank = 0;
+    ranked.forEach(function (item, index) {
+      if (!item.tied || index === 0) rank = index + 1;
+      result.set(item.id, rank);
+    });
+    return result;
+  }
+
+  function restore(list) {
+    if (!Array.isArray(list)) return false;
+    const seen = new Set();
+    const restored = [];
+    list.forEach(function (group) {
+      if (!Array.isArray(group)) return;
+      let first = true;
+      group.forEach(function (raw) {
+        const id = Number(raw);
+        if (!answers.has(id) || seen.has(id)) return;
+        seen.add(id);
+        restored.push({ id: id, tied: !first });
+        first = false;
+      });
+    });
+    ranked = restored;
+    normalise();
+    return restored.length > 0;
+  }
+
+  // ---- rendering -------------------------------------------------------------------------
+
+  function ratingOf(id) {
+    const checked = answers.get(id).card.querySelector('input[type="radio"]:checked');
+    return checked ? Number(checked.value) : null;
+  }
+
+  function flagCount(id) {
+    return answers.get(id).card.querySelectorAll('.flags input[type="checkbox"]:checked').length;
+  }
+
+  function renderChip(answer, rank, item, index) {
+    const chip = answer.chip;
+    const inRanking = item !== null;
+    const tied = inRanking && item.tied && index > 0;
+    const next = inRanking ? ranked[index + 1] : null;
+    chip.classList.toggle("is-ranked", inRanking);
+    chip.classList.toggle("is-tied", tied);
+    chip.classList.toggle("has-tie-below", Boolean(next && next.tied));
+    chip.classList.toggle("is-selected", selected === answer.id);
+    chip.querySelector(".chip-rank").textContent = inRanking ? String(rank) : "";
+    const tie = chip.querySelector(".chip-tie");
+    tie.setAttribute("aria-pressed", tied ? "true" : "false");
+    tie.disabled = !inRanking || index === 0;
+    tie.hidden = !inRanking;
+
+    let label = "Answer " + answer.number;
+    if (inRanking) label += ", rank " + rank + (tied ? ", tied with the answer above" : "");
+    chip.setAttribute("aria-label", label);
+
+    const badges = chip.querySelector(".chip-badges");
+    badges.replaceChildren();
+    const rating = ratingOf(answer.id);
+    if (rating !== null) {
+      const badge = document.createElement("span");
+      badge.className = "chip-badge chip-badge--rating";
+      badge.title = "Quality " + rating + " of 7";
+      badge.textContent = rating + "/7";
+      badges.append(badge);
+    }
+    const flagged = flagCount(answer.id);
+    if (flagged) {
+      const badge = document.createElement("span");
+      badge.className = "chip-badge chip-badge--flag";
+      badge.title = flagged + (flagged === 1 ? " flag" : " flags");
+      badge.textContent = "⚑" + flagged;
+      badges.append(badge);
+    }
+  }
+
+  function renderCard(answer, rank, item) {
+    const card = answer.card;
+    const status = card.querySelector("[data-status]");
+    card.classList.toggle("is-selected", selected === answer.id);
+    card.classList.toggle("is-ranked", item !== null);
+    if (item === null) {
+      status.textContent = "Not placed";
+    } else {
+      const tiedWith = ranked.filter(function (other) {
+        return other.id !== answer.id && ranksCache.get(other.id) === rank;
+      }).map(function (other) { return answers.get(other.id).number; });
+      status.textContent = "Rank " + rank + (tiedWith.length ? " · tied with " + tiedWith.join(", ") : "");
+    }
+  }
+
+  function render() {
+    ranksCache = ranks();
+    const unplaced = unplacedIds();
+    unplaced.forEach(function (id) {
+      const answer = answers.get(id);
+      unplacedList.append(answer.chip);
+      renderChip(answer, null, null, -1);
+      renderCard(answer, null, null);
+    });
+    ranked.forEach(function (item, index) {
+      const answer = answers.get(item.id);
+      rankedList.append(answer.chip);
+      renderChip(answer, ranksCache.get(item.id), item, index);
+      renderCard(answer, ranksCache.get(item.id), item);
+    });
+    unplacedList.classList.toggle("is-empty", unplaced.length === 0);
+    rankedList.classList.toggle("is-empty", ranked.length === 0);
+    document.querySelector("[data-unplaced-count]").textContent = String(unplaced.length);
+    document.querySelector("[data-ranked-count]").textContent = ranked.length + " / " + total;
+
+    groupsInput.value = JSON.stringify(groups());
+    const complete = unplaced.length === 0;
+    submitButton.disabled = submitting || !complete;
+    if (!submitting) {
+      if (complete) {
+        showMessage("All " + total + " answers are placed. Ready to submit.", "ready");
+      } else if (message.dataset.kind !== "problem" || ranked.length === 0) {
+        showMessage(
+          unplaced.length === 1 ? "Place 1 more answer to submit." : "Place " + unplaced.length + " more answers to submit.",
+          "pending"
+        );
+      } else {
+        showMessage("Place every answer before submitting: " + unplaced.length + " not placed yet.", "problem");
+      }
+    }
+    save();
+  }
+
+  function showMessage(text, kind) {
+    message.textContent = text;
+    message.dataset.kind = kind;
+  }
+
+  function announce(text) {
+    // Re-setting the same text is not announced; clear first.
+    announcer.textContent = "";
+    window.setTimeout(function () { announcer.textContent = text; }, 20);
+  }
+
+  function save() {
+    try {
+      window.sessionStorage.setItem(storageKey, JSON.stringify(groups()));
+    } catch (error) { /* storage disabled: a reload loses the ranking, nothing worse */ }
+  }
+
+  function loadSaved() {
+    try {
+      const saved = window.sessionStorage.getItem(storageKey);
+      return saved ? JSON.parse(saved) : null;
+    } catch (error) {
+      return null;
+    }
+  }
+
+  // ---- selection -------------------------------------------------------------------------
+
+  function scrollCardIntoView(card) {
+    const rect = card.getBoundingClientRect();
+    const top = parseFloat(getComputedStyle(card).scrollMarginTop) || 0;
+    if (rect.top >= top && rect.bottom <= window.innerHeight) return;
+    card.scrollIntoView({ block: "start", behavior: reducedMotion ? "auto" : "smooth" });
+  }
+
+  // Scroll only the side panel (it scrolls on its own when short screens cut it), never the page.
+  function revealInPanel(element) {
+    const panel = element.closest(".rank-panel");
+    if (!panel || panel.scrollHeight <= panel.clientHeight) return;
+    const rect = element.getBoundingClientRect();
+    const panelRect = panel.getBoundingClientRect();
+    if (rect.top < panelRect.top) panel.scrollTop -= panelRect.top - rect.top + 8;
+    else if (rect.bottom > panelRect.bottom) panel.scrollTop += rect.bottom - panelRect.bottom + 8;
+  }
+
+  function select(id, options) {
+    selected = id;
+    render();
+    if (id === null) return;
+    const answer = answers.get(id);
+    if (!options || options.scroll !== false) scrollCardIntoView(answer.card);
+    revealInPanel(answer.chip);
+  }
+
+  function visualOrder() {
+    return unplacedIds().concat(ranked.map(function (item) { return item.id; }));
+  }
+
+  function moveSelection(step) {
+    const order = visualOrder();
+    let index = order.indexOf(selected);
+    if (index < 0) index = step > 0 ? -1 : order.length;
+    const next = order[Math.max(0, Math.min(order.length - 1, index + step))];
+    select(next);
+    announce(describe(next));
+  }
+
+  function describe(id) {
+    const answer = answers.get(id);
+    const index = rankIndex(id);
+    if (index < 0) return "Answer " + answer.number + ", not placed.";
+    const rank = ranks().get(id);
+    return "Answer " + answer.number + ", rank " + rank + (ranked[index].tied ? ", tied with the answer above." : ".");
+  }
+
+  function needSelection() {
+    if (selected !== null) return true;
+    showMessage("Select an answer first: press its number (1–" + total + ").", "hint");
+    return false;
+  }
+
+  // ---- actions (keyboard, buttons and drag-and-drop all end here) ----------------------
+
+  function place(id) {
+    if (rankIndex(id) >= 0) return;
+    putIn(id, ranked.length);
+    render();
+    announce(describe(id));
+  }
+
+  function unplace(id) {
+    if (!takeOut(id)) return;
+    render();
+    announce("Answer " + answers.get(id).number + " is back in To place.");
+  }
+
+  function move(id, step) {
+    const index = rankIndex(id);
+    if (index < 0) {
+      showMessage("Answer " + answers.get(id).number + " is not placed yet: press Enter to place it.", "hint");
+      return;
+    }
+    const target = index + step;
+    if (target < 0 || target >= ranked.length) return;
+    takeOut(id);
+    putIn(id, target);
+    render();
+    revealInPanel(answers.get(id).chip);
+    announce(describe(id));
+  }
+
+  function toggleTie(id) {
+    const index = rankIndex(id);
+    if (index < 0) {
+      showMessage("Place answer " + answers.get(id).number + " first, then tie it with the answer above.", "hint");
+      return;
+    }
+    if (index === 0) {
+      showMessage("The top answer has no answer above it to tie with.", "hint");
+      return;
+    }
+    ranked[index].tied = !ranked[index].tied;
+    render();
+    announce(describe(id));
+  }
+
+  function rate(id, value) {
+    const card = answers.get(id).card;
+    card.querySelectorAll('.rating input[type="radio"]').forEach(function (radio) {
+      radio.checked = value !== null && Number(radio.value) === value;
+    });
+    render();
+    announce(value === null
+      ? "Rating of answer " + answers.get(id).number + " cleared."
+      : "Answer " + answers.get(id).number + " rated " + value + " of 7.");
+  }
+
+  function trySubmit() {
+    if (submitting) return;
+    if (unplacedIds().length) {
+      showMessage("Place every answer before submitting: " + unplacedIds().length + " not placed yet.", "problem");
+      announce(message.textContent);
+      return;
+    }
+    form.requestSubmit();
+  }
+
+  // ---- wiring ------------------------------------------------------------------------------
+
+  form.addEventListener("submit", function (event) {
+    const missing = unplacedIds().length;
+    if (submitting || missing) {
+      event.preventDefault();
+      if (missing) {
+        showMessage("Place every answer before submitting: " + missing + " not placed yet.", "problem");
+      }
+      return;
+    }
+    groupsInput.value = JSON.stringify(groups());
+    submitting = true;
+    showMessage("Submitting…", "info");
+    try { window.sessionStorage.removeItem(storageKey); } catch (error) { /* ignore */ }
+    window.setTimeout(function () { submitButton.disabled = true; }, 0);
+  });
+
+  // A skipped task's unsent ranking is of no further use.
+  const skipForm = document.getElementById("skip-form");
+  if (skipForm) {
+    skipForm.addEventListener("submit", function () {
+      try { window.sessionStorage.removeItem(storageKey); } catch (error) { /* ignore */ }
+    });
+  }
+
+  answers.forEach(function (answer) {
+    answer.chip.addEventListener("click", function (event) {
+      const tie = event.target.closest(".chip-tie");
+      if (tie) {
+        toggleTie(answer.id);
+        return;
+      }
+      select(answer.id);
+    });
+    answer.chip.addEventListener("dblclick", function (event) {
+      if (event.target.closest(".chip-tie")) return;
+      if (rankIndex(answer.id) < 0) place(answer.id);
+    });
+    answer.card.addEventListener("click", function (event) {
+      // Links inside an answer keep working; anything else in the card selects it.
+      if (event.target.closest("a")) return;
+      if (selected !== answer.id) select(answer.id, { scroll: false });
+    });
+    answer.card.addEventListener("change", function () { render(); });
+    // Show a readable snippet (the rendered text, not its Markdown) on the chip.
+    const words = answer.card.querySelector(".answer-body").textContent.replace(/\s+/g, " ").trim();
+    answer.chip.querySelector("[data-snippet]").textContent = words.length > 90 ? words.slice(0, 89) + "…" : words;
+    answer.chip.title = words.length > 240 ? words.slice(0, 239) + "…" : words;
+  });
+
+  function isTyping(target) {
+    if (!target || !target.tagName) return false;
+    if (target.isContentEditable) return true;
+    if (target.tagName === "TEXTAREA" || target.tagName === "SELECT") return true;
+    if (target.tagName !== "INPUT") return false;
+    return !["radio", "checkbox", "button", "submit", "reset"].includes(target.type);
+  }
+
+  // Enter on these does something of its own; on radios and checkboxes it does nothing, so it is ours.
+  function isNativelyActivated(target) {
+    return Boolean(target.closest && target.closest("button, a, summary, select"));
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.defaultPrevented || event.isComposing || isTyping(event.target)) return;
+    const ctrl = event.ctrlKey || event.metaKey;
+    if (ctrl && event.key === "Enter") {
+      event.preventDefault();
+      trySubmit();
+      return;
+    }
+    if (ctrl || event.altKey) return;
+
+    const digit = /^(?:Digit|Numpad)([0-9])$/.exec(event.code);
+    if (event.shiftKey && digit) {
+      const value = Number(digit[1]);
+      if (value > 7) return;
+      event.preventDefault();
+      if (needSelection()) rate(selected, value === 0 ? null : value);
+      return;
+    }
+    if (!event.shiftKey && /^[1-9]$/.test(event.key)) {
+      const id = byNumber.get(Number(event.key));
+      if (id === undefined) return;
+      event.preventDefault();
+      select(id);
+      announce(describe(id));
+      return;
+    }
+
+    // Arrows inside a radio group or a scrollable answer keep their native meaning.
+    const nativeArrows = event.target.closest && event.target.closest('input[type="radio"], .answer-body');
+    switch (event.key) {
+      case "ArrowDown":
+      case "ArrowUp": {
+        const step = event.key === "ArrowDown" ? 1 : -1;
+        if (event.shiftKey) {
+          event.preventDefault();
+          if (needSelection()) move(selected, step);
+        } else if (!nativeArrows) {
+          event.preventDefault();
+          moveSelection(step);
+        }
+        return;
+      }
+      case "Enter":
+        if (isNativelyActivated(event.target)) return;
+        if (!needSelection()) return;
+        event.preventDefault();
+        // Enter only ever places: pressing it twice must not undo the first press.
+        if (rankIndex(selected) < 0) place(selected);
+        else showMessage("Answer " + answers.get(selected).number + " is already ranked: Shift+↑/↓ moves it, Delete takes it out.", "hint");
+        return;
+      case "Backspace":
+      case "Delete":
+        if (!needSelection()) return;
+        event.preventDefault();
+        unplace(selected);
+        return;
+      case "t":
+      case "T":
+        if (!needSelection()) return;
+        event.preventDefault();
+        toggleTie(selected);
+        return;
+      case "?":
+        event.preventDefault();
+        help.open = !help.open;
+        if (help.open) revealInPanel(help);
+        return;
+      case "Escape":
+        if (help.open) help.open = false;
+        else if (selected !== null) select(null);
+        return;
+      default:
+    }
+  });
+
+  function onDragEnd(event) {
+    const id = Number(event.item.dataset.answerId);
+    const moved = event.from !== event.to || event.oldDraggableIndex !== event.newDraggableIndex;
+    if (!moved) {
+      select(id, { scroll: false });
+      return;
+    }
+    if (event.from === rankedList) takeOut(id);
+    if (event.to === rankedList) putIn(id, event.newDraggableIndex);
+    selected = id;
+    render();
+    announce(describe(id));
+  }
+
+  const sortableOptions = {
+    group: "ranking",
+    animation: reducedMotion ? 0 : 150,
+    draggable: ".chip",
+    filter: ".chip-tie",
+    preventOnFilter: false,
+    forceFallback: true, // pointer events: the same behaviour with mouse, pen and touch
+    fallbackOnBody: true,
+    fallbackTolerance: 4,
+    ghostClass: "chip--ghost",
+    chosenClass: "chip--chosen",
+    dragClass: "chip--drag",
+    scroll: true,
+    bubbleScroll: true,
+    onStart: function () { document.body.classList.add("is-dragging"); },
+    onEnd: function (event) {
+      document.body.classList.remove("is-dragging");
+      onDragEnd(event);
+    },
+  };
+  if (window.Sortable) {
+    window.Sortable.create(unplacedList, Object.assign({}, sortableOptions, { sort: false }));
+    window.Sortable.create(rankedList, sortableOptions);
+  }
+
+  // Start from the rejected submit's ranking, else from this tab's unsent work, else nothing.
+  let initial = null;
+  try {
+    const raw = JSON.parse(document.getElementById("initial-groups").textContent);
+    initial = raw ? JSON.parse(raw) : null;
+  } catch (error) {
+    initial = null;
+  }
+  if (!restore(initial)) restore(loadSaved());
+  render();
+
+  // Radios and checkboxes restored by the browser (reload, back button) update the badges.
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) submitting = false;
+    render();
+  });
+})();

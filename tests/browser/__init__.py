@@ -1,0 +1,1 @@
+"""Browser tests of the labeler pages (headless Chromium via Playwright)."""
