@@ -1,8 +1,8 @@
 from django import forms
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 
 from .models import Queue
-from .roles import LABELER
+from .roles import ADMIN, LABELER, ML
 
 
 class QueueForm(forms.ModelForm):
@@ -23,6 +23,8 @@ class QueueForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         labelers = User.objects.filter(groups__name=LABELER, is_active=True)
         self.fields["labelers"].queryset = labelers.order_by("username")
+        # Teams of labelers; the admin and ml role groups are not teams.
+        self.fields["labeler_groups"].queryset = Group.objects.exclude(name__in=[ADMIN, ML]).order_by("name")
 
 
 class ImportForm(forms.Form):

@@ -6,11 +6,12 @@ nh3 then sanitises the output as a second line of defence (links, attributes, sc
 import nh3
 from markdown_it import MarkdownIt
 
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
+# breaks: a single newline is a line break, as model answers (poems, addresses) expect.
+_markdown = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable(["table", "strikethrough"])
 
 _ALLOWED_TAGS = {
     "p", "br", "hr", "em", "strong", "code", "pre", "blockquote", "ul", "ol", "li",
-    "h1", "h2", "h3", "h4", "h5", "h6", "a", "table", "thead", "tbody", "tr", "th", "td", "del", "img",
+    "h1", "h2", "h3", "h4", "h5", "h6", "a", "table", "thead", "tbody", "tr", "th", "td", "s", "del", "img",
 }
 _ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"}, "img": {"alt", "title"}, "ol": {"start"}, "th": {"style"}, "td": {"style"},

@@ -243,3 +243,12 @@ def test_admin_pauses_a_queue_and_labelers_get_nothing(client, queue_admin, labe
     response = client.get(reverse("queue-next-task", args=[ranking_queue.pk]))
     assert response.status_code == 200 and "Nothing left to label" in response.content.decode()
     assert not Assignment.objects.exists()
+
+
+def test_markdown_keeps_single_line_breaks_of_model_answers():
+    from labeling.rendering import render_markdown
+
+    assert (
+        render_markdown("Cold rain on red leaves\nthe gutter hums")
+        == "<p>Cold rain on red leaves<br>\nthe gutter hums</p>\n"
+    )
