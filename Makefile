@@ -32,7 +32,7 @@ run: $(VENV)/.runtime
 # the browser tests need Debian's chromium (installed here when missing and we are root).
 test: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/annotate
 test: $(VENV)/.dev
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q chromium >/dev/null; } || \
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q chromium; } || \
 	  { echo "The browser tests need Debian's chromium: apt-get install chromium"; exit 1; }
 	$(PY) -m pytest
 
