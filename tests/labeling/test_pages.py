@@ -252,3 +252,23 @@ def test_markdown_keeps_single_line_breaks_of_model_answers():
         render_markdown("Cold rain on red leaves\nthe gutter hums")
         == "<p>Cold rain on red leaves<br>\nthe gutter hums</p>\n"
     )
+
+
+@pytest.mark.parametrize("answers", [2, 9])
+def test_next_task_and_submit_requests_run_a_constant_number_of_queries(client, labeler, answers):
+    """Whole requests (session, user, roles included): the same count for 2 and 9 answers."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    queue = make_queue(f"K{answers}", prompts=30, answers=answers, task_kind=Queue.Kinds.RANKING)
+    client.force_login(labeler)
+    with CaptureQueriesContext(connection) as next_queries:
+        response = client.get(reverse("queue-next-task", args=[queue.pk]))
+    assignment = Assignment.objects.get(labeler=labeler)
+    groups = json.dumps([[pk] for pk in assignment.answer_order])
+    with CaptureQueriesContext(connection) as submit_queries:
+        response = client.post(reverse("task-submit", args=[assignment.pk]), {"groups": groups})
+    assert response.status_code == 302 and Ranking.objects.count() == 1
+    print(f"K={answers}: next-task request {len(next_queries)} queries, submit request {len(submit_queries)}")
+    assert len(next_queries) <= 12
+    assert len(submit_queries) <= 14
