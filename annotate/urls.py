@@ -3,5 +3,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("labeling.urls")),
+    path("", include("rewardtrain.urls")),
     path("django-admin/", admin.site.urls),
 ]

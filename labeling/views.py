@@ -14,15 +14,18 @@ from django.views.decorators.http import require_POST
 from . import assignment as service
 from .models import Assignment, Flag, Queue, SkipReason, TaskKind
 from .rendering import render_markdown
-from .roles import ADMIN, LABELER, has_role, role_required
+from .roles import ADMIN, LABELER, ML, has_role, role_required
 from .selectors import labeler_queues
 
 
 def home(request):
     if not request.user.is_authenticated:
         return redirect("login")
-    if not has_role(request.user, LABELER) and has_role(request.user, ADMIN):
-        return redirect("manage-queues")
+    if not has_role(request.user, LABELER):
+        if has_role(request.user, ADMIN):
+            return redirect("manage-queues")
+        if has_role(request.user, ML):
+            return redirect("ml-datasets")
     queues = labeler_queues(labeler=request.user) if has_role(request.user, LABELER) else []
     return render(request, "labeling/home.html", {"labeler_queues": queues})
 

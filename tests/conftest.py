@@ -1,5 +1,11 @@
 """Shared fixtures: users in each role, a queue with prompts and answers."""
 import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -54,3 +60,94 @@ def make_queue(name="Q", *, prompts=3, answers=4, **fields) -> Queue:
 @pytest.fixture
 def ranking_queue(db):
     return make_queue("Rank", prompts=3, answers=4, task_kind=Queue.Kinds.RANKING, ranking_overlap=2)
+
+
+@pytest.fixture
+def redis_broker():
+    """Point this process's Celery app at the real Redis (db 15) for one test, then back.
+
+    Celery builds its connection and producer pools lazily from broker_url; _after_fork() is the
+    app's own way to drop them, so the next send connects to the URL set here.
+    """
+    import redis
+
+    from annotate.celery import app
+
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    try:
+        # This database number is the tests' own: empty it of messages an aborted run left behind.
+        redis.Redis.from_url(url, socket_connect_timeout=3).flushdb()
+    except redis.RedisError as error:
+        pytest.fail(f"Redis is not reachable at {url} ({error}); the worker tests need it running.")
+    old_url, old_eager = app.conf.broker_url, app.conf.task_always_eager
+    app.conf.broker_url, app.conf.task_always_eager = url, False
+    app._after_fork()
+    try:
+        yield url
+    finally:
+        app.conf.broker_url, app.conf.task_always_eager = old_url, old_eager
+        app._after_fork()
+
+
+@dataclass
+class LiveWorker:
+    process: subprocess.Popen
+    log: Path
+
+    def wait_for(self, condition, *, what: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.process.poll() is not None:
+                pytest.fail(f"The worker exited ({self.process.returncode}) while waiting for {what}:\n{self.output()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"Timed out after {timeout} s waiting for {what}.\n{self.output()}")
+            time.sleep(0.2)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-20_000:]
+
+
+@pytest.fixture
+def live_worker(transactional_db, redis_broker, settings, tmp_path):
+    """A real Celery worker process on Redis, working on this test's PostgreSQL database.
+
+    It consumes the default and the training queues; media and artifacts live in tmp_path, shared
+    with the test. SQLite's test database is in memory and cannot be shared, hence PostgreSQL only.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("A worker process shares the test database only on PostgreSQL: set DATABASE_URL.")
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "", safe="") + (":" + quote(db["PASSWORD"], safe="") if db["PASSWORD"] else "")
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "CELERY_BROKER_URL": redis_broker,
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "ARTIFACTS_DIR": str(settings.ARTIFACTS_DIR),
+        "HF_HUB_OFFLINE": "1",
+    }
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("celery")), "-A", "annotate", "worker", "--pool=solo",
+             "-Q", "celery,training", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    worker = LiveWorker(process, log)
+    try:
+        worker.wait_for(lambda: b" ready." in log.read_bytes(), what="the worker to start", timeout=60)
+        yield worker
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        print("---- worker output ----")  # pytest shows it when the test fails
+        print(worker.output())

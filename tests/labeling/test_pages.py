@@ -19,7 +19,7 @@ def pages(db):
     queue = make_queue("Pages", prompts=2, answers=3, task_kind=Queue.Kinds.RANKING)
     job = ImportJob.objects.create(queue=queue, file="imports/x.jsonl", original_name="x.jsonl")
     return {
-        "home": (reverse("home"), {"anonymous": 302, "labeler": 200, "admin": 302, "ml": 200}),
+        "home": (reverse("home"), {"anonymous": 302, "labeler": 200, "admin": 302, "ml": 302}),
         "next": (reverse("next-task"), {"anonymous": 302, "labeler": 302, "admin": 403, "ml": 403}),
         "queue next": (
             reverse("queue-next-task", args=[queue.pk]),

@@ -1,0 +1,52 @@
+from django import forms
+from django.contrib.auth.models import User
+
+from labeling.models import Queue
+from labeling.roles import LABELER
+
+from .models import PairDataset, TrainingRun
+
+
+class PairDatasetForm(forms.Form):
+    name = forms.SlugField(max_length=100, help_text="Letters, digits, - and _; each build adds a version.")
+    queues = forms.ModelMultipleChoiceField(queryset=Queue.objects.all(), widget=forms.CheckboxSelectMultiple)
+    date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    labelers = forms.ModelMultipleChoiceField(
+        queryset=User.objects.filter(groups__name=LABELER).order_by("username"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Only these labelers' rankings; none ticked means everyone's.",
+    )
+    exclude_skipped = forms.BooleanField(required=False, label="Leave out prompts that someone skipped")
+    exclude_flagged = forms.BooleanField(required=False, label="Leave out prompts with a flagged answer")
+    validation_fraction = forms.FloatField(initial=0.1, min_value=0.01, max_value=0.9)
+    seed = forms.IntegerField(initial=0)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
+            raise forms.ValidationError("The date range ends before it starts.")
+        return data
+
+    def filters(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "date_from": data["date_from"].isoformat() if data.get("date_from") else None,
+            "date_to": data["date_to"].isoformat() if data.get("date_to") else None,
+            "labeler_ids": [user.pk for user in data.get("labelers") or []],
+            "exclude_skipped": data.get("exclude_skipped", False),
+            "exclude_flagged": data.get("exclude_flagged", False),
+        }
+
+
+class TrainingRunForm(forms.ModelForm):
+    class Meta:
+        model = TrainingRun
+        fields = ["dataset", "base_model", "max_length", "learning_rate", "epochs", "prompts_per_batch", "seed",
+                  "use_margin"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].queryset = PairDataset.objects.filter(status="succeeded")
+        self.fields["base_model"].initial = "minilm"

@@ -1,0 +1,116 @@
+"""Pair datasets, training runs and reward models, as database records.
+
+The heavy work (building a Parquet file, training) runs in Celery tasks (rewardtrain.tasks); these
+records are how the pages, the API and the worker share its status, progress and results.
+"""
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from labeling.models import Queue
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class PairDataset(models.Model):
+    """A frozen snapshot of (labeler, prompt, chosen, rejected) pairs from chosen queues and filters."""
+
+    name = models.SlugField(max_length=100, help_text="Versions count up per name: helpful-v1, helpful-v2, …")
+    version = models.PositiveIntegerField()
+    queues = models.ManyToManyField(Queue, related_name="pair_datasets")
+    # date_from / date_to (ISO dates, inclusive), labeler_ids, exclude_skipped, exclude_flagged
+    filters = models.JSONField(default=dict, blank=True)
+    validation_fraction = models.FloatField(default=0.1, validators=[MinValueValidator(0.01), MaxValueValidator(0.9)])
+    seed = models.IntegerField(default=0)
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    error = models.TextField(blank=True, default="")
+    file = models.CharField(max_length=500, blank=True, default="", help_text="Path under ARTIFACTS_DIR.")
+    rows = models.PositiveIntegerField(default=0)
+    train_rows = models.PositiveIntegerField(default=0)
+    validation_rows = models.PositiveIntegerField(default=0)
+    prompts = models.PositiveIntegerField(default=0)
+    rankings = models.PositiveIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="pair_dataset_version")]
+
+    def __str__(self) -> str:
+        return f"{self.name}-v{self.version}"
+
+
+class TrainingRun(models.Model):
+    dataset = models.ForeignKey(PairDataset, on_delete=models.PROTECT, related_name="runs")
+    base_model = models.CharField(
+        max_length=500, help_text="A Hugging Face model id or a local path; “minilm” and “tiny” need no download."
+    )
+    max_length = models.PositiveIntegerField(default=256, validators=[MinValueValidator(16), MaxValueValidator(4096)])
+    learning_rate = models.FloatField(default=3e-5, validators=[MinValueValidator(1e-7), MaxValueValidator(1e-2)])
+    epochs = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1), MaxValueValidator(100)])
+    prompts_per_batch = models.PositiveSmallIntegerField(
+        default=8, validators=[MinValueValidator(1), MaxValueValidator(512)]
+    )
+    seed = models.IntegerField(default=0)
+    use_margin = models.BooleanField(default=False, help_text="Subtract the rank distance inside the loss.")
+
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    progress_percent = models.FloatField(default=0)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    eta_seconds = models.PositiveIntegerField(null=True, blank=True)
+    history = models.JSONField(default=list, blank=True, help_text="Metrics per logged step.")
+    metrics = models.JSONField(default=dict, blank=True, help_text="Final evaluation and baselines.")
+    error = models.TextField(blank=True, default="")
+    model_dir = models.CharField(max_length=500, blank=True, default="")
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker started or resumed it.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} on {self.dataset}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+
+class RewardModel(models.Model):
+    """A trained reward model in the registry; ML staff mark one as active."""
+
+    run = models.OneToOneField(TrainingRun, on_delete=models.PROTECT, related_name="reward_model")
+    name = models.CharField(max_length=200)
+    path = models.CharField(max_length=500, help_text="Directory with save_pretrained files and the model card.")
+    metrics = models.JSONField(default=dict, blank=True)
+    bias_offset = models.FloatField(default=0)
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="one_active_reward_model")
+        ]
+
+    def __str__(self) -> str:
+        return self.name

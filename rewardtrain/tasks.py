@@ -1,0 +1,35 @@
+"""Celery tasks of rewardtrain: thin wrappers around rewardtrain.datasets and rewardtrain.runs."""
+import logging
+
+from celery import shared_task
+from django.utils import timezone
+
+from . import datasets, runs
+from .models import JobStatus, PairDataset
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True)
+def build_pair_dataset_task(dataset_id: int) -> None:
+    dataset = PairDataset.objects.get(pk=dataset_id)
+    if dataset.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        return  # a redelivered message: the first run's result stands
+    try:
+        datasets.build_pair_dataset(dataset)
+    except Exception as error:
+        log.exception("pair dataset %s failed", dataset_id)
+        PairDataset.objects.filter(pk=dataset_id).update(
+            status=JobStatus.FAILED, error=f"{type(error).__name__}: {error}", finished_at=timezone.now()
+        )
+
+
+# Routed to the "training" queue (settings.CELERY_TASK_ROUTES): run those workers on GPU machines.
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def train_reward_model_task(run_id: int) -> None:
+    runs.execute_run(run_id)
+
+
+@shared_task
+def requeue_stale_runs_task() -> int:
+    return runs.requeue_stale_runs()

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from . import api, views
+
+urlpatterns = [
+    path("ml/datasets/", views.dataset_list, name="ml-datasets"),
+    path("ml/datasets/<int:dataset_id>/", views.dataset_detail, name="ml-dataset"),
+    path("ml/runs/", views.run_list, name="ml-runs"),
+    path("ml/runs/<int:run_id>/", views.run_detail, name="ml-run"),
+    path("ml/runs/<int:run_id>/progress/", views.run_progress, name="ml-run-progress"),
+    path("ml/runs/<int:run_id>/cancel/", views.run_cancel, name="ml-run-cancel"),
+    path("ml/models/", views.model_list, name="ml-models"),
+    path("ml/models/<int:model_id>/activate/", views.model_activate, name="ml-model-activate"),
+    path("api/v1/reward-models/<int:model_id>/score", api.ScoreView.as_view(), name="api-reward-model-score"),
+]

@@ -1,0 +1,99 @@
+"""Pages for ML staff: pair datasets, training runs (with their learning curve) and the model registry."""
+from django.contrib import messages
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from labeling.roles import ML, role_required
+
+from . import datasets, runs
+from .forms import PairDatasetForm, TrainingRunForm
+from .models import PairDataset, RewardModel, TrainingRun
+
+
+@role_required(ML)
+def dataset_list(request):
+    form = PairDatasetForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        dataset = datasets.request_pair_dataset(
+            name=data["name"],
+            queues=list(data["queues"]),
+            filters=form.filters(),
+            validation_fraction=data["validation_fraction"],
+            seed=data["seed"],
+            user=request.user,
+        )
+        messages.success(request, f"Building {dataset}; the worker is on it.")
+        return redirect("ml-dataset", dataset.pk)
+    items = PairDataset.objects.prefetch_related("queues").select_related("created_by")
+    return render(request, "rewardtrain/dataset_list.html", {"form": form, "datasets": items})
+
+
+@role_required(ML)
+def dataset_detail(request, dataset_id: int):
+    dataset = get_object_or_404(PairDataset.objects.prefetch_related("queues"), pk=dataset_id)
+    return render(
+        request,
+        "rewardtrain/dataset_detail.html",
+        {"dataset": dataset, "run_form": TrainingRunForm(initial={"dataset": dataset.pk}), "runs": dataset.runs.all()},
+    )
+
+
+@role_required(ML)
+def run_list(request):
+    form = TrainingRunForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        fields = {name: value for name, value in form.cleaned_data.items() if name != "dataset"}
+        run = runs.request_training_run(dataset=form.cleaned_data["dataset"], user=request.user, **fields)
+        messages.success(request, f"Run {run.pk} is queued for a training worker.")
+        return redirect("ml-run", run.pk)
+    items = TrainingRun.objects.select_related("dataset", "created_by")
+    return render(request, "rewardtrain/run_list.html", {"form": form, "runs": items})
+
+
+@role_required(ML)
+def run_detail(request, run_id: int):
+    run = get_object_or_404(TrainingRun.objects.select_related("dataset"), pk=run_id)
+    return render(request, "rewardtrain/run_detail.html", {"run": run})
+
+
+@role_required(ML)
+def run_progress(request, run_id: int):
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    return JsonResponse(
+        {
+            "status": run.status,
+            "progress_percent": run.progress_percent,
+            "step": run.step,
+            "total_steps": run.total_steps,
+            "eta_seconds": run.eta_seconds,
+            "history": run.history,
+            "error": run.error,
+            "finished": run.is_finished,
+        }
+    )
+
+
+@require_POST
+@role_required(ML)
+def run_cancel(request, run_id: int):
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    runs.cancel_run(run)
+    messages.info(request, f"Run {run.pk} will stop.")
+    return redirect("ml-run", run.pk)
+
+
+@role_required(ML)
+def model_list(request):
+    models = RewardModel.objects.select_related("run__dataset")
+    return render(request, "rewardtrain/model_list.html", {"models": models})
+
+
+@require_POST
+@role_required(ML)
+def model_activate(request, model_id: int):
+    model = get_object_or_404(RewardModel, pk=model_id)
+    runs.activate_reward_model(model)
+    messages.success(request, f"{model.name} is now the active reward model.")
+    return redirect("ml-models")
