@@ -20,7 +20,7 @@
       datasets: [
         { label: "Train loss", data: series(history, "train_loss"), yAxisID: "loss",
           borderColor: "#3056d3", backgroundColor: "#3056d3", pointRadius: 0, borderWidth: 2 },
-        { label: "Validation accuracy", data: series(history, "val_accuracy"), yAxisID: "accuracy",
+        { label: "Validation accuracy", data: series(history, "validation_accuracy"), yAxisID: "accuracy",
           borderColor: "#1f7a4d", backgroundColor: "#1f7a4d", pointRadius: 3, borderWidth: 2 },
       ],
     },
@@ -53,7 +53,7 @@
         text.textContent = "Step " + run.step + " of " + run.total_steps + " · " + Math.round(run.progress_percent) + "%" +
           (run.eta_seconds ? " · about " + run.eta_seconds + " s left" : "");
         chart.data.datasets[0].data = series(run.history, "train_loss");
-        chart.data.datasets[1].data = series(run.history, "val_accuracy");
+        chart.data.datasets[1].data = series(run.history, "validation_accuracy");
         chart.update();
         window.setTimeout(poll, 2000);
       })

@@ -21,7 +21,8 @@ def marker_queue(name: str = "Marker", *, prompts: int = 24, answers: int = 4, s
         marked = rng.sample(range(answers), k=answers // 2)
         Answer.objects.bulk_create(
             Answer(prompt=prompt, position=j,
-                   text=" ".join(rng.sample(WORDS, 4) + ([MARKER] if j in marked else [])), model="m")
+                   # Four words either way, so the longer answer does not give the rule away.
+                   text=" ".join(rng.sample(WORDS, 3) + [MARKER if j in marked else rng.choice(WORDS)]), model="m")
             for j in range(answers)
         )  # fmt: skip
     sync_tasks(queue)
@@ -29,7 +30,8 @@ def marker_queue(name: str = "Marker", *, prompts: int = 24, answers: int = 4, s
 
 
 def rank_by_marker(queue: Queue, *, labelers: int = 2, seed: int = 0, flag_first: bool = False) -> list:
-    """Each labeler ranks every prompt: answers with MARKER first (tied), then the rest in random order."""
+    """Each labeler ranks every prompt: answers with MARKER first, tied, then the rest, tied; so every
+    pair is decided by the rule and a model can learn all of them."""
     rng = random.Random(seed)
     users = [make_user(f"{queue.name.lower()}-labeler-{i}", "labeler") for i in range(labelers)]
     for user in users:
@@ -37,8 +39,7 @@ def rank_by_marker(queue: Queue, *, labelers: int = 2, seed: int = 0, flag_first
             texts = dict(Answer.objects.filter(pk__in=assignment.answer_order).values_list("pk", "text"))
             marked = [pk for pk in assignment.answer_order if MARKER in texts[pk]]
             unmarked = [pk for pk in assignment.answer_order if MARKER not in texts[pk]]
-            rng.shuffle(unmarked)
+            rng.shuffle(marked)  # the order inside a tie group means nothing; vary it
             flags = {marked[0]: ["harmful"]} if flag_first and marked else None
-            submit_ranking(assignment_id=assignment.pk, labeler=user, groups=[marked] + [[pk] for pk in unmarked],
-                           flags=flags)  # fmt: skip
+            submit_ranking(assignment_id=assignment.pk, labeler=user, groups=[marked, unmarked], flags=flags)
     return users

@@ -26,8 +26,8 @@ def test_a_dataset_holds_every_pair_of_every_ranking_split_by_prompt(db):
     rank_by_marker(queue, labelers=2)
     dataset = build(queues=[queue], validation_fraction=0.3, seed=1)
     assert dataset.status == JobStatus.SUCCEEDED
-    # Each ranking: 2 marked answers tied, then 2 single groups -> 2*1 + 2*1 + 1*1 = 5 pairs.
-    assert (dataset.rankings, dataset.prompts, dataset.rows) == (20, 10, 100)
+    # Each ranking: 2 marked answers tied, then 2 unmarked tied -> 2 * 2 = 4 pairs.
+    assert (dataset.rankings, dataset.prompts, dataset.rows) == (20, 10, 80)
     frame = pairs.read_pair_dataset(django_settings.ARTIFACTS_DIR / dataset.file)
     assert len(frame) == dataset.rows == dataset.train_rows + dataset.validation_rows
     assert list(frame.columns) == [
@@ -38,8 +38,7 @@ def test_a_dataset_holds_every_pair_of_every_ranking_split_by_prompt(db):
     assert (sides == 1).all(), "a prompt on both sides of the split"
     assert set(frame["split"]) == {"train", "validation"}
     marked_wins = frame["chosen"].str.contains(MARKER) & ~frame["rejected"].str.contains(MARKER)
-    both_unmarked = ~frame["chosen"].str.contains(MARKER) & ~frame["rejected"].str.contains(MARKER)
-    assert (marked_wins | both_unmarked).all()
+    assert marked_wins.all() and (frame["margin"] == 1).all()
     texts = dict(Answer.objects.values_list("pk", "text"))
     assert (frame["chosen"] == frame["chosen_id"].map(texts)).all()
 
