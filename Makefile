@@ -22,7 +22,8 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
-	@mkdir -p var; $(VENV)/bin/celery -A annotate worker --loglevel=INFO --concurrency=2 >>var/worker.log 2>&1 & \
+	@mkdir -p var; $(VENV)/bin/celery -A annotate worker -Q celery,training --beat --schedule var/celerybeat-schedule \
+	  --loglevel=INFO --concurrency=2 >>var/worker.log 2>&1 & \
 	worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	echo ""; echo "  Annotate is running at http://$(HOST):$(PORT)/  (Ctrl+C stops it)"; \
 	echo "  Celery worker pid $$worker, log in var/worker.log"; echo ""; \

@@ -149,7 +149,12 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stale-runs": {"task": "rewardtrain.tasks.requeue_stale_runs_task", "schedule": 60.0},
 }
 # Heavy work (training, scoring) goes to its own queue, so a site can run it on GPU machines.
-CELERY_TASK_ROUTES = {"rewardtrain.tasks.train_reward_model": {"queue": "training"}}
+CELERY_TASK_ROUTES = {
+    "rewardtrain.tasks.train_reward_model_task": {"queue": "training"},
+    "rewardtrain.tasks.score_answers_task": {"queue": "training"},
+}
+# Results are stored only where a caller waits for one (bench/score_latency.py); off by default.
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import JobStatus, PairDataset, RewardModel, TrainingRun
@@ -20,9 +20,15 @@ from .models import JobStatus, PairDataset, RewardModel, TrainingRun
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-HEARTBEAT_SECONDS = 15
-# A run whose heartbeat is older than this has lost its worker.
-STALE_AFTER = timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT)
+
+
+def _stale_after() -> timedelta:
+    """A run whose heartbeat is older than this has lost its worker."""
+    return timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT)
+
+
+def _heartbeat_seconds() -> float:
+    return max(0.5, min(15.0, settings.RUN_HEARTBEAT_TIMEOUT / 4))
 # Base-model names that need no download.
 BUILTIN_BASE_MODELS = ("minilm", "tiny")
 
@@ -69,7 +75,7 @@ def claim_run(run_id: int) -> TrainingRun | None:
         run = TrainingRun.objects.select_for_update().select_related("dataset").get(pk=run_id)
         if run.is_finished:
             return None
-        if run.status == JobStatus.RUNNING and run.heartbeat_at and now - run.heartbeat_at < STALE_AFTER:
+        if run.status == JobStatus.RUNNING and run.heartbeat_at and now - run.heartbeat_at < _stale_after():
             return None  # a duplicate message: another worker is training this run right now
         if run.cancel_requested:
             _finish(run.pk, JobStatus.CANCELLED)
@@ -98,7 +104,7 @@ class _Heartbeat(threading.Thread):
 
     def run(self) -> None:
         try:
-            while not self.stopped.wait(HEARTBEAT_SECONDS):
+            while not self.stopped.wait(_heartbeat_seconds()):
                 TrainingRun.objects.filter(pk=self.run_id, status=JobStatus.RUNNING).update(
                     heartbeat_at=timezone.now()
                 )
@@ -120,6 +126,8 @@ class _Reporter:
         now = time.monotonic()
         logged = bool(progress.metrics)
         if logged:
+            # A resumed run logs again the steps after its checkpoint: keep the new ones.
+            self.history = [entry for entry in self.history if entry["step"] < progress.step]
             self.history.append({"step": progress.step, "epoch": progress.epoch, **progress.metrics})
         if not logged and now - self.last_write < 1.0 and progress.step < progress.total_steps:
             return
@@ -201,7 +209,6 @@ def execute_run(run_id: int) -> None:
     finally:
         heartbeat.stopped.set()
         heartbeat.join(timeout=5)
-        close_old_connections()
 
 
 def cancel_run(run: TrainingRun) -> None:
@@ -220,7 +227,7 @@ def requeue_stale_runs() -> int:
     """Send again the runs whose worker stopped beating; claim_run fails them after MAX_ATTEMPTS."""
     from .tasks import train_reward_model_task
 
-    stale = TrainingRun.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=timezone.now() - STALE_AFTER)
+    stale = TrainingRun.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=timezone.now() - _stale_after())
     run_ids = list(stale.values_list("pk", flat=True))
     for run_id in run_ids:
         train_reward_model_task.delay(run_id)

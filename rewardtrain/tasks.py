@@ -33,3 +33,11 @@ def train_reward_model_task(run_id: int) -> None:
 @shared_task
 def requeue_stale_runs_task() -> int:
     return runs.requeue_stale_runs()
+
+
+@shared_task
+def score_answers_task(model_dir: str, prompt: str, answers: list[str]) -> list[float]:
+    """Scoring on a (GPU) training worker; the API scores in process instead (bench/score_latency.py)."""
+    from .scoring import load_scorer
+
+    return load_scorer(model_dir).score(prompt, answers)

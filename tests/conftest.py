@@ -108,11 +108,12 @@ class LiveWorker:
 
 
 @pytest.fixture
-def live_worker(transactional_db, redis_broker, settings, tmp_path):
-    """A real Celery worker process on Redis, working on this test's PostgreSQL database.
+def start_worker(transactional_db, redis_broker, settings, tmp_path):
+    """Starts real Celery worker processes on Redis, working on this test's PostgreSQL database.
 
-    It consumes the default and the training queues; media and artifacts live in tmp_path, shared
+    Each consumes the default and the training queues; media and artifacts live in tmp_path, shared
     with the test. SQLite's test database is in memory and cannot be shared, hence PostgreSQL only.
+    Every worker started is stopped at the end of the test.
     """
     from django.db import connection
 
@@ -122,7 +123,7 @@ def live_worker(transactional_db, redis_broker, settings, tmp_path):
     credentials = quote(db["USER"] or "", safe="") + (":" + quote(db["PASSWORD"], safe="") if db["PASSWORD"] else "")
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.ARTIFACTS_DIR = tmp_path / "artifacts"
-    env = {
+    base_env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
         "CELERY_BROKER_URL": redis_broker,
@@ -131,23 +132,36 @@ def live_worker(transactional_db, redis_broker, settings, tmp_path):
         "ARTIFACTS_DIR": str(settings.ARTIFACTS_DIR),
         "HF_HUB_OFFLINE": "1",
     }
-    log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("celery")), "-A", "annotate", "worker", "--pool=solo",
-             "-Q", "celery,training", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    worker = LiveWorker(process, log)
-    try:
+    workers: list[LiveWorker] = []
+
+    def start(**env) -> LiveWorker:
+        log = tmp_path / f"worker-{len(workers)}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [str(Path(sys.executable).with_name("celery")), "-A", "annotate", "worker", "--pool=solo",
+                 "-Q", "celery,training", "-l", "info", "-n", f"test{len(workers)}@%h",
+                 "--without-gossip", "--without-mingle", "--without-heartbeat"],
+                cwd=settings.BASE_DIR, env={**base_env, **env}, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        worker = LiveWorker(process, log)
+        workers.append(worker)
         worker.wait_for(lambda: b" ready." in log.read_bytes(), what="the worker to start", timeout=60)
-        yield worker
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        print("---- worker output ----")  # pytest shows it when the test fails
+        return worker
+
+    yield start
+    for worker in workers:
+        if worker.process.poll() is None:
+            worker.process.terminate()
+            try:
+                worker.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+        print(f"---- {worker.log.name} ----")  # pytest shows it when the test fails
         print(worker.output())
+
+
+@pytest.fixture
+def live_worker(start_worker):
+    """One real Celery worker (see start_worker)."""
+    return start_worker()

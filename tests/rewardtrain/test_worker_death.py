@@ -1,0 +1,56 @@
+"""A worker killed with SIGKILL mid-training does not leave its run "running": the run is sent
+again and a new worker resumes it from its last epoch checkpoint."""
+import os
+import signal
+
+import pytest
+
+from rewardtrain import datasets, runs
+from rewardtrain.backbones import make_tiny_model
+from rewardtrain.checkpoint import FILE as CHECKPOINT_FILE
+from rewardtrain.models import JobStatus, PairDataset, RewardModel
+
+from .factories import MARKER, WORDS, marker_queue, rank_by_marker
+
+pytestmark = pytest.mark.worker
+HEARTBEAT_TIMEOUT = "3"  # seconds; short, so the test need not wait long for the run to go stale
+
+
+def test_a_killed_workers_run_resumes_from_its_checkpoint(start_worker, settings, tmp_path):
+    settings.RUN_HEARTBEAT_TIMEOUT = int(HEARTBEAT_TIMEOUT)
+    queue = marker_queue(prompts=30, answers=4)
+    rank_by_marker(queue, labelers=1)
+    dataset = PairDataset.objects.create(name="marker", version=1, validation_fraction=0.2)
+    dataset.queues.set([queue])
+    datasets.build_pair_dataset(dataset)
+    base = make_tiny_model(tmp_path / "tiny", vocab_words=WORDS + [MARKER])
+
+    first = start_worker(RUN_HEARTBEAT_TIMEOUT=HEARTBEAT_TIMEOUT)
+    run = runs.request_training_run(
+        dataset=dataset, base_model=str(base), max_length=32, learning_rate=3e-3, epochs=12, prompts_per_batch=1,
+        seed=0,
+    )  # fmt: skip
+    checkpoint = runs.run_dir(run) / CHECKPOINT_FILE
+    first.wait_for(checkpoint.is_file, what="the first epoch checkpoint", timeout=120)
+    os.kill(first.process.pid, signal.SIGKILL)
+    first.process.wait()
+    run.refresh_from_db()
+    assert run.status == JobStatus.RUNNING and run.attempts == 1
+    killed_at_step = run.step
+
+    second = start_worker(RUN_HEARTBEAT_TIMEOUT=HEARTBEAT_TIMEOUT)
+    # What beat does every minute: once the dead worker's heartbeat is stale, send the run again.
+    second.wait_for(lambda: runs.requeue_stale_runs() > 0, what="the run to go stale", timeout=30)
+
+    def finished() -> bool:
+        run.refresh_from_db()
+        return run.is_finished
+
+    second.wait_for(finished, what="the resumed run", timeout=240)
+    assert run.status == JobStatus.SUCCEEDED, run.error
+    assert run.attempts == 2 and run.step == run.total_steps >= killed_at_step
+    steps = [entry["step"] for entry in run.history]
+    assert steps == sorted(set(steps)), "the learning curve repeats or skips steps after the resume"
+    assert RewardModel.objects.filter(run=run).count() == 1
+    assert "train_reward_model_task" in second.output()
+
