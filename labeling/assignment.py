@@ -160,10 +160,12 @@ def lease_next_task(*, labeler, queue: Queue | None = None, kind: str | None = N
         else:
             return None
 
-        expires = now + timedelta(seconds=task.prompt.queue.lease_seconds)
+        queue_ = task.prompt.queue
+        expires = now + timedelta(seconds=queue_.lease_seconds)
         if mine is not None:  # this labeler's own expired lease on the same task: renew it
             mine.leased_at, mine.lease_expires_at = now, expires
-            mine.save(update_fields=["leased_at", "lease_expires_at"])
+            mine.instructions_version = queue_.instructions_version
+            mine.save(update_fields=["leased_at", "lease_expires_at", "instructions_version"])
             mine.task = task
             return mine
         order: list[int] = []
@@ -171,7 +173,12 @@ def lease_next_task(*, labeler, queue: Queue | None = None, kind: str | None = N
             order = list(Answer.objects.filter(prompt_id=task.prompt_id).values_list("pk", flat=True))
             random.SystemRandom().shuffle(order)
         return Assignment.objects.create(
-            task=task, labeler=labeler, answer_order=order, leased_at=now, lease_expires_at=expires
+            task=task,
+            labeler=labeler,
+            answer_order=order,
+            leased_at=now,
+            lease_expires_at=expires,
+            instructions_version=queue_.instructions_version,
         )
 
 

@@ -6,9 +6,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from .assignment import sync_tasks
 from .forms import ImportForm, QueueForm
 from .models import ImportJob, Queue
+from .queues import save_queue
 from .roles import ADMIN, role_required
 from .selectors import queue_progress
 from .tasks import run_import_job
@@ -28,7 +28,7 @@ def queue_edit(request, queue_id: int | None = None):
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             queue = form.save()
-            created = sync_tasks(queue)
+            created = save_queue(queue, user=request.user)
         messages.success(request, f"Saved queue “{queue.name}” ({created} new tasks).")
         return redirect("manage-queue", queue.pk)
     return render(request, "labeling/manage/queue_form.html", {"form": form, "queue": queue})

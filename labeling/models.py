@@ -45,6 +45,8 @@ class Queue(models.Model):
         validators=[MinValueValidator(30), MaxValueValidator(7 * 24 * 3600)],
         help_text="How long a labeler holds a task before it may be handed to someone else.",
     )
+    # The version of `instructions` now shown (InstructionsVersion keeps every earlier text).
+    instructions_version = models.PositiveIntegerField(default=0, editable=False)
     is_open = models.BooleanField(default=True, help_text="Paused queues hand out no tasks.")
     labelers = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="labeling_queues",
@@ -68,6 +70,23 @@ class Queue(models.Model):
 
     def overlap_for(self, kind: str) -> int:
         return self.demonstration_overlap if kind == TaskKind.DEMONSTRATION else self.ranking_overlap
+
+
+class InstructionsVersion(models.Model):
+    """Every text a queue's instructions have had; each assignment records the version it was made under."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="instruction_versions")
+    version = models.PositiveIntegerField()
+    text = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["queue", "-version"]
+        constraints = [models.UniqueConstraint(fields=["queue", "version"], name="instructions_version_once")]
+
+    def __str__(self) -> str:
+        return f"{self.queue} instructions v{self.version}"
 
 
 class Prompt(models.Model):
@@ -152,6 +171,8 @@ class Assignment(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # Time the page was visible to the labeler, measured in the browser and capped by the server.
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    # The queue's instructions version when the task was leased: the text the labeler was shown.
+    instructions_version = models.PositiveIntegerField(null=True, blank=True)
     skip_reason = models.CharField(max_length=20, choices=SkipReason.choices, blank=True, default="")
     skip_note = models.TextField(blank=True, default="")
 

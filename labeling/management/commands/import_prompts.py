@@ -7,6 +7,7 @@ from django.db import transaction
 
 from labeling.importing import import_prompts
 from labeling.models import Queue
+from labeling.queues import record_instructions
 
 
 class Command(BaseCommand):
@@ -42,6 +43,8 @@ class Command(BaseCommand):
             queue, created = Queue.objects.get_or_create(name=name, defaults={"task_kind": kind or Queue.Kinds.RANKING})
             if not created and kind and queue.task_kind != kind:
                 raise CommandError(f"The queue {name!r} exists and asks for {queue.task_kind}, not {kind}.")
+            if created:
+                record_instructions(queue)
             return queue
         try:
             return Queue.objects.get(name=name)

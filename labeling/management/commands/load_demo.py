@@ -9,6 +9,7 @@ from django.db import transaction
 
 from labeling.importing import import_prompts
 from labeling.models import Queue
+from labeling.queues import record_instructions
 from labeling.roles import ADMIN, LABELER, ML
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
@@ -57,6 +58,8 @@ class Command(BaseCommand):
                 name="Demo: write demonstrations",
                 defaults={"instructions": DEMONSTRATION_INSTRUCTIONS, "task_kind": Queue.Kinds.DEMONSTRATION},
             )
+            for queue in (ranking, demonstration):
+                record_instructions(queue)
             for queue, filename in [(ranking, "ranking_prompts.jsonl"), (demonstration, "demonstration_prompts.jsonl")]:
                 with open(DEMO_DIR / filename, "rb") as fileobj:
                     report = import_prompts(queue=queue, fileobj=fileobj, filename=filename)
