@@ -1,0 +1,256 @@
+"""Queue-level agreement report for the admin dashboard: whole-queue, per labeler pair, per labeler.
+
+Plain functions on a label frame, vectorised with numpy/pandas so a queue of 10,000 prompts takes well
+under a second or two. The measures are the ones in labeling.agreement, pooled: InstructGPT pairwise
+agreement (over the answer pairs both sides ordered strictly, the fraction ordered the same way) and
+leave-one-out agreement with the Borda consensus of the other labelers. tests/labeling/test_agreement_report.py
+checks every figure against a plain loop over labeling.agreement.
+
+Missing values: scalar rates and intervals are None when undefined; in the frames they are pd.NA (nullable
+Float64 columns), never NaN.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+LABEL_COLUMNS = ["prompt_id", "labeler_id", "answer_id", "rank"]
+PAIR_COLUMNS = ["labeler_a", "labeler_b", "agree", "n", "rate"]
+LABELER_COLUMNS = [
+    "labeler_id", "rankings", "agree", "n", "rate", "rate_ci_low", "rate_ci_high", "consensus_rate", "consensus_n",
+]
+# Bootstrap draws held in memory at once (resamples x contributing prompts).
+_BOOTSTRAP_CHUNK = 4_000_000
+
+
+@dataclass(frozen=True)
+class QueueAgreement:
+    """Pooled pairwise agreement over every labeler pair and prompt of the queue.
+
+    rate is None when n == 0. ci_low/ci_high: percentile bootstrap 95% interval, resampling the prompts
+    that contribute at least one pair; None when fewer than 2 contribute. prompts: prompts with at least
+    2 labelers.
+    """
+
+    rate: float | None
+    n: int
+    ci_low: float | None
+    ci_high: float | None
+    prompts: int
+
+
+@dataclass(frozen=True)
+class AgreementReport:
+    """queue: the whole queue. pairs: one row per labeler pair that shared a prompt (labeler_a < labeler_b).
+    labelers: one row per labeler in the input. Undefined rates in the frames are pd.NA.
+    """
+
+    queue: QueueAgreement
+    pairs: pd.DataFrame
+    labelers: pd.DataFrame
+
+
+def queue_agreement(labels: pd.DataFrame, *, resamples: int = 1000, seed: int = 0) -> AgreementReport:
+    """Agreement report of a queue from one row per (prompt, labeler, answer) with its rank (lower is better).
+
+    Each (prompt, labeler) is one ranking; every ranking of a prompt must rank the same answers. Labeler ids
+    must be sortable (labeler_a < labeler_b). Pairs tied by either side are left out, as in
+    labeling.agreement.pairwise_agreement. Per labeler: `agree`/`n`/`rate` pool the agreement with every
+    other labeler on every shared prompt, `rate_ci_*` bootstrap it over the labeler's contributing prompts,
+    `consensus_*` pool the agreement with the Borda consensus (mean mid-rank, ties equal) of the other
+    labelers of each prompt. The bootstrap is seeded by `seed`; `resamples=0` gives no intervals.
+    Raises ValueError on missing columns, missing ranks, an answer ranked twice in one ranking, or rankings
+    of one prompt covering different answers.
+    """
+    if resamples < 0:
+        raise ValueError(f"resamples must be >= 0, not {resamples}.")
+    missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
+    if missing:
+        raise ValueError(f"Label frame lacks columns {missing!r}.")
+    rng = np.random.default_rng(seed)
+    labeler_ids = np.sort(pd.unique(labels["labeler_id"]))
+    if len(labels) == 0:
+        return AgreementReport(QueueAgreement(None, 0, None, None, 0), _pair_frame(labeler_ids, *[[]] * 4),
+                               _labeler_frame(labeler_ids, *[np.zeros(0, np.int64)] * 5, None, None))
+
+    prompt = pd.factorize(labels["prompt_id"])[0].astype(np.int64)
+    labeler = np.searchsorted(labeler_ids, labels["labeler_id"].to_numpy()).astype(np.int64)
+    answer = pd.factorize(labels["answer_id"])[0].astype(np.int64)
+    rank = labels["rank"].to_numpy(dtype=float, na_value=np.nan)
+    if np.isnan(rank).any():
+        raise ValueError("Every label needs a rank.")
+    n_labelers = len(labeler_ids)
+    ranking = prompt * n_labelers + labeler
+
+    # Rows by (prompt, labeler, answer): each ranking is a run of rows.
+    order = np.lexsort((answer, labeler, prompt))
+    prompt, labeler, answer, rank, ranking = prompt[order], labeler[order], answer[order], rank[order], ranking[order]
+    if ((np.diff(ranking) == 0) & (np.diff(answer) == 0)).any():
+        raise ValueError("An answer is ranked twice in one ranking.")
+    ranking_size = _run_sizes(ranking)
+    ranking_start = np.cumsum(ranking_size) - ranking_size
+    ranking_prompt = prompt[ranking_start]
+    ranking_labeler = labeler[ranking_start]
+    n_prompts = int(prompt.max()) + 1
+    cell = prompt * (int(answer.max()) + 1) + answer  # one code per (prompt, answer)
+    answers_per_prompt = np.bincount(np.unique(cell) // (int(answer.max()) + 1), minlength=n_prompts)
+    if (ranking_size != answers_per_prompt[ranking_prompt]).any():
+        raise ValueError("The rankings of a prompt must all rank the same answers.")
+    labelers_per_prompt = np.bincount(ranking_prompt, minlength=n_prompts)
+    # Twice the mid-rank (ties share the mean position) is an integer, so sums compare exactly.
+    mid2 = (2 * pd.Series(rank).groupby(ranking).rank(method="average").to_numpy()).astype(np.int64)
+
+    # --- labeler pairs: join the rows of one (prompt, answer) across labelers, then pair the answers.
+    by_answer = np.lexsort((labeler, answer, prompt))
+    left, right = _pairs_within(_run_sizes(cell[by_answer]))
+    left, right = by_answer[left], by_answer[right]  # labeler[left] < labeler[right]
+    joint_prompt, joint_a, joint_b = prompt[left], labeler[left], labeler[right]
+    joint_order = np.lexsort((answer[left], joint_b, joint_a, joint_prompt))
+    rank_a, rank_b = rank[left][joint_order], rank[right][joint_order]
+    joint_prompt, joint_a, joint_b = joint_prompt[joint_order], joint_a[joint_order], joint_b[joint_order]
+    joint_key = (joint_prompt * n_labelers + joint_a) * n_labelers + joint_b
+    group_size = _run_sizes(joint_key)
+    group_start = np.cumsum(group_size) - group_size
+    pp_agree, pp_n = _agreement_within(group_size, rank_a, rank_b)
+    pp_prompt, pp_a, pp_b = joint_prompt[group_start], joint_a[group_start], joint_b[group_start]
+
+    # --- queue
+    prompt_agree = np.bincount(pp_prompt, weights=pp_agree, minlength=n_prompts).astype(np.int64)
+    prompt_n = np.bincount(pp_prompt, weights=pp_n, minlength=n_prompts).astype(np.int64)
+    contributing = prompt_n > 0
+    low, high = _bootstrap_ci(prompt_agree[contributing], prompt_n[contributing],
+                              np.zeros(int(contributing.sum()), np.int64), 1, resamples, rng)
+    total_agree, total_n = int(prompt_agree.sum()), int(prompt_n.sum())
+    queue = QueueAgreement(
+        rate=total_agree / total_n if total_n else None,
+        n=total_n,
+        ci_low=None if np.isnan(low[0]) else float(low[0]),
+        ci_high=None if np.isnan(high[0]) else float(high[0]),
+        prompts=int((labelers_per_prompt >= 2).sum()),
+    )
+
+    # --- pairs
+    pair_key = pp_a * n_labelers + pp_b
+    keys, pair_index = np.unique(pair_key, return_inverse=True)
+    pairs = _pair_frame(labeler_ids, keys // n_labelers, keys % n_labelers,
+                        np.bincount(pair_index, weights=pp_agree, minlength=len(keys)),
+                        np.bincount(pair_index, weights=pp_n, minlength=len(keys)))
+
+    # --- labelers: each prompt x pair row counts for both of its labelers.
+    lp_key = np.r_[pp_a * n_prompts + pp_prompt, pp_b * n_prompts + pp_prompt]
+    lp_keys, lp_index = np.unique(lp_key, return_inverse=True)
+    lp_agree = np.bincount(lp_index, weights=np.r_[pp_agree, pp_agree], minlength=len(lp_keys)).astype(np.int64)
+    lp_n = np.bincount(lp_index, weights=np.r_[pp_n, pp_n], minlength=len(lp_keys)).astype(np.int64)
+    lp_labeler = lp_keys // n_prompts  # sorted, as np.unique sorts
+    used = lp_n > 0
+    low, high = _bootstrap_ci(lp_agree[used], lp_n[used], lp_labeler[used], n_labelers, resamples, rng)
+
+    # --- leave-one-out consensus: the others' mid-rank sum per answer (the Borda score, lower is better).
+    others = np.bincount(cell, weights=mid2)[cell].astype(np.int64) - mid2
+    shared = labelers_per_prompt[ranking_prompt] >= 2
+    keep = np.repeat(shared, ranking_size)
+    c_agree, c_n = _agreement_within(ranking_size[shared], mid2[keep], others[keep])
+    consensus_agree = np.bincount(ranking_labeler[shared], weights=c_agree, minlength=n_labelers)
+    consensus_n = np.bincount(ranking_labeler[shared], weights=c_n, minlength=n_labelers)
+
+    labelers = _labeler_frame(
+        labeler_ids,
+        np.bincount(ranking_labeler, minlength=n_labelers),
+        np.bincount(lp_labeler, weights=lp_agree, minlength=n_labelers),
+        np.bincount(lp_labeler, weights=lp_n, minlength=n_labelers),
+        consensus_agree, consensus_n, low, high,
+    )
+    return AgreementReport(queue, pairs, labelers)
+
+
+def _run_sizes(keys: np.ndarray) -> np.ndarray:
+    """Lengths of the runs of equal consecutive values in `keys`."""
+    if len(keys) == 0:
+        return np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return np.diff(np.r_[starts, len(keys)])
+
+
+def _pairs_within(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (i, j), i < j, of every pair of rows inside each run of `sizes` consecutive rows."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    starts = np.cumsum(sizes) - sizes
+    offset = np.arange(sizes.sum()) - np.repeat(starts, sizes)
+    partners = np.repeat(sizes, sizes) - 1 - offset
+    left = np.repeat(np.arange(len(offset)), partners)
+    block_start = np.cumsum(partners) - partners
+    right = left + 1 + np.arange(len(left)) - np.repeat(block_start, partners)
+    return left, right
+
+
+def _agreement_within(sizes: np.ndarray, r1: np.ndarray, r2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per run of `sizes` rows: (pairs ordered the same way, pairs both ordered strictly), as in pairwise_agreement."""
+    left, right = _pairs_within(sizes)
+    same = np.sign(r1[left] - r1[right]) * np.sign(r2[left] - r2[right])
+    run = np.repeat(np.arange(len(sizes)), sizes * (sizes - 1) // 2)
+    agree = np.bincount(run, weights=same > 0, minlength=len(sizes)).astype(np.int64)
+    used = np.bincount(run, weights=same != 0, minlength=len(sizes)).astype(np.int64)
+    return agree, used
+
+
+def _bootstrap_ci(agree: np.ndarray, n: np.ndarray, group: np.ndarray, n_groups: int, resamples: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile 95% interval of each group's pooled rate sum(agree) / sum(n), resampling its items.
+
+    Items are the rows of `agree`/`n` (one per prompt, every n > 0), sorted by `group`. Each resample draws,
+    for every group of m items, m item positions uniformly with replacement (rng.integers(0, m)), all groups
+    in one row of draws. NaN for groups with fewer than 2 items or when resamples == 0.
+    """
+    low, high = np.full(n_groups, np.nan), np.full(n_groups, np.nan)
+    sizes = np.bincount(group, minlength=n_groups)
+    eligible = sizes >= 2
+    if resamples == 0 or not eligible.any():
+        return low, high
+    keep = eligible[group]
+    agree, n, sizes = agree[keep], n[keep], sizes[eligible]
+    starts = np.cumsum(sizes) - sizes
+    item_start, item_size = np.repeat(starts, sizes), np.repeat(sizes, sizes)
+    rates = np.empty((resamples, len(sizes)))
+    chunk = max(1, _BOOTSTRAP_CHUNK // len(agree))
+    for first in range(0, resamples, chunk):  # chunks of resamples, to bound memory
+        count = min(chunk, resamples - first)
+        draw = item_start + rng.integers(0, item_size, size=(count, len(agree)))
+        rates[first:first + count] = np.add.reduceat(agree[draw], starts, axis=1) / np.add.reduceat(
+            n[draw], starts, axis=1)
+    low[eligible], high[eligible] = np.percentile(rates, [2.5, 97.5], axis=0)
+    return low, high
+
+
+def _rate(agree: np.ndarray, n: np.ndarray) -> pd.Series:
+    agree, n = np.asarray(agree, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _nullable(np.where(n > 0, agree / n, np.nan))
+
+
+def _nullable(values: np.ndarray) -> pd.Series:
+    """Float64 with pd.NA where the value is undefined."""
+    return pd.Series(pd.array(np.asarray(values, dtype=float), dtype="Float64")).where(~np.isnan(values), pd.NA)
+
+
+def _pair_frame(labeler_ids: np.ndarray, a, b, agree, n) -> pd.DataFrame:
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    agree, n = np.asarray(agree, dtype=np.int64), np.asarray(n, dtype=np.int64)
+    return pd.DataFrame({
+        "labeler_a": labeler_ids[a], "labeler_b": labeler_ids[b], "agree": agree, "n": n, "rate": _rate(agree, n),
+    }, columns=PAIR_COLUMNS)
+
+
+def _labeler_frame(labeler_ids: np.ndarray, rankings, agree, n, consensus_agree, consensus_n, low, high
+                   ) -> pd.DataFrame:
+    count = len(labeler_ids)
+    ints = [np.asarray(x, dtype=np.int64) for x in (rankings, agree, n, consensus_agree, consensus_n)]
+    rankings, agree, n, consensus_agree, consensus_n = ints
+    low = np.full(count, np.nan) if low is None else low
+    high = np.full(count, np.nan) if high is None else high
+    return pd.DataFrame({
+        "labeler_id": labeler_ids, "rankings": rankings, "agree": agree, "n": n, "rate": _rate(agree, n),
+        "rate_ci_low": _nullable(low), "rate_ci_high": _nullable(high),
+        "consensus_rate": _rate(consensus_agree, consensus_n), "consensus_n": consensus_n,
+    }, columns=LABELER_COLUMNS)
