@@ -10,7 +10,7 @@ from .forms import ImportForm, QueueForm
 from .models import ImportJob, Queue
 from .queues import save_queue
 from .roles import ADMIN, role_required
-from .selectors import queue_progress
+from .selectors import LOW_AGREEMENT_GAP, queue_agreement_page, queue_progress
 from .tasks import run_import_job
 
 
@@ -81,3 +81,13 @@ def queue_import(request, queue_id: int):
 def import_detail(request, job_id: int):
     job = get_object_or_404(ImportJob.objects.select_related("queue", "uploaded_by"), pk=job_id)
     return render(request, "labeling/manage/import_detail.html", {"job": job})
+
+
+@role_required(ADMIN)
+def queue_agreement(request, queue_id: int):
+    queue = get_object_or_404(Queue, pk=queue_id)
+    return render(
+        request,
+        "labeling/manage/queue_agreement.html",
+        {"queue": queue, "page": queue_agreement_page(queue=queue), "low_gap": LOW_AGREEMENT_GAP},
+    )

@@ -1,10 +1,13 @@
 """Reads for the pages: a labeler's queues and progress, a queue's progress."""
 from dataclasses import dataclass
 
+import pandas as pd
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, F, OuterRef, Q
 
+from .agreement_report import AgreementReport, queue_agreement
 from .assignment import queues_open_to
-from .models import Assignment, Queue, Task, TaskKind
+from .models import AnswerLabel, Assignment, Queue, Task, TaskKind
 
 
 @dataclass(frozen=True)
@@ -103,3 +106,88 @@ def queue_progress(*, queue: Queue, now) -> list[QueueKindProgress]:
             )
         )
     return result
+
+
+@dataclass(frozen=True)
+class QueueAgreementPage:
+    report: AgreementReport
+    labelers: list[dict]  # one per labeler: username, tasks, skips, skip rate, median seconds, agreement
+    matrix_labels: list[str]
+    matrix: list[tuple[str, list[dict | None]]]  # (labeler, cells by labeler pair; None on the diagonal)
+    low_threshold: float | None  # labelers whose agreement is below this are highlighted
+
+
+# A labeler this far below the queue's pooled agreement is highlighted for review.
+LOW_AGREEMENT_GAP = 0.10
+
+
+def queue_agreement_page(*, queue: Queue) -> QueueAgreementPage:
+    """Every figure of a queue's agreement page, from three queries whatever the queue's size."""
+    rows = AnswerLabel.objects.filter(
+        ranking__assignment__task__prompt__queue=queue, ranking__assignment__status=Assignment.Status.SUBMITTED
+    ).values_list("answer__prompt_id", "ranking__assignment__labeler_id", "answer_id", "rank")
+    labels = pd.DataFrame.from_records(
+        rows.iterator(chunk_size=10_000), columns=["prompt_id", "labeler_id", "answer_id", "rank"]
+    )
+    report = queue_agreement(labels)
+    work = pd.DataFrame.from_records(
+        Assignment.objects.filter(task__prompt__queue=queue, task__kind=TaskKind.RANKING)
+        .exclude(status=Assignment.Status.LEASED)
+        .values_list("labeler_id", "status", "time_spent_ms")
+        .iterator(chunk_size=10_000),
+        columns=["labeler_id", "status", "time_spent_ms"],
+    )
+    ids = sorted(set(work["labeler_id"]) | set(report.labelers["labeler_id"]))
+    names = dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username"))
+    by_labeler = report.labelers.set_index("labeler_id")
+    threshold = None if report.queue.rate is None else report.queue.rate - LOW_AGREEMENT_GAP
+    labelers = []
+    for labeler_id in ids:
+        done = work[work["labeler_id"] == labeler_id]
+        submitted = done[done["status"] == Assignment.Status.SUBMITTED]
+        skips = int((done["status"] == Assignment.Status.SKIPPED).sum())
+        stats = by_labeler.loc[labeler_id] if labeler_id in by_labeler.index else None
+        figure = {
+            column: None if stats is None or pd.isna(stats[column]) else float(stats[column])
+            for column in ("rate", "rate_ci_low", "rate_ci_high", "consensus_rate")
+        }
+        rate = figure["rate"]
+        labelers.append(
+            {
+                "username": names.get(labeler_id, f"#{labeler_id}"),
+                "tasks": len(submitted),
+                "skips": skips,
+                "skip_rate": skips / len(done) if len(done) else None,
+                "median_seconds": _median_seconds(submitted["time_spent_ms"]),
+                "rate": rate,
+                "ci_low": figure["rate_ci_low"],
+                "ci_high": figure["rate_ci_high"],
+                "n": 0 if stats is None else int(stats["n"]),
+                "consensus_rate": figure["consensus_rate"],
+                "low": rate is not None and threshold is not None and rate < threshold,
+            }
+        )
+    rated = [labeler_id for labeler_id in ids if labeler_id in by_labeler.index]
+    lookup = {(row.labeler_a, row.labeler_b): _cell(row.rate, row.n) for row in report.pairs.itertuples()}
+    matrix = [
+        (names.get(a, f"#{a}"), [lookup.get((min(a, b), max(a, b)), _cell(None, 0)) if a != b else None for b in rated])
+        for a in rated
+    ]
+    return QueueAgreementPage(
+        report=report,
+        labelers=labelers,
+        matrix_labels=[names.get(labeler_id, f"#{labeler_id}") for labeler_id in rated],
+        matrix=matrix,
+        low_threshold=threshold,
+    )
+
+
+def _median_seconds(milliseconds: pd.Series) -> float | None:
+    return None if milliseconds.isna().all() else float(milliseconds.median()) / 1000
+
+
+def _cell(rate, n: int) -> dict:
+    """A heat-map cell: red at 0 agreement, yellow at 0.5, green at 1; grey when undefined."""
+    if rate is None or pd.isna(rate):
+        return {"rate": None, "n": int(n), "color": "#eef0f3"}
+    return {"rate": float(rate), "n": int(n), "color": f"hsl({round(float(rate) * 120)}, 65%, 82%)"}

@@ -19,5 +19,6 @@ urlpatterns = [
     path("manage/queues/<int:queue_id>/edit/", manage_views.queue_edit, name="manage-queue-edit"),
     path("manage/queues/<int:queue_id>/toggle/", manage_views.queue_toggle, name="manage-queue-toggle"),
     path("manage/queues/<int:queue_id>/import/", manage_views.queue_import, name="manage-queue-import"),
+    path("manage/queues/<int:queue_id>/agreement/", manage_views.queue_agreement, name="manage-queue-agreement"),
     path("manage/imports/<int:job_id>/", manage_views.import_detail, name="manage-import"),
 ]
