@@ -6,6 +6,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from annotate.celery import delay_on_commit
+
 from .forms import ImportForm, QueueForm
 from .models import ImportJob, Queue
 from .queues import save_queue
@@ -73,8 +75,14 @@ def queue_import(request, queue_id: int):
     with transaction.atomic():
         job = ImportJob.objects.create(queue=queue, file=upload, original_name=upload.name, uploaded_by=request.user)
         # The worker imports; dispatch only once the job row is committed and visible to it.
-        transaction.on_commit(lambda: run_import_job.delay(job.pk))
+        delay_on_commit(run_import_job, job.pk, on_failure=lambda reason: _import_not_sent(job.pk, reason))
     return redirect("manage-import", job.pk)
+
+
+def _import_not_sent(job_id: int, reason: str) -> None:
+    ImportJob.objects.filter(pk=job_id).update(
+        status=ImportJob.Status.FAILED, errors=[{"line": 0, "reason": reason}], finished_at=timezone.now()
+    )
 
 
 @role_required(ADMIN)

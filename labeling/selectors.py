@@ -141,24 +141,30 @@ def queue_agreement_page(*, queue: Queue) -> QueueAgreementPage:
     names = dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username"))
     by_labeler = report.labelers.set_index("labeler_id")
     threshold = None if report.queue.rate is None else report.queue.rate - LOW_AGREEMENT_GAP
+    # Per-labeler work figures in one pass over the assignments, not one filter per labeler.
+    work["submitted"] = work["status"] == Assignment.Status.SUBMITTED
+    work["skipped"] = work["status"] == Assignment.Status.SKIPPED
+    work["submitted_ms"] = work["time_spent_ms"].where(work["submitted"])
+    per_labeler = work.groupby("labeler_id").agg(
+        finished=("status", "size"), tasks=("submitted", "sum"), skips=("skipped", "sum"), ms=("submitted_ms", "median")
+    )
     labelers = []
     for labeler_id in ids:
-        done = work[work["labeler_id"] == labeler_id]
-        submitted = done[done["status"] == Assignment.Status.SUBMITTED]
-        skips = int((done["status"] == Assignment.Status.SKIPPED).sum())
+        done = per_labeler.loc[labeler_id] if labeler_id in per_labeler.index else None
         stats = by_labeler.loc[labeler_id] if labeler_id in by_labeler.index else None
         figure = {
             column: None if stats is None or pd.isna(stats[column]) else float(stats[column])
             for column in ("rate", "rate_ci_low", "rate_ci_high", "consensus_rate")
         }
         rate = figure["rate"]
+        skips = 0 if done is None else int(done["skips"])
         labelers.append(
             {
                 "username": names.get(labeler_id, f"#{labeler_id}"),
-                "tasks": len(submitted),
+                "tasks": 0 if done is None else int(done["tasks"]),
                 "skips": skips,
-                "skip_rate": skips / len(done) if len(done) else None,
-                "median_seconds": _median_seconds(submitted["time_spent_ms"]),
+                "skip_rate": None if done is None else skips / int(done["finished"]),
+                "median_seconds": None if done is None or pd.isna(done["ms"]) else float(done["ms"]) / 1000,
                 "rate": rate,
                 "ci_low": figure["rate_ci_low"],
                 "ci_high": figure["rate_ci_high"],
@@ -180,10 +186,6 @@ def queue_agreement_page(*, queue: Queue) -> QueueAgreementPage:
         matrix=matrix,
         low_threshold=threshold,
     )
-
-
-def _median_seconds(milliseconds: pd.Series) -> float | None:
-    return None if milliseconds.isna().all() else float(milliseconds.median()) / 1000
 
 
 def _cell(rate, n: int) -> dict:

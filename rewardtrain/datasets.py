@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from annotate.celery import delay_on_commit
 from labeling.models import Answer, AnswerLabel, Assignment, Prompt, Queue
 
 from . import pairs
@@ -64,7 +65,13 @@ def request_pair_dataset(
             created_by=user,
         )
         dataset.queues.set(queues)
-        transaction.on_commit(lambda: build_pair_dataset_task.delay(dataset.pk))
+        delay_on_commit(
+            build_pair_dataset_task,
+            dataset.pk,
+            on_failure=lambda reason: PairDataset.objects.filter(pk=dataset.pk).update(
+                status=JobStatus.FAILED, error=reason, finished_at=timezone.now()
+            ),
+        )
     return dataset
 
 

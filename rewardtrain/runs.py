@@ -15,6 +15,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from annotate.celery import delay_on_commit
+
 from .models import JobStatus, PairDataset, RewardModel, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,9 @@ def request_training_run(*, dataset: PairDataset, user=None, **hyperparameters) 
         raise ValueError(f"Dataset {dataset} is {dataset.status}; train on a finished dataset.")
     with transaction.atomic():
         run = TrainingRun.objects.create(dataset=dataset, created_by=user, **hyperparameters)
-        transaction.on_commit(lambda: train_reward_model_task.delay(run.pk))
+        delay_on_commit(
+            train_reward_model_task, run.pk, on_failure=lambda reason: _finish(run.pk, JobStatus.FAILED, error=reason)
+        )
     return run
 
 

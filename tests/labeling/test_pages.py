@@ -272,3 +272,16 @@ def test_next_task_and_submit_requests_run_a_constant_number_of_queries(client, 
     print(f"K={answers}: next-task request {len(next_queries)} queries, submit request {len(submit_queries)}")
     assert len(next_queries) <= 12
     assert len(submit_queries) <= 14
+
+
+def test_an_oversized_submit_gets_a_clear_page_and_stores_nothing(client, labeler, settings):
+    queue = make_queue("Huge", prompts=1, answers=0, task_kind=Queue.Kinds.DEMONSTRATION)
+    client.force_login(labeler)
+    assignment = Assignment.objects.get(pk=client.get(reverse("queue-next-task", args=[queue.pk])).url.split("/")[-2])
+    too_big = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+    response = client.post(reverse("task-submit", args=[assignment.pk]), {"text": too_big})
+    assert response.status_code == 400 and "too large or malformed" in response.content.decode()
+    just_over = "y" * (settings.MAX_TEXT_CHARS + 1)
+    response = client.post(reverse("task-submit", args=[assignment.pk]), {"text": just_over})
+    assert response.status_code == 400 and "the limit is" in response.content.decode()
+    assert not Demonstration.objects.exists()
