@@ -327,8 +327,8 @@ def skip_task(
 def sync_tasks(queue: Queue) -> int:
     """Create the tasks the queue's kinds call for and apply its overlaps; returns tasks created.
 
-    Ranking tasks exist only for prompts with at least two answers. An overlap is never set below
-    the labels a task already has.
+    Ranking tasks exist only for prompts with at least two answers. A task's overlap is the queue's
+    plus the extra labels asked for that prompt, and never below the labels the task already has.
     """
     created = 0
     with transaction.atomic():
@@ -340,7 +340,8 @@ def sync_tasks(queue: Queue) -> int:
             new = [Task(prompt_id=pk, kind=kind, overlap=overlap) for pk in prompts.values_list("pk", flat=True)]
             Task.objects.bulk_create(new, batch_size=1000)
             created += len(new)
-            Task.objects.filter(prompt__queue=queue, kind=kind).exclude(overlap=overlap).update(
-                overlap=Greatest(overlap, F("submitted_count"))
+            wanted = overlap + F("extra_overlap")
+            Task.objects.filter(prompt__queue=queue, kind=kind).exclude(overlap=wanted).update(
+                overlap=Greatest(wanted, F("submitted_count"))
             )
     return created

@@ -48,6 +48,16 @@ class Queue(models.Model):
     # The version of `instructions` now shown (InstructionsVersion keeps every earlier text).
     instructions_version = models.PositiveIntegerField(default=0, editable=False)
     is_open = models.BooleanField(default=True, help_text="Paused queues hand out no tasks.")
+    gold_rate = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of a labeler's ranking tasks that are gold prompts, mixed in unannounced (0 to 0.5).",
+    )
+    gold_threshold = models.FloatField(
+        default=0.7,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Labelers whose agreement with the gold rankings is below this are flagged for review.",
+    )
     labelers = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="labeling_queues",
         help_text="Labelers who may work on this queue. With no labelers and no groups, every labeler may.",
@@ -97,6 +107,8 @@ class Prompt(models.Model):
     text = models.TextField()
     meta = models.JSONField(default=dict, blank=True)
     priority = models.IntegerField(default=0)
+    # Excluded prompts are handed to no labeler and left out of every dataset; PromptAction says why.
+    excluded = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -129,12 +141,20 @@ class Answer(models.Model):
 
 
 class Task(models.Model):
-    """One kind of label wanted for one prompt, from `overlap` different labelers."""
+    """One kind of label wanted for one prompt, from `overlap` different labelers.
+
+    `overlap` is the queue's overlap for the kind plus `extra_overlap`, the labels an admin asked for on
+    top for this prompt. A ranking task with `gold_groups` (the reference ranking, tie groups of answer
+    ids, best first) is a gold item: it is mixed into every labeler's stream once, at the queue's gold
+    rate, and its labels count against no overlap.
+    """
 
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="tasks")
     kind = models.CharField(max_length=20, choices=TaskKind.choices)
     overlap = models.PositiveSmallIntegerField()
+    extra_overlap = models.PositiveSmallIntegerField(default=0)
     submitted_count = models.PositiveSmallIntegerField(default=0)
+    gold_groups = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -237,6 +257,31 @@ class AnswerLabel(models.Model):
 
     def __str__(self) -> str:
         return f"label of answer {self.answer_id} in ranking {self.ranking_id}"
+
+
+class PromptAction(models.Model):
+    """An admin's decision about prompts (from the disagreement review or a bulk action), with the reason."""
+
+    class Kind(models.TextChoices):
+        EXCLUDE = "exclude", "Excluded from datasets"
+        INCLUDE = "include", "Included again"
+        RAISE_OVERLAP = "raise_overlap", "Asked for more labels"
+        REQUEUE = "requeue", "Re-queued"
+        SET_GOLD = "set_gold", "Made a gold item"
+        CLEAR_GOLD = "clear_gold", "No longer a gold item"
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="actions")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    reason = models.TextField()
+    detail = models.JSONField(default=dict, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.prompt}"
 
 
 class ImportJob(models.Model):
