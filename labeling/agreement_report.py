@@ -18,9 +18,12 @@ import pandas as pd
 
 LABEL_COLUMNS = ["prompt_id", "labeler_id", "answer_id", "rank"]
 PAIR_COLUMNS = ["labeler_a", "labeler_b", "agree", "n", "rate"]
+PROMPT_COLUMNS = ["prompt_id", "rankings", "agree", "n", "rate"]
 LABELER_COLUMNS = [
     "labeler_id", "rankings", "agree", "n", "rate", "rate_ci_low", "rate_ci_high", "consensus_rate", "consensus_n",
 ]
+REFERENCE_COLUMNS = ["prompt_id", "answer_id", "rank"]
+GOLD_COLUMNS = ["labeler_id", "prompts", "agree", "n", "rate"]
 # Bootstrap draws held in memory at once (resamples x contributing prompts).
 _BOOTSTRAP_CHUNK = 4_000_000
 
@@ -44,12 +47,14 @@ class QueueAgreement:
 @dataclass(frozen=True)
 class AgreementReport:
     """queue: the whole queue. pairs: one row per labeler pair that shared a prompt (labeler_a < labeler_b).
-    labelers: one row per labeler in the input. Undefined rates in the frames are pd.NA.
+    labelers: one row per labeler in the input. prompts: one row per prompt in the input, its agreement
+    pooled over its labeler pairs (for the disagreement review). Undefined rates in the frames are pd.NA.
     """
 
     queue: QueueAgreement
     pairs: pd.DataFrame
     labelers: pd.DataFrame
+    prompts: pd.DataFrame
 
 
 def queue_agreement(labels: pd.DataFrame, *, resamples: int = 1000, seed: int = 0) -> AgreementReport:
@@ -73,9 +78,11 @@ def queue_agreement(labels: pd.DataFrame, *, resamples: int = 1000, seed: int = 
     labeler_ids = np.sort(pd.unique(labels["labeler_id"]))
     if len(labels) == 0:
         return AgreementReport(QueueAgreement(None, 0, None, None, 0), _pair_frame(labeler_ids, *[[]] * 4),
-                               _labeler_frame(labeler_ids, *[np.zeros(0, np.int64)] * 5, None, None))
+                               _labeler_frame(labeler_ids, *[np.zeros(0, np.int64)] * 5, None, None),
+                               _prompt_frame([], [], [], []))
 
-    prompt = pd.factorize(labels["prompt_id"])[0].astype(np.int64)
+    prompt_codes, prompt_ids = pd.factorize(labels["prompt_id"])
+    prompt = prompt_codes.astype(np.int64)
     labeler = np.searchsorted(labeler_ids, labels["labeler_id"].to_numpy()).astype(np.int64)
     answer = pd.factorize(labels["answer_id"])[0].astype(np.int64)
     rank = labels["rank"].to_numpy(dtype=float, na_value=np.nan)
@@ -162,7 +169,49 @@ def queue_agreement(labels: pd.DataFrame, *, resamples: int = 1000, seed: int = 
         np.bincount(lp_labeler, weights=lp_n, minlength=n_labelers),
         consensus_agree, consensus_n, low, high,
     )
-    return AgreementReport(queue, pairs, labelers)
+    prompts = _prompt_frame(np.asarray(prompt_ids), labelers_per_prompt, prompt_agree, prompt_n)
+    return AgreementReport(queue, pairs, labelers, prompts)
+
+
+def gold_agreement(labels: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Each labeler's pairwise agreement with the reference rankings of gold prompts.
+
+    labels: one row per (prompt, labeler, answer) with its rank; reference: one row per (prompt, answer) with
+    the reference rank (lower is better). Labels of answers or prompts the reference lacks are ignored; the
+    pairs of each ranking are those of the answers both sides ranked, and pairs tied by either side are left
+    out, as in labeling.agreement.pairwise_agreement. One row per labeler of `labels`, sorted: `prompts` is the
+    gold prompts they ranked, `agree`/`n` pool the pairs over them, `rate` is pd.NA when n == 0.
+    Raises ValueError on missing columns, missing ranks, or an answer ranked twice in one ranking or in the
+    reference.
+    """
+    missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
+    missing += [c for c in REFERENCE_COLUMNS if c not in reference.columns]
+    if missing:
+        raise ValueError(f"Label or reference frame lacks columns {missing!r}.")
+    labeler_ids = np.sort(pd.unique(labels["labeler_id"]))
+    joined = labels[LABEL_COLUMNS].merge(
+        reference[REFERENCE_COLUMNS], on=["prompt_id", "answer_id"], suffixes=("", "_reference")
+    )
+    if joined.duplicated(["prompt_id", "labeler_id", "answer_id"]).any():
+        raise ValueError("An answer is ranked twice in one ranking or in the reference.")
+    if joined[["rank", "rank_reference"]].isna().to_numpy().any():
+        raise ValueError("Every label and reference answer needs a rank.")
+
+    labeler = np.searchsorted(labeler_ids, joined["labeler_id"].to_numpy()).astype(np.int64)
+    prompt = pd.factorize(joined["prompt_id"])[0].astype(np.int64)
+    ranking = labeler * (int(prompt.max(initial=0)) + 1) + prompt
+    order = np.argsort(ranking, kind="stable")  # each ranking is a run of rows
+    ranking_size = _run_sizes(ranking[order])
+    ranking_labeler = labeler[order][np.cumsum(ranking_size) - ranking_size]
+    agree, n = _agreement_within(ranking_size, joined["rank"].to_numpy(dtype=float)[order],
+                                 joined["rank_reference"].to_numpy(dtype=float)[order])
+    count = len(labeler_ids)
+    agree = np.bincount(ranking_labeler, weights=agree, minlength=count).astype(np.int64)
+    n = np.bincount(ranking_labeler, weights=n, minlength=count).astype(np.int64)
+    return pd.DataFrame({
+        "labeler_id": labeler_ids, "prompts": np.bincount(ranking_labeler, minlength=count),
+        "agree": agree, "n": n, "rate": _rate(agree, n),
+    }, columns=GOLD_COLUMNS)
 
 
 def _run_sizes(keys: np.ndarray) -> np.ndarray:
@@ -240,6 +289,14 @@ def _pair_frame(labeler_ids: np.ndarray, a, b, agree, n) -> pd.DataFrame:
     return pd.DataFrame({
         "labeler_a": labeler_ids[a], "labeler_b": labeler_ids[b], "agree": agree, "n": n, "rate": _rate(agree, n),
     }, columns=PAIR_COLUMNS)
+
+
+def _prompt_frame(prompt_ids, rankings, agree, n) -> pd.DataFrame:
+    agree, n = np.asarray(agree, dtype=np.int64), np.asarray(n, dtype=np.int64)
+    return pd.DataFrame({
+        "prompt_id": np.asarray(prompt_ids), "rankings": np.asarray(rankings, dtype=np.int64), "agree": agree, "n": n,
+        "rate": _rate(agree, n),
+    }, columns=PROMPT_COLUMNS)
 
 
 def _labeler_frame(labeler_ids: np.ndarray, rankings, agree, n, consensus_agree, consensus_n, low, high

@@ -4,10 +4,15 @@
   labels of its kind, that this labeler has not labeled or skipped, and whose live leases plus
   submissions are fewer than its overlap. The task row is locked with SKIP LOCKED, so concurrent
   requests take different tasks, and the room is re-counted under the lock with a fresh statement.
+  Excluded prompts and gold tasks are never candidates.
+- Gold: once a ranking candidate is locked (so the labeler has real work in that queue), with the
+  queue's gold rate the labeler gets instead a gold task of that queue they have never been given.
+  Gold tasks are shared by every labeler: no room check, and their labels count against no overlap.
 - Submit: the labeler's row (one labeler's requests take turns), the assignment and the task row are
   locked; a second submit of the same assignment returns
   the first result; a late submit (lease expired) is taken only if the task still has room once live
   leases of other labelers are counted; the task's counter cannot pass its overlap (a DB constraint).
+  A gold task's submit is always taken.
 """
 import random
 from dataclasses import dataclass
@@ -93,7 +98,12 @@ def _candidate_tasks(*, labeler, queue: Queue | None, kind: str | None, now) -> 
         .annotate(n=Count("pk"))
         .values("n")
     )
-    tasks = Task.objects.filter(prompt__queue__in=queues_open_to(labeler), submitted_count__lt=F("overlap"))
+    tasks = Task.objects.filter(
+        prompt__queue__in=queues_open_to(labeler),
+        prompt__excluded=False,
+        gold_groups__isnull=True,
+        submitted_count__lt=F("overlap"),
+    )
     # A queue switched to one kind keeps its tasks of the other kind (they may hold labels); skip them.
     tasks = tasks.filter(Q(prompt__queue__task_kind=Queue.Kinds.BOTH) | Q(kind=F("prompt__queue__task_kind")))
     if queue is not None:
@@ -108,6 +118,25 @@ def _candidate_tasks(*, labeler, queue: Queue | None, kind: str | None, now) -> 
     )
 
 
+def _draw_gold(rate: float) -> bool:
+    """True with probability `rate`: hand out a gold task instead of the regular one."""
+    return random.random() < rate
+
+
+def _gold_task(*, labeler, queue: Queue) -> Task | None:
+    """A gold task of `queue` this labeler was never given (leased, submitted or skipped), if any."""
+    mine = Assignment.objects.filter(task=OuterRef("pk"), labeler=labeler)
+    return (
+        Task.objects.filter(
+            prompt__queue=queue, prompt__excluded=False, kind=TaskKind.RANKING, gold_groups__isnull=False
+        )
+        .exclude(Exists(mine))
+        .select_related("prompt__queue")
+        .order_by("-prompt__priority", "pk")
+        .first()
+    )
+
+
 def lease_next_task(*, labeler, queue: Queue | None = None, kind: str | None = None) -> Assignment | None:
     """Lease the next task to `labeler` (or return their live lease), or None when nothing is left."""
     now = timezone.now()
@@ -118,8 +147,12 @@ def lease_next_task(*, labeler, queue: Queue | None = None, kind: str | None = N
             _live_lease(now),
             labeler=labeler,
             task__prompt__queue__in=queues_open_to(labeler),
+            # An exclusion takes effect at once; the lease is left to lapse (a submit is still taken).
+            task__prompt__excluded=False,
+        ).filter(
             # An overlap lowered under a live lease can leave the task full; then it is not resumed.
-            task__submitted_count__lt=F("task__overlap"),
+            # Gold tasks count against no overlap.
+            Q(task__submitted_count__lt=F("task__overlap")) | Q(task__gold_groups__isnull=False)
         )
         if queue is not None:
             own = own.filter(task__prompt__queue=queue)
@@ -161,6 +194,10 @@ def lease_next_task(*, labeler, queue: Queue | None = None, kind: str | None = N
             return None
 
         queue_ = task.prompt.queue
+        if task.kind == TaskKind.RANKING and _draw_gold(queue_.gold_rate):
+            gold = _gold_task(labeler=labeler, queue=queue_)
+            if gold is not None:
+                task, mine = gold, None
         expires = now + timedelta(seconds=queue_.lease_seconds)
         if mine is not None:  # this labeler's own expired lease on the same task: renew it
             mine.leased_at, mine.lease_expires_at = now, expires
@@ -202,9 +239,12 @@ def _claim_slot(assignment: Assignment) -> datetime:
 
     Returns the time of the claim, read once the task is locked: a time read before waiting for the
     lock could predate the lease another labeler took on this task after ours expired.
+    A gold task's submissions count against no overlap: they are always taken and not counted.
     """
     task = Task.objects.select_for_update().get(pk=assignment.task_id)
     now = timezone.now()
+    if task.gold_groups is not None:
+        return now
     room = task.overlap - task.submitted_count
     if assignment.lease_expires_at <= now:
         room -= Assignment.objects.filter(_live_lease(now), task=task).exclude(pk=assignment.pk).count()

@@ -10,14 +10,19 @@ class QueueForm(forms.ModelForm):
         model = Queue
         fields = [
             "name", "instructions", "task_kind", "demonstration_overlap", "ranking_overlap",
-            "priority", "lease_seconds", "is_open", "labelers", "labeler_groups",
+            "priority", "lease_seconds", "is_open", "gold_rate", "gold_threshold", "labelers", "labeler_groups",
         ]
         widgets = {
             "instructions": forms.Textarea(attrs={"rows": 8}),
             "labelers": forms.CheckboxSelectMultiple,
             "labeler_groups": forms.CheckboxSelectMultiple,
         }
-        labels = {"is_open": "Open (uncheck to pause)", "lease_seconds": "Lease length (seconds)"}
+        labels = {
+            "is_open": "Open (uncheck to pause)",
+            "lease_seconds": "Lease length (seconds)",
+            "gold_rate": "Gold rate",
+            "gold_threshold": "Gold agreement threshold",
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,9 +1,13 @@
 """Queue management pages for the admin role: queues, their settings, and prompt imports."""
+import csv
+
 from django.conf import settings
 from django.contrib import messages
 from django.db import transaction
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from annotate.celery import delay_on_commit
@@ -12,15 +16,18 @@ from .forms import ImportForm, QueueForm
 from .models import ImportJob, Queue
 from .queues import save_queue
 from .roles import ADMIN, role_required
-from .selectors import LOW_AGREEMENT_GAP, queue_agreement_page, queue_progress
+from .selectors import LOW_AGREEMENT_GAP, queue_agreement_page, queue_dashboard, queue_progress
 from .tasks import run_import_job
 
 
 @role_required(ADMIN)
 def queue_list(request):
-    now = timezone.now()
-    rows = [(queue, queue_progress(queue=queue, now=now)) for queue in Queue.objects.all()]
-    return render(request, "labeling/manage/queue_list.html", {"rows": rows})
+    dashboard = queue_dashboard(now=timezone.now())
+    chart = {
+        "days": [day.isoformat() for day in dashboard.days],
+        "queues": {str(summary.queue.pk): summary.labels_per_day for summary in dashboard.queues},
+    }
+    return render(request, "labeling/manage/queue_list.html", {"dashboard": dashboard, "chart": chart})
 
 
 @role_required(ADMIN)
@@ -48,6 +55,7 @@ def queue_detail(request, queue_id: int):
             "prompt_count": queue.prompts.count(),
             "import_form": ImportForm(max_bytes=settings.MAX_IMPORT_BYTES),
             "import_jobs": queue.import_jobs.select_related("uploaded_by")[:10],
+            "instruction_versions": queue.instruction_versions.select_related("created_by"),
         },
     )
 
@@ -99,3 +107,58 @@ def queue_agreement(request, queue_id: int):
         "labeling/manage/queue_agreement.html",
         {"queue": queue, "page": queue_agreement_page(queue=queue), "low_gap": LOW_AGREEMENT_GAP},
     )
+
+
+AGREEMENT_CSV_COLUMNS = [
+    "username", "labeler_id", "rankings", "median_seconds", "skip_rate", "agreement", "ci_low", "ci_high", "pairs",
+    "consensus_agreement", "gold_accuracy", "gold_prompts", "gold_flagged", "low_agreement",
+]  # fmt: skip
+# A spreadsheet runs a cell that starts with one of these as a formula (usernames are chosen by users).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@role_required(ADMIN)
+def queue_agreement_csv(request, queue_id: int):
+    """The agreement page's labeler table as CSV, under a first "(queue)" row with the pooled figure."""
+    queue = get_object_or_404(Queue, pk=queue_id)
+    page = queue_agreement_page(queue=queue)
+    pooled = page.report.queue
+    rows = [{"username": "(queue)", "agreement": pooled.rate, "ci_low": pooled.ci_low, "ci_high": pooled.ci_high,
+             "pairs": pooled.n}]  # fmt: skip
+    rows += [
+        {
+            "username": row["username"],
+            "labeler_id": row["labeler_id"],
+            "rankings": row["tasks"],
+            "median_seconds": row["median_seconds"],
+            "skip_rate": row["skip_rate"],
+            "agreement": row["rate"],
+            "ci_low": row["ci_low"],
+            "ci_high": row["ci_high"],
+            "pairs": row["n"],
+            "consensus_agreement": row["consensus_rate"],
+            "gold_accuracy": row["gold_rate"],
+            "gold_prompts": row["gold_prompts"],
+            "gold_flagged": row["gold_flagged"],
+            "low_agreement": row["low"],
+        }
+        for row in page.labelers
+    ]
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    # slugify keeps only ASCII letters, digits, - and _: nothing that could break out of the header.
+    response["Content-Disposition"] = f'attachment; filename="agreement-{queue.pk}-{slugify(queue.name)[:60]}.csv"'
+    writer = csv.DictWriter(response, fieldnames=AGREEMENT_CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows({key: _csv_cell(value) for key, value in row.items()} for row in rows)
+    return response
+
+
+def _csv_cell(value) -> str:
+    """Empty for a missing value, true/false for a flag, and text that cannot start a formula."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return str(value)

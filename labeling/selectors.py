@@ -1,13 +1,17 @@
-"""Reads for the pages: a labeler's queues and progress, a queue's progress."""
+"""Reads for the pages: a labeler's queues and progress, a queue's progress, the admin dashboards."""
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 
 import pandas as pd
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
-from .agreement_report import AgreementReport, queue_agreement
+from .agreement_report import LABEL_COLUMNS, AgreementReport, QueueAgreement, queue_agreement
 from .assignment import queues_open_to
-from .models import AnswerLabel, Assignment, Queue, Task, TaskKind
+from .gold import gold_scores
+from .models import AnswerLabel, Assignment, Prompt, Queue, Task, TaskKind
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,9 @@ def labeler_queues(*, labeler) -> list[LabelerQueue]:
     )
     available = {
         (row["prompt__queue"], row["kind"]): row["n"]
-        for row in Task.objects.filter(prompt__queue__in=queues, submitted_count__lt=F("overlap"))
+        for row in Task.objects.filter(
+            prompt__queue__in=queues, submitted_count__lt=F("overlap"), gold_groups__isnull=True, prompt__excluded=False
+        )
         .exclude(Exists(finished_by_me))
         .values("prompt__queue", "kind")
         .annotate(n=Count("pk"))
@@ -76,12 +82,17 @@ class QueueKindProgress:
 
 
 def queue_progress(*, queue: Queue, now) -> list[QueueKindProgress]:
+    return _progress(queue, _progress_counts(Task.objects.filter(prompt__queue=queue), now))
+
+
+def _progress_counts(tasks, now) -> dict[tuple[int, str], dict]:
+    """Task counts per (queue, kind), one grouped query. Gold tasks and excluded prompts are not work to do."""
     live = Assignment.objects.filter(task=OuterRef("pk"), status=Assignment.Status.LEASED, lease_expires_at__gt=now)
-    rows = {
-        row["kind"]: row
-        for row in Task.objects.filter(prompt__queue=queue)
+    return {
+        (row["prompt__queue"], row["kind"]): row
+        for row in tasks.filter(gold_groups__isnull=True, prompt__excluded=False)
         .annotate(leased=Exists(live))
-        .values("kind")
+        .values("prompt__queue", "kind")
         .annotate(
             # distinct: the join to assignments below repeats each task row.
             tasks=Count("pk", distinct=True),
@@ -90,9 +101,12 @@ def queue_progress(*, queue: Queue, now) -> list[QueueKindProgress]:
             labels=Count("assignments", filter=Q(assignments__status=Assignment.Status.SUBMITTED)),
         )
     }
+
+
+def _progress(queue: Queue, counts: dict[tuple[int, str], dict]) -> list[QueueKindProgress]:
     result = []
     for kind in queue.kinds:
-        row = rows.get(kind, {})
+        row = counts.get((queue.pk, kind), {})
         tasks, complete, started = row.get("tasks", 0), row.get("complete", 0), row.get("started", 0)
         result.append(
             QueueKindProgress(
@@ -108,12 +122,106 @@ def queue_progress(*, queue: Queue, now) -> list[QueueKindProgress]:
     return result
 
 
+DASHBOARD_DAYS = 30
+# The list page bootstraps every queue's interval on each load; fewer resamples keep it fast.
+DASHBOARD_RESAMPLES = 200
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    queue: Queue
+    progress: list[QueueKindProgress]
+    excluded_prompts: int
+    gold_items: int
+    labels_per_day: list[int]  # submitted labels (gold included) on each dashboard day, oldest first
+    median_seconds: float | None  # per submitted task
+    skip_rate: float | None  # skipped / finished assignments
+    agreement: QueueAgreement
+
+    @property
+    def recent_labels(self) -> int:
+        return sum(self.labels_per_day)
+
+
+@dataclass(frozen=True)
+class QueueDashboard:
+    days: list[date]
+    queues: list[QueueSummary]
+
+
+def queue_dashboard(*, now) -> QueueDashboard:
+    """Every queue's figures for the queue list, from the same few grouped queries whatever the number of queues."""
+    queues = list(Queue.objects.all())
+    progress = _progress_counts(Task.objects.all(), now)
+    prompts = {
+        row["queue"]: row
+        for row in Prompt.objects.values("queue").annotate(
+            # distinct: the join to tasks repeats each prompt row.
+            excluded=Count("pk", distinct=True, filter=Q(excluded=True)),
+            gold=Count("tasks", filter=Q(tasks__gold_groups__isnull=False)),
+        )
+    }
+    today = timezone.localdate(now)
+    days = [today - timedelta(days=back) for back in range(DASHBOARD_DAYS - 1, -1, -1)]
+    per_day = {
+        (row["task__prompt__queue"], row["day"]): row["n"]
+        for row in Assignment.objects.filter(
+            status=Assignment.Status.SUBMITTED, finished_at__gte=timezone.make_aware(datetime.combine(days[0], time()))
+        )
+        .annotate(day=TruncDate("finished_at"))
+        .values("task__prompt__queue", "day")
+        .annotate(n=Count("pk"))
+    }
+    work = pd.DataFrame.from_records(
+        Assignment.objects.exclude(status=Assignment.Status.LEASED)
+        .values_list("task__prompt__queue", "status", "time_spent_ms")
+        .iterator(chunk_size=10_000),
+        columns=["queue_id", "status", "time_spent_ms"],
+    )
+    work["skipped"] = work["status"] == Assignment.Status.SKIPPED
+    work["submitted_ms"] = pd.to_numeric(work["time_spent_ms"]).where(work["status"] == Assignment.Status.SUBMITTED)
+    per_queue = work.groupby("queue_id").agg(
+        finished=("status", "size"), skipped=("skipped", "sum"), ms=("submitted_ms", "median")
+    )
+    # Every queue's rankings in one query; the report is then computed queue by queue.
+    agreement = {
+        queue_id: queue_agreement(group, resamples=DASHBOARD_RESAMPLES).queue
+        for queue_id, group in _ranking_labels().groupby("queue_id")
+    }
+    summaries = []
+    for queue in queues:
+        done = per_queue.loc[queue.pk] if queue.pk in per_queue.index else None
+        counts = prompts.get(queue.pk, {})
+        summaries.append(
+            QueueSummary(
+                queue=queue,
+                progress=_progress(queue, progress),
+                excluded_prompts=counts.get("excluded", 0),
+                gold_items=counts.get("gold", 0),
+                labels_per_day=[per_day.get((queue.pk, day), 0) for day in days],
+                median_seconds=None if done is None or pd.isna(done["ms"]) else float(done["ms"]) / 1000,
+                skip_rate=None if done is None else int(done["skipped"]) / int(done["finished"]),
+                agreement=agreement.get(queue.pk, QueueAgreement(None, 0, None, None, 0)),
+            )
+        )
+    return QueueDashboard(days=days, queues=summaries)
+
+
+def _ranking_labels(**filters) -> pd.DataFrame:
+    """Submitted ranks, one row per (prompt, labeler, answer) as queue_agreement takes them, with the queue."""
+    rows = AnswerLabel.objects.filter(ranking__assignment__status=Assignment.Status.SUBMITTED, **filters).values_list(
+        "answer__prompt__queue_id", "answer__prompt_id", "ranking__assignment__labeler_id", "answer_id", "rank"
+    )
+    return pd.DataFrame.from_records(rows.iterator(chunk_size=10_000), columns=["queue_id", *LABEL_COLUMNS])
+
+
 @dataclass(frozen=True)
 class QueueAgreementPage:
     report: AgreementReport
-    labelers: list[dict]  # one per labeler: username, tasks, skips, skip rate, median seconds, agreement
+    labelers: list[dict]  # one per labeler: username, tasks, skips, skip rate, median seconds, agreement, gold
     matrix_labels: list[str]
     matrix: list[tuple[str, list[dict | None]]]  # (labeler, cells by labeler pair; None on the diagonal)
+    heat_map: dict  # the matrix for the chart: labels, and one cell per ordered pair of distinct labelers
     low_threshold: float | None  # labelers whose agreement is below this are highlighted
 
 
@@ -122,14 +230,8 @@ LOW_AGREEMENT_GAP = 0.10
 
 
 def queue_agreement_page(*, queue: Queue) -> QueueAgreementPage:
-    """Every figure of a queue's agreement page, from three queries whatever the queue's size."""
-    rows = AnswerLabel.objects.filter(
-        ranking__assignment__task__prompt__queue=queue, ranking__assignment__status=Assignment.Status.SUBMITTED
-    ).values_list("answer__prompt_id", "ranking__assignment__labeler_id", "answer_id", "rank")
-    labels = pd.DataFrame.from_records(
-        rows.iterator(chunk_size=10_000), columns=["prompt_id", "labeler_id", "answer_id", "rank"]
-    )
-    report = queue_agreement(labels)
+    """Every figure of a queue's agreement page, from three queries plus gold_scores' whatever the queue's size."""
+    report = queue_agreement(_ranking_labels(answer__prompt__queue=queue))
     work = pd.DataFrame.from_records(
         Assignment.objects.filter(task__prompt__queue=queue, task__kind=TaskKind.RANKING)
         .exclude(status=Assignment.Status.LEASED)
@@ -137,7 +239,8 @@ def queue_agreement_page(*, queue: Queue) -> QueueAgreementPage:
         .iterator(chunk_size=10_000),
         columns=["labeler_id", "status", "time_spent_ms"],
     )
-    ids = sorted(set(work["labeler_id"]) | set(report.labelers["labeler_id"]))
+    gold = gold_scores(queue=queue).set_index("labeler_id")
+    ids = sorted(set(work["labeler_id"]) | set(report.labelers["labeler_id"]) | set(gold.index))
     names = dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username"))
     by_labeler = report.labelers.set_index("labeler_id")
     threshold = None if report.queue.rate is None else report.queue.rate - LOW_AGREEMENT_GAP
@@ -152,6 +255,7 @@ def queue_agreement_page(*, queue: Queue) -> QueueAgreementPage:
     for labeler_id in ids:
         done = per_labeler.loc[labeler_id] if labeler_id in per_labeler.index else None
         stats = by_labeler.loc[labeler_id] if labeler_id in by_labeler.index else None
+        scored = gold.loc[labeler_id] if labeler_id in gold.index else None
         figure = {
             column: None if stats is None or pd.isna(stats[column]) else float(stats[column])
             for column in ("rate", "rate_ci_low", "rate_ci_high", "consensus_rate")
@@ -161,6 +265,7 @@ def queue_agreement_page(*, queue: Queue) -> QueueAgreementPage:
         labelers.append(
             {
                 "username": names.get(labeler_id, f"#{labeler_id}"),
+                "labeler_id": int(labeler_id),
                 "tasks": 0 if done is None else int(done["tasks"]),
                 "skips": skips,
                 "skip_rate": None if done is None else skips / int(done["finished"]),
@@ -171,19 +276,33 @@ def queue_agreement_page(*, queue: Queue) -> QueueAgreementPage:
                 "n": 0 if stats is None else int(stats["n"]),
                 "consensus_rate": figure["consensus_rate"],
                 "low": rate is not None and threshold is not None and rate < threshold,
+                "gold_rate": None if scored is None or pd.isna(scored["rate"]) else float(scored["rate"]),
+                "gold_prompts": 0 if scored is None else int(scored["prompts"]),
+                "gold_flagged": scored is not None and bool(scored["flagged"]),
             }
         )
     rated = [labeler_id for labeler_id in ids if labeler_id in by_labeler.index]
     lookup = {(row.labeler_a, row.labeler_b): _cell(row.rate, row.n) for row in report.pairs.itertuples()}
+    matrix_labels = [names.get(labeler_id, f"#{labeler_id}") for labeler_id in rated]
     matrix = [
         (names.get(a, f"#{a}"), [lookup.get((min(a, b), max(a, b)), _cell(None, 0)) if a != b else None for b in rated])
         for a in rated
     ]
+    heat_map = {
+        "labels": matrix_labels,
+        "cells": [
+            {"x": matrix_labels[col], "y": name, **cell}
+            for name, row in matrix
+            for col, cell in enumerate(row)
+            if cell is not None
+        ],
+    }
     return QueueAgreementPage(
         report=report,
         labelers=labelers,
-        matrix_labels=[names.get(labeler_id, f"#{labeler_id}") for labeler_id in rated],
+        matrix_labels=matrix_labels,
         matrix=matrix,
+        heat_map=heat_map,
         low_threshold=threshold,
     )
 

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import manage_views, views
+from . import manage_views, review_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -20,5 +20,13 @@ urlpatterns = [
     path("manage/queues/<int:queue_id>/toggle/", manage_views.queue_toggle, name="manage-queue-toggle"),
     path("manage/queues/<int:queue_id>/import/", manage_views.queue_import, name="manage-queue-import"),
     path("manage/queues/<int:queue_id>/agreement/", manage_views.queue_agreement, name="manage-queue-agreement"),
+    path("manage/queues/<int:queue_id>/agreement.csv", manage_views.queue_agreement_csv,
+         name="manage-queue-agreement-csv"),
     path("manage/imports/<int:job_id>/", manage_views.import_detail, name="manage-import"),
+    path("manage/queues/<int:queue_id>/review/", review_views.review_list, name="manage-review"),
+    path("manage/queues/<int:queue_id>/review/bulk/", review_views.review_bulk, name="manage-review-bulk"),
+    path("manage/queues/<int:queue_id>/review/<int:prompt_id>/", review_views.prompt_detail,
+         name="manage-review-prompt"),
+    path("manage/queues/<int:queue_id>/review/<int:prompt_id>/action/", review_views.prompt_action,
+         name="manage-review-action"),
 ]

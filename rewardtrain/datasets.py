@@ -1,24 +1,54 @@
 """Pair datasets: asking for one (a versioned record) and building it (in the worker).
 
-Building loads the submitted rankings of the chosen queues through the filters, hands plain frames
-to rewardtrain.pairs (expansion, split by prompt, Parquet), and records the file's rows and SHA-256.
+Building loads the submitted rankings of the chosen queues through the filters (excluded and gold
+prompts never pass), optionally replaces each prompt's rankings by their consensus, hands plain frames
+to rewardtrain.pairs (expansion, split by prompt, Parquet), and records the file's rows and SHA-256
+and what the filters left out (build_notes).
 """
 from datetime import date
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from annotate.celery import delay_on_commit
+from labeling.agreement import consensus_ranking
+from labeling.agreement_report import queue_agreement
+from labeling.gold import gold_scores
 from labeling.models import Answer, AnswerLabel, Assignment, Prompt, Queue
 
 from . import pairs
 from .models import JobStatus, PairDataset
 
-FILTER_KEYS = {"date_from", "date_to", "labeler_ids", "exclude_skipped", "exclude_flagged"}
+FILTER_KEYS = {
+    "date_from", "date_to", "labeler_ids", "exclude_skipped", "exclude_flagged", "source", "min_rankings",
+    "min_agreement", "min_gold_accuracy",
+}
+SOURCES = ("labelers", "consensus")
+DEFAULT_MIN_RANKINGS = 2
+# The labeler_id of consensus rows: user ids start at 1, so 0 names no labeler.
+CONSENSUS_LABELER = 0
+
+
+def _given(value) -> bool:
+    return value is not None and value != ""
+
+
+def _fraction(key: str, value) -> float:
+    try:
+        number = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not 0 <= number <= 1:  # NaN fails this too
+        raise ValueError(f"{key} must be a number from 0 to 1, not {value!r}.")
+    return number
 
 
 def clean_filters(filters: dict) -> dict:
@@ -29,11 +59,35 @@ def clean_filters(filters: dict) -> dict:
     cleaned: dict = {}
     for key in ("date_from", "date_to"):
         if filters.get(key):
-            cleaned[key] = date.fromisoformat(str(filters[key])).isoformat()
+            try:
+                cleaned[key] = date.fromisoformat(str(filters[key])).isoformat()
+            except ValueError:
+                raise ValueError(f"{key} must be a date (YYYY-MM-DD), not {filters[key]!r}.") from None
+    if cleaned.get("date_from", "") > cleaned.get("date_to", "9999"):
+        raise ValueError("date_to is before date_from.")
     if filters.get("labeler_ids"):
-        cleaned["labeler_ids"] = sorted({int(pk) for pk in filters["labeler_ids"]})
+        try:
+            cleaned["labeler_ids"] = sorted({int(pk) for pk in filters["labeler_ids"]})
+        except (TypeError, ValueError):
+            raise ValueError(f"labeler_ids must be a list of user ids, not {filters['labeler_ids']!r}.") from None
     for key in ("exclude_skipped", "exclude_flagged"):
         cleaned[key] = bool(filters.get(key, False))
+    source = filters.get("source") or "labelers"
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(map(repr, SOURCES))}, not {source!r}.")
+    cleaned["source"] = source
+    min_rankings = filters.get("min_rankings")
+    if source == "consensus":
+        if not _given(min_rankings):
+            min_rankings = DEFAULT_MIN_RANKINGS
+        if isinstance(min_rankings, bool) or not str(min_rankings).isdecimal() or int(min_rankings) < 1:
+            raise ValueError(f"min_rankings must be a whole number of at least 1, not {min_rankings!r}.")
+        cleaned["min_rankings"] = int(min_rankings)
+    elif _given(min_rankings):
+        raise ValueError("min_rankings applies only to source 'consensus'.")
+    for key in ("min_agreement", "min_gold_accuracy"):
+        if _given(filters.get(key)):
+            cleaned[key] = _fraction(key, filters[key])
     return cleaned
 
 
@@ -75,13 +129,31 @@ def request_pair_dataset(
     return dataset
 
 
-def load_rankings(dataset: PairDataset) -> tuple[pd.DataFrame, dict[int, str], dict[int, str]]:
-    """The dataset's ranking labels (one row per ranking x answer) and the texts they refer to."""
-    labels = AnswerLabel.objects.filter(
+class Rankings(NamedTuple):
+    labels: pd.DataFrame  # one row per ranking x answer, as rewardtrain.pairs.expand_rankings takes
+    answer_texts: dict[int, str]
+    prompt_texts: dict[int, str]
+    notes: dict  # what the filters left out, for PairDataset.build_notes
+
+
+def _submitted_labels(queues) -> QuerySet:
+    return AnswerLabel.objects.filter(
         ranking__assignment__status=Assignment.Status.SUBMITTED,
-        ranking__assignment__task__prompt__queue__in=dataset.queues.all(),
+        ranking__assignment__task__prompt__queue__in=queues,
     )
+
+
+def load_rankings(dataset: PairDataset) -> Rankings:
+    """The dataset's ranking labels after its filters, and the texts they refer to.
+
+    Excluded prompts and gold prompts are always left out: an admin took the first out of every dataset,
+    and the second are for measuring labelers, not for training.
+    """
     filters = dataset.filters
+    queues = {queue.pk: queue for queue in dataset.queues.all()}
+    labels = _submitted_labels(queues.values()).filter(
+        answer__prompt__excluded=False, ranking__assignment__task__gold_groups__isnull=True
+    )
     if filters.get("date_from"):
         labels = labels.filter(ranking__created_at__date__gte=filters["date_from"])
     if filters.get("date_to"):
@@ -95,22 +167,100 @@ def load_rankings(dataset: PairDataset) -> tuple[pd.DataFrame, dict[int, str], d
         flagged = AnswerLabel.objects.exclude(flags=[]).values("answer__prompt_id")
         labels = labels.exclude(answer__prompt_id__in=flagged)
     rows = labels.values_list(
-        "ranking_id", "ranking__assignment__labeler_id", "answer__prompt_id", "answer_id", "rank", "rating"
-    )
+        "ranking_id", "ranking__assignment__labeler_id", "answer__prompt__queue_id", "answer__prompt_id", "answer_id",
+        "rank", "rating",
+    )  # fmt: skip
     frame = pd.DataFrame.from_records(
         rows.iterator(chunk_size=10_000),
-        columns=["ranking_id", "labeler_id", "prompt_id", "answer_id", "rank", "rating"],
+        columns=["ranking_id", "labeler_id", "queue_id", "prompt_id", "answer_id", "rank", "rating"],
     )
+    notes: dict = {}
     if frame.empty:
-        return frame, {}, {}
-    # Stored ranks are competition ranks (1, 2, 2, 4); the tie-group index is their dense rank.
-    frame["group"] = frame.groupby("ranking_id")["rank"].rank(method="dense").astype("int64") - 1
-    frame = frame.drop(columns="rank").astype({"rating": "Int64"})
+        return Rankings(frame, {}, {}, notes)
+    below = _labelers_below(filters, [queues[pk] for pk in sorted(frame["queue_id"].unique())])
+    if not below.empty:
+        rows_of = pd.MultiIndex.from_frame(frame[["queue_id", "labeler_id"]])
+        below_of = pd.MultiIndex.from_frame(below[["queue_id", "labeler_id"]])
+        frame = frame[~rows_of.isin(below_of)]
+        # Only the labelers whose rankings the other filters had let through were left out by these.
+        notes["left_out_labelers"] = below[below_of.isin(rows_of)].to_dict("records")
+    frame = frame.drop(columns="queue_id")
+    if filters.get("source") == "consensus":
+        prompts = frame["prompt_id"].nunique()
+        frame = consensus_labels(frame, min_rankings=filters["min_rankings"])
+        notes["prompts_with_too_few_rankings"] = prompts - frame["prompt_id"].nunique()
+        if frame.empty and prompts:
+            raise ValueError(f"No prompt has the {filters['min_rankings']} rankings min_rankings asks for.")
+    else:
+        # Stored ranks are competition ranks (1, 2, 2, 4); the tie-group index is their dense rank.
+        frame["group"] = frame.groupby("ranking_id")["rank"].rank(method="dense").astype("int64") - 1
+        frame = frame.drop(columns="rank").astype({"rating": "Int64"})
+    if frame.empty:
+        return Rankings(frame, {}, {}, notes)
     answer_ids = frame["answer_id"].unique().tolist()
     prompt_ids = frame["prompt_id"].unique().tolist()
     answer_texts = dict(Answer.objects.filter(pk__in=answer_ids).values_list("pk", "text").iterator(chunk_size=10_000))
     prompt_texts = dict(Prompt.objects.filter(pk__in=prompt_ids).values_list("pk", "text").iterator(chunk_size=10_000))
-    return frame, answer_texts, prompt_texts
+    return Rankings(frame, answer_texts, prompt_texts, notes)
+
+
+def _labelers_below(filters: dict, queues: list[Queue]) -> pd.DataFrame:
+    """Per queue, the labelers below min_agreement or min_gold_accuracy: queue_id, labeler_id, filter, rate.
+
+    Agreement is pooled over all the queue's submitted rankings (the figure of its agreement page), gold
+    accuracy over its gold prompts, whatever the other filters; a labeler with no figure (no prompt shared
+    with another labeler, no gold prompt) is kept.
+    """
+    found = []
+    for queue in queues:
+        figures = {}
+        if "min_agreement" in filters:
+            rows = _submitted_labels([queue]).values_list(
+                "answer__prompt_id", "ranking__assignment__labeler_id", "answer_id", "rank"
+            )
+            labels = pd.DataFrame.from_records(
+                rows.iterator(chunk_size=10_000), columns=["prompt_id", "labeler_id", "answer_id", "rank"]
+            )
+            figures["min_agreement"] = queue_agreement(labels, resamples=0).labelers
+        if "min_gold_accuracy" in filters:
+            figures["min_gold_accuracy"] = gold_scores(queue=queue)
+        for key, scores in figures.items():
+            below = scores[(scores["rate"] < filters[key]).fillna(False)]  # NA: no figure, kept
+            found.append(pd.DataFrame({
+                "queue_id": queue.pk, "labeler_id": below["labeler_id"].astype("int64"), "filter": key,
+                "rate": below["rate"].astype(float),
+            }))  # fmt: skip
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame()
+
+
+def consensus_labels(labels: pd.DataFrame, *, min_rankings: int) -> pd.DataFrame:
+    """One ranking per prompt ranked by at least `min_rankings` labelers: the consensus of their rankings.
+
+    `labels`: ranking_id, labeler_id, prompt_id, answer_id and rank (competition ranks, 1 is best). The
+    consensus is labeling.agreement.consensus_ranking's ranked pairs; its rows have labeler_id
+    CONSENSUS_LABELER, ranking_id minus the prompt id (no Ranking row has it) and no rating. Plain pandas.
+    """
+    counts = labels.groupby("prompt_id")["ranking_id"].nunique()
+    kept = labels[labels["prompt_id"].isin(counts.index[counts >= min_rankings])]
+    ordered = kept.sort_values(["prompt_id", "ranking_id", "rank", "answer_id"])
+    columns = ordered[["prompt_id", "ranking_id", "rank", "answer_id"]].to_numpy("int64").tolist()
+    prompt_ids, groups, answer_ids = [], [], []
+    # A Python loop over prompts (tens of thousands): each ranking's rows, split where the rank changes.
+    for prompt_id, prompt_rows in groupby(columns, key=itemgetter(0)):
+        rankings = [
+            [[row[3] for row in tie] for _, tie in groupby(ranking_rows, key=itemgetter(2))]
+            for _, ranking_rows in groupby(prompt_rows, key=itemgetter(1))
+        ]
+        for index, tie in enumerate(consensus_ranking(rankings, method="ranked_pairs")):
+            prompt_ids.extend([prompt_id] * len(tie))
+            groups.extend([index] * len(tie))
+            answer_ids.extend(tie)
+    prompt = np.array(prompt_ids, dtype=np.int64)
+    return pd.DataFrame({
+        "ranking_id": -prompt, "labeler_id": np.full(len(prompt), CONSENSUS_LABELER, dtype=np.int64),
+        "prompt_id": prompt, "answer_id": np.array(answer_ids, dtype=np.int64),
+        "rating": pd.array([pd.NA] * len(prompt), dtype="Int64"), "group": np.array(groups, dtype=np.int64),
+    })  # fmt: skip
 
 
 def dataset_path(dataset: PairDataset) -> Path:
@@ -120,7 +270,7 @@ def dataset_path(dataset: PairDataset) -> Path:
 def build_pair_dataset(dataset: PairDataset) -> PairDataset:
     """Expand, split and write the dataset's pairs; record counts and checksum on the record."""
     PairDataset.objects.filter(pk=dataset.pk).update(status=JobStatus.RUNNING)
-    labels, answer_texts, prompt_texts = load_rankings(dataset)
+    labels, answer_texts, prompt_texts, dataset.build_notes = load_rankings(dataset)
     if labels.empty:
         raise ValueError("No submitted rankings match these queues and filters.")
     frame = pairs.build_pair_frame(

@@ -20,6 +20,30 @@ class PairDatasetForm(forms.Form):
     )
     exclude_skipped = forms.BooleanField(required=False, label="Leave out prompts that someone skipped")
     exclude_flagged = forms.BooleanField(required=False, label="Leave out prompts with a flagged answer")
+    source = forms.ChoiceField(
+        choices=[("labelers", "Every labeler's ranking"), ("consensus", "One consensus ranking per prompt")],
+        initial="labelers",
+        required=False,
+        widget=forms.RadioSelect,
+        help_text="The consensus is the ranked-pairs consensus of the prompt's rankings (labeler_id 0 in the file).",
+    )
+    min_rankings = forms.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="Consensus only: leave out prompts ranked by fewer labelers (empty means 2).",
+    )
+    min_agreement = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text="Leave out labelers whose pooled pairwise agreement with the others in the queue is below this.",
+    )
+    min_gold_accuracy = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text="Leave out labelers whose agreement with the queue's gold rankings is below this.",
+    )
     validation_fraction = forms.FloatField(initial=0.1, min_value=0.01, max_value=0.9)
     seed = forms.IntegerField(initial=0)
 
@@ -27,6 +51,8 @@ class PairDatasetForm(forms.Form):
         data = super().clean()
         if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
             raise forms.ValidationError("The date range ends before it starts.")
+        if data.get("min_rankings") is not None and data.get("source") != "consensus":
+            self.add_error("min_rankings", "Only a consensus source takes a minimum number of rankings.")
         return data
 
     def filters(self) -> dict:
@@ -37,6 +63,10 @@ class PairDatasetForm(forms.Form):
             "labeler_ids": [user.pk for user in data.get("labelers") or []],
             "exclude_skipped": data.get("exclude_skipped", False),
             "exclude_flagged": data.get("exclude_flagged", False),
+            "source": data.get("source") or "labelers",
+            "min_rankings": data.get("min_rankings"),
+            "min_agreement": data.get("min_agreement"),
+            "min_gold_accuracy": data.get("min_gold_accuracy"),
         }
 
 

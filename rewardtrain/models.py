@@ -28,8 +28,13 @@ class PairDataset(models.Model):
     name = models.SlugField(max_length=100, help_text="Versions count up per name: helpful-v1, helpful-v2, …")
     version = models.PositiveIntegerField()
     queues = models.ManyToManyField(Queue, related_name="pair_datasets")
-    # date_from / date_to (ISO dates, inclusive), labeler_ids, exclude_skipped, exclude_flagged
+    # As asked (rewardtrain.datasets.clean_filters): date_from / date_to (ISO dates, inclusive), labeler_ids,
+    # exclude_skipped, exclude_flagged, source ("labelers" or "consensus"), min_rankings, min_agreement,
+    # min_gold_accuracy.
     filters = models.JSONField(default=dict, blank=True)
+    # What the filters left out when it was built: left_out_labelers ([{queue_id, labeler_id, filter, rate}])
+    # and, for a consensus, prompts_with_too_few_rankings. The labelers depend on the data of the day.
+    build_notes = models.JSONField(default=dict, blank=True)
     validation_fraction = models.FloatField(default=0.1, validators=[MinValueValidator(0.01), MaxValueValidator(0.9)])
     seed = models.IntegerField(default=0)
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)

@@ -1,5 +1,6 @@
 """Pages for ML staff: pair datasets, training runs (with their learning curve) and the model registry."""
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -33,10 +34,22 @@ def dataset_list(request):
 @role_required(ML)
 def dataset_detail(request, dataset_id: int):
     dataset = get_object_or_404(PairDataset.objects.prefetch_related("queues"), pk=dataset_id)
+    left_out = dataset.build_notes.get("left_out_labelers", [])
+    names = dict(User.objects.filter(pk__in=[row["labeler_id"] for row in left_out]).values_list("pk", "username"))
+    queues = {queue.pk: queue.name for queue in dataset.queues.all()}
+    left_out = [
+        row | {"username": names.get(row["labeler_id"], f"#{row['labeler_id']}"), "queue": queues.get(row["queue_id"])}
+        for row in left_out
+    ]
     return render(
         request,
         "rewardtrain/dataset_detail.html",
-        {"dataset": dataset, "run_form": TrainingRunForm(initial={"dataset": dataset.pk}), "runs": dataset.runs.all()},
+        {
+            "dataset": dataset,
+            "left_out": left_out,
+            "run_form": TrainingRunForm(initial={"dataset": dataset.pk}),
+            "runs": dataset.runs.all(),
+        },
     )
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from labeling import agreement_report
 from labeling.agreement import leave_one_out_agreement, pairwise_agreement, ranks_from_groups
-from labeling.agreement_report import LABELER_COLUMNS, PAIR_COLUMNS, queue_agreement
+from labeling.agreement_report import LABELER_COLUMNS, PAIR_COLUMNS, PROMPT_COLUMNS, queue_agreement
 
 COLUMNS = ["prompt_id", "labeler_id", "answer_id", "rank"]
 
@@ -128,6 +128,13 @@ def check_against_reference(labels: pd.DataFrame, resamples: int = 50, seed: int
         assert row.labeler_a < row.labeler_b
         assert _value(row.rate) == (pytest.approx(row.agree / row.n) if row.n else None)
 
+    prompts = report.prompts
+    assert list(prompts.columns) == PROMPT_COLUMNS
+    assert {row.prompt_id: (row.rankings, row.agree, row.n) for row in prompts.itertuples(index=False)} == {
+        p: (len(rankings[p]), *prompt_totals[p]) for p in rankings}
+    for row in prompts.itertuples(index=False):
+        assert _value(row.rate) == (pytest.approx(row.agree / row.n) if row.n else None)
+
     labelers = report.labelers
     assert list(labelers.columns) == LABELER_COLUMNS
     assert list(labelers["labeler_id"]) == sorted(set(labels["labeler_id"]))
@@ -210,6 +217,7 @@ def test_empty_frame():
     assert report.queue == agreement_report.QueueAgreement(None, 0, None, None, 0)
     assert list(report.pairs.columns) == PAIR_COLUMNS and report.pairs.empty
     assert list(report.labelers.columns) == LABELER_COLUMNS and report.labelers.empty
+    assert list(report.prompts.columns) == PROMPT_COLUMNS and report.prompts.empty
 
 
 def test_one_labeler():

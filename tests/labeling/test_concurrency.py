@@ -137,7 +137,8 @@ def work(labeler: User, queue: Queue, seed: int) -> list[Event]:
             # Walk away until the lease has expired; come back to submit late, or do not.
             abandons_left -= 1
             started = timezone.now()
-            time.sleep((assignment.lease_expires_at - started).total_seconds() + 0.05)
+            # The lease may already be over on a busy machine: never a negative sleep.
+            time.sleep(max(0.0, (assignment.lease_expires_at - started).total_seconds()) + 0.05)
             record("abandon", "abandoned", assignment, started)
             if rng.random() < 0.5:
                 continue

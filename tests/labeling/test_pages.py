@@ -201,12 +201,14 @@ def test_admin_creates_a_queue_and_imports_prompts(
             "priority": 5,
             "lease_seconds": 600,
             "is_open": "on",
+            "gold_rate": 0.1,
+            "gold_threshold": 0.7,
             "labelers": [labeler.pk],
         },
     )
     queue = Queue.objects.get(name="Fresh")
     assert response.url == reverse("manage-queue", args=[queue.pk])
-    assert list(queue.labelers.all()) == [labeler]
+    assert list(queue.labelers.all()) == [labeler] and queue.gold_rate == 0.1
     rows = b'{"prompt": "P1", "answers": ["a", "b"]}\n{"prompt": "P2"}\n'
     celery_app.conf.task_always_eager = True
     try:

@@ -37,7 +37,8 @@ def test_each_assignment_records_the_instructions_it_was_made_under(db, labeler,
 def test_editing_a_queue_in_the_browser_versions_its_instructions(client, queue_admin):
     client.force_login(queue_admin)
     form = {"name": "Edited", "instructions": "First", "task_kind": "ranking", "demonstration_overlap": 1,
-            "ranking_overlap": 3, "priority": 0, "lease_seconds": 600, "is_open": "on"}  # fmt: skip
+            "ranking_overlap": 3, "priority": 0, "lease_seconds": 600, "is_open": "on",
+            "gold_rate": 0, "gold_threshold": 0.7}  # fmt: skip
     client.post(reverse("manage-queue-new"), form)
     queue = Queue.objects.get(name="Edited")
     client.post(reverse("manage-queue-edit", args=[queue.pk]), {**form, "priority": 5})  # same text

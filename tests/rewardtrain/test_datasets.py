@@ -3,8 +3,9 @@ import pytest
 from django.conf import settings as django_settings
 
 from labeling.assignment import lease_next_task, skip_task
-from labeling.models import Answer, Assignment
+from labeling.models import Answer, Assignment, Prompt, Task
 from rewardtrain import datasets, pairs
+from rewardtrain.forms import PairDatasetForm
 from rewardtrain.models import JobStatus, PairDataset
 
 from .factories import MARKER, marker_queue, rank_by_marker
@@ -96,3 +97,58 @@ def test_versions_count_up_per_name(db):
         datasets.request_pair_dataset(name="x", queues=[queue], filters={"labelerz": [1]})
     with pytest.raises(ValueError, match="at least one queue"):
         datasets.request_pair_dataset(name="x", queues=[], filters={})
+
+
+def test_excluded_and_gold_prompts_never_reach_a_dataset(db):
+    queue = marker_queue(prompts=6)
+    rank_by_marker(queue, labelers=2)
+    excluded, gold = Prompt.objects.filter(queue=queue).order_by("pk")[:2]
+    Prompt.objects.filter(pk=excluded.pk).update(excluded=True)
+    answers = list(gold.answers.values_list("pk", flat=True))
+    Task.objects.filter(prompt=gold).update(gold_groups=[answers[:2], answers[2:]])
+    for version, source in enumerate(["labelers", "consensus"], start=1):
+        dataset = build(queues=[queue], version=version, filters=datasets.clean_filters({"source": source}))
+        frame = pairs.read_pair_dataset(django_settings.ARTIFACTS_DIR / dataset.file)
+        assert dataset.prompts == 4 and not set(frame["prompt_id"]) & {excluded.pk, gold.pk}
+
+
+@pytest.mark.parametrize(
+    ("filters", "field"),
+    [
+        ({"date_from": "2026-13-01"}, "date_from"),
+        ({"date_from": "2026-02-01", "date_to": "2026-01-01"}, "date_to"),
+        ({"labeler_ids": ["me"]}, "labeler_ids"),
+        ({"source": "votes"}, "source"),
+        ({"source": "consensus", "min_rankings": 0}, "min_rankings"),
+        ({"source": "consensus", "min_rankings": "2.5"}, "min_rankings"),
+        ({"min_rankings": 3}, "min_rankings"),  # only for a consensus
+        ({"min_agreement": 1.5}, "min_agreement"),
+        ({"min_agreement": "high"}, "min_agreement"),
+        ({"min_agreement": float("nan")}, "min_agreement"),
+        ({"min_gold_accuracy": -0.1}, "min_gold_accuracy"),
+        ({"min_gold_accuracy": True}, "min_gold_accuracy"),
+    ],
+)
+def test_bad_filter_values_are_refused_naming_the_filter(filters, field):
+    with pytest.raises(ValueError, match=field):
+        datasets.clean_filters(filters)
+
+
+def test_filters_are_recorded_with_their_defaults():
+    assert datasets.clean_filters({}) == {"exclude_skipped": False, "exclude_flagged": False, "source": "labelers"}
+    cleaned = datasets.clean_filters({"source": "consensus", "min_agreement": "0.5", "min_gold_accuracy": 0})
+    assert cleaned == {
+        "exclude_skipped": False, "exclude_flagged": False, "source": "consensus", "min_rankings": 2,
+        "min_agreement": 0.5, "min_gold_accuracy": 0.0,
+    }  # fmt: skip
+
+
+def test_the_form_names_a_bad_source_filter(db):
+    queue = marker_queue(prompts=1)
+    base = {"name": "x", "queues": [queue.pk], "validation_fraction": 0.1, "seed": 0}
+    form = PairDatasetForm({**base, "min_agreement": "2", "min_gold_accuracy": "x", "min_rankings": "3"})
+    assert not form.is_valid()
+    assert set(form.errors) == {"min_agreement", "min_gold_accuracy", "min_rankings"}
+    form = PairDatasetForm({**base, "source": "consensus", "min_agreement": "0.6"})
+    assert form.is_valid(), form.errors
+    assert datasets.clean_filters(form.filters())["min_rankings"] == 2
