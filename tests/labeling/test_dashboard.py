@@ -195,3 +195,31 @@ def test_only_admins_open_the_admin_pages(db, client, role):
             assert response.status_code == 302 and response.url.startswith(reverse("login")), url
         else:
             assert response.status_code == 403, url
+
+
+@pytest.mark.parametrize("case", ["one labeler", "all ties", "one answer pair", "no overlap"])
+def test_thin_data_gives_not_enough_data_not_nan(client, queue_admin, case):
+    """Every admin page of a queue renders defined figures or "—", never NaN, on data too thin to compare."""
+    answers = 2 if case == "one answer pair" else 4
+    queue = make_queue(f"Thin {case}", prompts=3, answers=answers, task_kind=Queue.Kinds.RANKING,
+                       ranking_overlap=1 if case == "no overlap" else 2)
+    labelers = [make_user(f"thin-{i}", "labeler") for i in range(1 if case == "one labeler" else 2)]
+    for user in labelers:
+        while (assignment := lease_next_task(labeler=user, queue=queue)) is not None:
+            ids = sorted(assignment.answer_order)
+            groups = [ids] if case == "all ties" else [[pk] for pk in ids]
+            submit_ranking(assignment_id=assignment.pk, labeler=user, groups=groups)
+    client.force_login(queue_admin)
+    prompt = queue.prompts.order_by("pk").first()
+    for name, args in [("manage-queues", []), ("manage-queue", [queue.pk]), ("manage-queue-agreement", [queue.pk]),
+                       ("manage-queue-agreement-csv", [queue.pk]), ("manage-review", [queue.pk]),
+                       ("manage-review-prompt", [queue.pk, prompt.pk])]:
+        response = client.get(reverse(name, args=args))
+        body = response.content.decode()
+        assert response.status_code == 200, name
+        assert "nan" not in body.lower().replace("nanosecond", ""), name
+    agreement = client.get(reverse("manage-queue-agreement", args=[queue.pk])).content.decode()
+    if case == "one answer pair":  # two labelers ordering the same single pair the same way
+        assert "1.000" in agreement
+    else:
+        assert "Not enough data" in agreement
