@@ -62,20 +62,19 @@ def _record(prompt_ids: list[int], kind: str, reason: str, user, detail: dict | 
 
 
 def exclude_prompts(*, queue: Queue, prompt_ids: Iterable, reason: str, user=None) -> int:
-    reason = clean_reason(reason)
-    with transaction.atomic():
-        ids = _prompts(queue, prompt_ids)
-        Prompt.objects.filter(pk__in=ids).update(excluded=True)
-        _record(ids, PromptAction.Kind.EXCLUDE, reason, user)
-    return len(ids)
+    return _set_excluded(queue, prompt_ids, reason, user, excluded=True)
 
 
 def include_prompts(*, queue: Queue, prompt_ids: Iterable, reason: str, user=None) -> int:
+    return _set_excluded(queue, prompt_ids, reason, user, excluded=False)
+
+
+def _set_excluded(queue: Queue, prompt_ids: Iterable, reason: str, user, *, excluded: bool) -> int:
     reason = clean_reason(reason)
     with transaction.atomic():
         ids = _prompts(queue, prompt_ids)
-        Prompt.objects.filter(pk__in=ids).update(excluded=False)
-        _record(ids, PromptAction.Kind.INCLUDE, reason, user)
+        Prompt.objects.filter(pk__in=ids).update(excluded=excluded)
+        _record(ids, PromptAction.Kind.EXCLUDE if excluded else PromptAction.Kind.INCLUDE, reason, user)
     return len(ids)
 
 
@@ -138,16 +137,6 @@ def clear_gold(*, queue: Queue, prompt_id: object, reason: str, user=None) -> No
 
 
 # --- What the review pages read.
-
-def ranking_labels(*, queue: Queue) -> pd.DataFrame:
-    """One row per (prompt, labeler, answer) of the queue's submitted rankings, in one query."""
-    rows = AnswerLabel.objects.filter(
-        ranking__assignment__task__prompt__queue=queue, ranking__assignment__status=Assignment.Status.SUBMITTED
-    ).values_list("answer__prompt_id", "ranking__assignment__labeler_id", "answer_id", "rank")
-    return pd.DataFrame.from_records(
-        rows.iterator(chunk_size=10_000), columns=["prompt_id", "labeler_id", "answer_id", "rank"]
-    )
-
 
 def review_rows(*, queue: Queue, prompt_agreement: pd.DataFrame) -> list[dict]:
     """Prompts ranked by two or more labelers, lowest agreement first (prompts whose pairs are all tied,

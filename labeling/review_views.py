@@ -11,6 +11,7 @@ from . import review
 from .agreement_report import queue_agreement
 from .models import Prompt, Queue
 from .roles import ADMIN, role_required
+from .selectors import ranking_labels
 
 REVIEW_PAGE_SIZE = 50
 
@@ -25,7 +26,7 @@ BULK_ACTIONS = {
 @role_required(ADMIN)
 def review_list(request, queue_id: int):
     queue = get_object_or_404(Queue, pk=queue_id)
-    report = queue_agreement(review.ranking_labels(queue=queue), resamples=0)
+    report = queue_agreement(ranking_labels(answer__prompt__queue=queue), resamples=0)
     page = Paginator(review.review_rows(queue=queue, prompt_agreement=report.prompts), REVIEW_PAGE_SIZE).get_page(
         request.GET.get("page")
     )

@@ -186,7 +186,7 @@ def queue_dashboard(*, now) -> QueueDashboard:
     # Every queue's rankings in one query; the report is then computed queue by queue.
     agreement = {
         queue_id: queue_agreement(group, resamples=DASHBOARD_RESAMPLES).queue
-        for queue_id, group in _ranking_labels().groupby("queue_id")
+        for queue_id, group in ranking_labels().groupby("queue_id")
     }
     summaries = []
     for queue in queues:
@@ -207,7 +207,7 @@ def queue_dashboard(*, now) -> QueueDashboard:
     return QueueDashboard(days=days, queues=summaries)
 
 
-def _ranking_labels(**filters) -> pd.DataFrame:
+def ranking_labels(**filters) -> pd.DataFrame:
     """Submitted ranks, one row per (prompt, labeler, answer) as queue_agreement takes them, with the queue."""
     rows = AnswerLabel.objects.filter(ranking__assignment__status=Assignment.Status.SUBMITTED, **filters).values_list(
         "answer__prompt__queue_id", "answer__prompt_id", "ranking__assignment__labeler_id", "answer_id", "rank"
@@ -231,7 +231,7 @@ LOW_AGREEMENT_GAP = 0.10
 
 def queue_agreement_page(*, queue: Queue) -> QueueAgreementPage:
     """Every figure of a queue's agreement page, from three queries plus gold_scores' whatever the queue's size."""
-    report = queue_agreement(_ranking_labels(answer__prompt__queue=queue))
+    report = queue_agreement(ranking_labels(answer__prompt__queue=queue))
     work = pd.DataFrame.from_records(
         Assignment.objects.filter(task__prompt__queue=queue, task__kind=TaskKind.RANKING)
         .exclude(status=Assignment.Status.LEASED)
