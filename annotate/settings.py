@@ -152,6 +152,7 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_TASK_ROUTES = {
     "rewardtrain.tasks.train_reward_model_task": {"queue": "training"},
     "rewardtrain.tasks.score_answers_task": {"queue": "training"},
+    "labeling.tasks.generate_answers_task": {"queue": "generation"},
 }
 # Results are stored only where a caller waits for one (bench/score_latency.py); off by default.
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 
 from annotate.celery import delay_on_commit
 
+from .csvsafe import csv_cell
 from .forms import ImportForm, QueueForm
 from .models import ImportJob, Queue
 from .queues import save_queue
@@ -113,8 +114,6 @@ AGREEMENT_CSV_COLUMNS = [
     "username", "labeler_id", "rankings", "median_seconds", "skip_rate", "agreement", "ci_low", "ci_high", "pairs",
     "consensus_agreement", "gold_accuracy", "gold_prompts", "gold_flagged", "low_agreement",
 ]  # fmt: skip
-# A spreadsheet runs a cell that starts with one of these as a formula (usernames are chosen by users).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @role_required(ADMIN)
@@ -149,16 +148,5 @@ def queue_agreement_csv(request, queue_id: int):
     response["Content-Disposition"] = f'attachment; filename="agreement-{queue.pk}-{slugify(queue.name)[:60]}.csv"'
     writer = csv.DictWriter(response, fieldnames=AGREEMENT_CSV_COLUMNS)
     writer.writeheader()
-    writer.writerows({key: _csv_cell(value) for key, value in row.items()} for row in rows)
+    writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)
     return response
-
-
-def _csv_cell(value) -> str:
-    """Empty for a missing value, true/false for a flag, and text that cannot start a formula."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return str(value)

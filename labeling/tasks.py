@@ -3,6 +3,7 @@
 from celery import shared_task
 from django.utils import timezone
 
+from .generation import run_generation_job
 from .importing import import_prompts
 from .models import ImportJob
 
@@ -38,3 +39,9 @@ def run_import_job(job_id: int) -> None:
     job.status = ImportJob.Status.FAILED if report.errors else ImportJob.Status.SUCCEEDED
     job.finished_at = timezone.now()
     job.save(update_fields=["created_count", "existing_count", "errors", "status", "finished_at"])
+
+
+# Routed to the "generation" queue (settings.CELERY_TASK_ROUTES): run those workers where the model fits.
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def generate_answers_task(job_id: int) -> None:
+    run_generation_job(job_id)

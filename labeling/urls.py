@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import manage_views, review_views, views
+from . import generation_views, manage_views, review_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -29,4 +29,6 @@ urlpatterns = [
          name="manage-review-prompt"),
     path("manage/queues/<int:queue_id>/review/<int:prompt_id>/action/", review_views.prompt_action,
          name="manage-review-action"),
+    path("ml/generation/", generation_views.generation_list, name="ml-generation-jobs"),
+    path("ml/generation/<int:job_id>/", generation_views.generation_detail, name="ml-generation-job"),
 ]

@@ -139,7 +139,7 @@ def start_worker(transactional_db, redis_broker, settings, tmp_path):
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [str(Path(sys.executable).with_name("celery")), "-A", "annotate", "worker", "--pool=solo",
-                 "-Q", "celery,training", "-l", "info", "-n", f"test{len(workers)}@%h",
+                 "-Q", "celery,training,generation", "-l", "info", "-n", f"test{len(workers)}@%h",
                  "--without-gossip", "--without-mingle", "--without-heartbeat"],
                 cwd=settings.BASE_DIR, env={**base_env, **env}, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip

@@ -32,7 +32,8 @@ pytestmark = [
 LABELERS = 24
 PROMPTS = 20
 ANSWERS = 4
-LEASE_SECONDS = 1  # below the form's minimum of 30, so that abandoned leases expire during the test
+LEASE_SECONDS = 3  # below the form's minimum of 30, so that abandoned leases expire during the test; long
+# enough that, on a loaded machine, a lease is still live when the call that took it returns
 IDLE_PATIENCE = timedelta(seconds=4 * LEASE_SECONDS)  # a labeler stops after this long with nothing to do
 
 

@@ -11,7 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from labeling.assignment import lease_next_task, skip_task, submit_ranking
-from labeling.manage_views import AGREEMENT_CSV_COLUMNS, _csv_cell
+from labeling.csvsafe import csv_cell
+from labeling.manage_views import AGREEMENT_CSV_COLUMNS
 from labeling.models import Assignment, ImportJob, Prompt, Queue, Task
 from labeling.selectors import DASHBOARD_DAYS, labeler_queues, queue_agreement_page
 from tests.conftest import make_queue, make_user
@@ -167,11 +168,11 @@ def test_the_agreement_csv_has_the_pages_figures_and_defuses_formulas(client, qu
 
 @pytest.mark.parametrize("text", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
 def test_csv_cells_that_a_spreadsheet_would_run_get_an_apostrophe(text):
-    assert _csv_cell(text) == "'" + text
+    assert csv_cell(text) == "'" + text
 
 
 def test_csv_cells_of_numbers_and_plain_text_are_unchanged():
-    assert [_csv_cell(v) for v in ("ana", 0.25, 3, None, True)] == ["ana", "0.25", "3", "", "true"]
+    assert [csv_cell(v) for v in ("ana", 0.25, 3, None, True)] == ["ana", "0.25", "3", "", "true"]
 
 
 @pytest.mark.parametrize("role", ["labeler", "ml", None])

