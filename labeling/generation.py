@@ -8,15 +8,15 @@ torch and transformers are imported inside the functions: the web process never 
 import importlib.util
 import logging
 import os
-import threading
 from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from annotate.celery import delay_on_commit
+from annotate.heartbeat import Heartbeat
 
 from .assignment import sync_tasks
 from .models import Answer, GenerationJob, Prompt, Queue
@@ -155,25 +155,6 @@ def _claim(job_id: int) -> GenerationJob | None:
     return job
 
 
-class _Heartbeat(threading.Thread):
-    """Marks the job alive every few seconds, however long one prompt takes."""
-
-    def __init__(self, job_id: int):
-        super().__init__(daemon=True)
-        self.job_id = job_id
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        interval = max(0.5, min(15.0, settings.RUN_HEARTBEAT_TIMEOUT / 4))
-        try:
-            while not self.stopped.wait(interval):
-                GenerationJob.objects.filter(pk=self.job_id, status=GenerationJob.Status.RUNNING).update(
-                    heartbeat_at=timezone.now()
-                )
-        finally:
-            connection.close()
-
-
 class _RefusedAnswer(Exception):
     """A sampled text that cannot be stored as an answer; the message says why."""
 
@@ -191,7 +172,7 @@ def run_generation_job(job_id: int) -> None:
     job = _claim(job_id)
     if job is None:
         return
-    heartbeat = _Heartbeat(job.pk)
+    heartbeat = Heartbeat(GenerationJob.objects.filter(pk=job.pk, status=GenerationJob.Status.RUNNING))
     heartbeat.start()
     try:
         _generate(job)

@@ -6,16 +6,16 @@ someone else has it) and the trainer resumes from its last epoch checkpoint. A r
 stops beating is sent again by `requeue_stale_runs`, or failed with the reason after MAX_ATTEMPTS.
 """
 import logging
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from annotate.celery import delay_on_commit
+from annotate.heartbeat import Heartbeat
 
 from .models import JobStatus, PairDataset, RewardModel, TrainingRun
 
@@ -29,8 +29,6 @@ def _stale_after() -> timedelta:
     return timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT)
 
 
-def _heartbeat_seconds() -> float:
-    return max(0.5, min(15.0, settings.RUN_HEARTBEAT_TIMEOUT / 4))
 # Base-model names that need no download.
 BUILTIN_BASE_MODELS = ("minilm", "tiny")
 
@@ -98,24 +96,6 @@ def claim_run(run_id: int) -> TrainingRun | None:
     return run
 
 
-class _Heartbeat(threading.Thread):
-    """Marks the run alive every few seconds while this process trains it, however long a step takes."""
-
-    def __init__(self, run_id: int):
-        super().__init__(daemon=True)
-        self.run_id = run_id
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self.stopped.wait(_heartbeat_seconds()):
-                TrainingRun.objects.filter(pk=self.run_id, status=JobStatus.RUNNING).update(
-                    heartbeat_at=timezone.now()
-                )
-        finally:
-            connection.close()
-
-
 class _Reporter:
     """Writes progress to the run (at most once a second, and always for logged metrics) and reads
     whether ML staff asked to cancel it."""
@@ -161,7 +141,7 @@ def execute_run(run_id: int) -> None:
     run = claim_run(run_id)
     if run is None:
         return
-    heartbeat = _Heartbeat(run.pk)
+    heartbeat = Heartbeat(TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING))
     heartbeat.start()
     reporter = _Reporter(run.pk)
     reporter.history = list(run.history)  # a resumed run keeps the curve it had

@@ -1,0 +1,30 @@
+"""A long worker job's sign of life: its row's heartbeat_at, written every few seconds while it runs,
+so that a redelivered message (a dead worker, or Redis's visibility timeout) can tell a job alive on
+another worker from one whose worker died."""
+import threading
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+
+def heartbeat_seconds() -> float:
+    """Four beats per RUN_HEARTBEAT_TIMEOUT, between 0.5 and 15 seconds."""
+    return max(0.5, min(15.0, settings.RUN_HEARTBEAT_TIMEOUT / 4))
+
+
+class Heartbeat(threading.Thread):
+    """Sets heartbeat_at on the rows of `running` (a queryset) every few seconds, however long one step of
+    the job takes; stop it with `stopped.set()`."""
+
+    def __init__(self, running):
+        super().__init__(daemon=True)
+        self.running = running
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(heartbeat_seconds()):
+                self.running.update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()  # this thread's own connection
