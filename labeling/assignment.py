@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
@@ -44,6 +44,7 @@ from .rankings import clean_flags, clean_groups, clean_ratings, ranks_by_answer
 # How many locked candidates to re-check before giving up; more than one is needed only when
 # another request filled a task between our read and our lock.
 MAX_LEASE_ATTEMPTS = 10
+DEADLOCK_RETRIES = 3
 MAX_SKIP_NOTE_CHARS = 2000
 
 
@@ -139,6 +140,21 @@ def _gold_task(*, labeler, queue: Queue) -> Task | None:
 
 def lease_next_task(*, labeler, queue: Queue | None = None, kind: str | None = None) -> Assignment | None:
     """Lease the next task to `labeler` (or return their live lease), or None when nothing is left."""
+    attempt = 1
+    while True:
+        try:
+            return _lease_next_task(labeler=labeler, queue=queue, kind=kind)
+        except OperationalError as error:
+            # Requests that wait for a locked task while holding tasks they passed over can wait on each
+            # other; PostgreSQL then aborts one (SQLSTATE 40P01). Its transaction is gone: start it again,
+            # unless it is part of the caller's transaction.
+            deadlock = getattr(error.__cause__, "sqlstate", None) == "40P01"
+            if not deadlock or connection.in_atomic_block or attempt >= DEADLOCK_RETRIES:
+                raise
+            attempt += 1
+
+
+def _lease_next_task(*, labeler, queue: Queue | None, kind: str | None) -> Assignment | None:
     now = timezone.now()
     with transaction.atomic():
         # One labeler's requests take turns, so they never take two tasks at once.
