@@ -38,6 +38,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served by us: no CDN at run time
     "labeling",
     "rewardtrain",
 ]
@@ -169,6 +172,27 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "annotate.api.CursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Unknown query parameters and body fields are refused rather than ignored (annotate.api).
+    "EXCEPTION_HANDLER": "annotate.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Annotate API",
+    "DESCRIPTION": "Prompts, answers, demonstrations, rankings, exports, pair datasets, training runs and reward"
+    " models. Authenticate with `Authorization: Token <key>` (ML staff make keys on /ml/tokens/) or a browser"
+    " session. docs/api.md has examples.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 LOGGING = {

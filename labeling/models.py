@@ -371,3 +371,58 @@ class GenerationJob(models.Model):
     @property
     def progress_percent(self) -> float:
         return 100.0 * self.prompts_done / self.prompts_total if self.prompts_total else 0.0
+
+
+class ExportSnapshot(models.Model):
+    """One export of a dataset (sft, comparisons or pairs) as a frozen, versioned file with its card.
+
+    Versions count up per name (support-pairs-v1, -v2, …). The worker (labeling.exports) writes the
+    file under ARTIFACTS_DIR/exports/<name>-v<version>/ and records its rows and SHA-256; the file never
+    changes afterwards. `filters` are as asked, checked (labeling.exports.FILTER_KEYS).
+    """
+
+    class Dataset(models.TextChoices):
+        SFT = "sft", "sft: demonstrations"
+        COMPARISONS = "comparisons", "comparisons: every ranking per prompt"
+        PAIRS = "pairs", "pairs: chosen / rejected"
+
+    class Format(models.TextChoices):
+        JSONL = "jsonl", "JSONL"
+        CSV = "csv", "CSV"
+        PARQUET = "parquet", "Parquet"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    name = models.SlugField(max_length=100)
+    version = models.PositiveIntegerField()
+    dataset = models.CharField(max_length=20, choices=Dataset.choices)
+    format = models.CharField(max_length=10, choices=Format.choices)
+    queues = models.ManyToManyField(Queue, related_name="export_snapshots")
+    filters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True, default="")
+    # Paths under ARTIFACTS_DIR: the data file and its dataset card (README.md).
+    file = models.CharField(max_length=500, blank=True, default="")
+    card = models.CharField(max_length=500, blank=True, default="")
+    rows = models.PositiveBigIntegerField(default=0)
+    bytes = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="export_snapshot_version")]
+
+    def __str__(self) -> str:
+        return f"{self.name}-v{self.version}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
