@@ -1,7 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from .health import healthz
+
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("", include("labeling.urls")),
     path("", include("rewardtrain.urls")),
     path("", include("annotate.api_urls")),

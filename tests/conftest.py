@@ -10,6 +10,7 @@ from urllib.parse import quote
 import pytest
 from django.contrib.auth.models import Group, User
 
+from annotate.celery import app
 from labeling.assignment import sync_tasks
 from labeling.models import Answer, Prompt, Queue
 
@@ -165,3 +166,14 @@ def start_worker(transactional_db, redis_broker, settings, tmp_path):
 def live_worker(start_worker):
     """One real Celery worker (see start_worker)."""
     return start_worker()
+
+
+@pytest.fixture
+def broker_down():
+    """Nothing listens on port 1: every publish fails at once."""
+    saved = {key: app.conf[key] for key in ("broker_url", "task_publish_retry", "task_always_eager")}
+    app.conf.update(broker_url="redis://127.0.0.1:1/0", task_publish_retry=False, task_always_eager=False)
+    app._after_fork()  # drop pools made for the old URL
+    yield
+    app.conf.update(saved)
+    app._after_fork()

@@ -1,26 +1,13 @@
 """With the broker down, labeling goes on and queued work says why it did not start."""
 import json
 
-import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from annotate.celery import app
 from labeling.assignment import lease_next_task
 from labeling.models import ImportJob, Ranking
 from rewardtrain import runs
 from rewardtrain.models import JobStatus, PairDataset
-
-
-@pytest.fixture
-def broker_down():
-    """Nothing listens on port 1: every publish fails at once."""
-    saved = {key: app.conf[key] for key in ("broker_url", "task_publish_retry", "task_always_eager")}
-    app.conf.update(broker_url="redis://127.0.0.1:1/0", task_publish_retry=False, task_always_eager=False)
-    app._after_fork()  # drop pools made for the old URL
-    yield
-    app.conf.update(saved)
-    app._after_fork()
 
 
 def test_an_import_sent_while_the_broker_is_down_fails_with_the_reason(
