@@ -1,12 +1,29 @@
-"""/api/v1/ (one router for every app's endpoints), the OpenAPI schema and its documentation page."""
+"""/api/v1/ (one router for every app's endpoints), the OpenAPI schema, its documentation page, and
+the page where ML staff make the tokens the API takes."""
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from labeling import token_views
+from labeling.api import DemonstrationViewSet, PromptViewSet, QueueViewSet, RankingViewSet
+from labeling.export_views import ExportSnapshotViewSet
+from rewardtrain.api import PairDatasetViewSet, RewardModelViewSet, TrainingRunViewSet
+
 router = DefaultRouter()
+# basename "api-…": URL names such as api-queue-list stay apart from the pages' names.
+router.register("queues", QueueViewSet, basename="api-queue")
+router.register("prompts", PromptViewSet, basename="api-prompt")
+router.register("demonstrations", DemonstrationViewSet, basename="api-demonstration")
+router.register("rankings", RankingViewSet, basename="api-ranking")
+router.register("pair-datasets", PairDatasetViewSet, basename="api-pair-dataset")
+router.register("runs", TrainingRunViewSet, basename="api-run")
+router.register("reward-models", RewardModelViewSet, basename="api-reward-model")
+router.register("exports", ExportSnapshotViewSet, basename="api-export")
 
 urlpatterns = [
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("ml/tokens/", token_views.token_list, name="ml-tokens"),
+    path("ml/tokens/<int:token_id>/revoke/", token_views.token_revoke, name="ml-token-revoke"),
 ]

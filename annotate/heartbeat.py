@@ -2,10 +2,20 @@
 so that a redelivered message (a dead worker, or Redis's visibility timeout) can tell a job alive on
 another worker from one whose worker died."""
 import threading
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+
+# Times workers may start one job (a training run, a generation job) before it is failed with the reason:
+# a job that kills its worker each time (out of memory) must not be retried forever.
+MAX_ATTEMPTS = 3
+
+
+def lost_before(now: datetime) -> datetime:
+    """A running job whose heartbeat is older than this (RUN_HEARTBEAT_TIMEOUT ago) has lost its worker."""
+    return now - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT)
 
 
 def heartbeat_seconds() -> float:

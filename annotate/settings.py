@@ -37,7 +37,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by us: no CDN at run time
@@ -130,6 +129,9 @@ MAX_TEXT_CHARS = int(os.environ.get("MAX_TEXT_CHARS", "20000"))
 MAX_IMPORT_BYTES = int(os.environ.get("MAX_IMPORT_BYTES", str(50 * 1024 * 1024)))
 MAX_IMPORT_ROWS = int(os.environ.get("MAX_IMPORT_ROWS", "100000"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * MAX_TEXT_CHARS + 1024 * 1024
+# The push of prompts (POST /api/v1/queues/<id>/prompts/) may be larger than other API bodies, which
+# keep the limit above (annotate.api.JSONParser answers 413 past either).
+MAX_API_PUSH_BYTES = int(os.environ.get("MAX_API_PUSH_BYTES", str(20 * 1024 * 1024)))
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -150,6 +152,7 @@ else:
 RUN_HEARTBEAT_TIMEOUT = int(os.environ.get("RUN_HEARTBEAT_TIMEOUT", "120"))
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-runs": {"task": "rewardtrain.tasks.requeue_stale_runs_task", "schedule": 60.0},
+    "requeue-stale-generation-jobs": {"task": "labeling.tasks.requeue_stale_generation_jobs_task", "schedule": 60.0},
 }
 # Heavy work (training, scoring) goes to its own queue, so a site can run it on GPU machines.
 CELERY_TASK_ROUTES = {
@@ -168,10 +171,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an unauthenticated request then gets 401 with a WWW-Authenticate header.
-        "rest_framework.authentication.TokenAuthentication",
+        "annotate.api.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only, with a size limit (annotate.api.JSONParser).
+    "DEFAULT_PARSER_CLASSES": ["annotate.api.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "annotate.api.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
@@ -179,8 +184,6 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # Unknown query parameters and body fields are refused rather than ignored (annotate.api).
-    "EXCEPTION_HANDLER": "annotate.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Annotate API",
@@ -189,6 +192,8 @@ SPECTACULAR_SETTINGS = {
     " session. docs/api.md has examples.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs page are for signed-in users (browser session or API token).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

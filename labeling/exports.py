@@ -1,9 +1,11 @@
 """Dataset exports: demonstrations (sft), rankings per prompt (comparisons) and reward-model pairs (pairs).
 
 An export streams: the prompts of the chosen queues are read a chunk at a time by id (keyset
-pagination), their labels loaded and turned into rows by plain functions, and the rows written chunk by
-chunk as JSONL, CSV or Parquet (an explicit schema). Excluded prompts and gold items' labels are always
-left out, as in pair datasets. A dataset card (README.md) goes next to the data file. The fields and
+pagination), their labels (through labeling.selectors.filtered_labels, the pair datasets' filters)
+loaded and turned into rows by plain functions, and the rows written chunk by chunk as JSONL, CSV or
+Parquet (an explicit schema). Excluded prompts and gold items' labels are always left out, as in pair
+datasets. A dataset card (README.md) goes next to the data file. Each export is an ExportSnapshot, a
+versioned record: request_export records one and the worker builds it (build_export). The fields and
 the choices behind them: docs/exports.md.
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 import json
 import os
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import groupby
 from operator import attrgetter
@@ -23,22 +25,29 @@ from typing import NamedTuple
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.validators import slug_re
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from annotate.celery import delay_on_commit
+from annotate.versions import create_next_version
 from rewardtrain.datasets import clean_filters
 from rewardtrain.pairs import expand_rankings
 
 from .agreement import consensus_ranking
 from .agreement_report import queue_agreement
 from .csvsafe import csv_cell
-from .models import Answer, AnswerLabel, Assignment, Demonstration, Prompt, Queue, Ranking
-from .selectors import ranking_labels
+from .models import Answer, AnswerLabel, Demonstration, ExportSnapshot, Prompt, Queue, Ranking
+from .selectors import filtered_labels, ranking_labels
 
 DATASETS = ("sft", "comparisons", "pairs")
 FORMATS = ("jsonl", "csv", "parquet")
-FILTER_KEYS = ("date_from", "date_to", "labeler_ids", "exclude_skipped", "exclude_flagged")
+FILTER_KEYS = (
+    "date_from", "date_to", "labeler_ids", "exclude_skipped", "exclude_flagged", "min_agreement", "min_gold_accuracy",
+)
 # Prompts read per database round; each chunk's rows are written before the next is read.
 CHUNK_PROMPTS = 2_000
 _ZSTD_LEVEL = 3  # pinned, as in rewardtrain.pairs: the default level could change between pyarrow versions
@@ -145,6 +154,10 @@ FIELDS: dict[str, list[Field]] = {
         Field("ranking_id", pa.int64(), "The ranking the pair comes from."),
         Field("chosen_id", pa.int64(), "The chosen answer's id."),
         Field("rejected_id", pa.int64(), "The rejected answer's id."),
+        Field(
+            "dataset_version", pa.string(),
+            "The export snapshot the row is part of, as name-vN (e.g. support-pairs-v3); null outside a snapshot.",
+        ),
     ],
 }
 SCHEMAS = {dataset: pa.schema([(field.name, field.type) for field in fields]) for dataset, fields in FIELDS.items()}
@@ -233,40 +246,24 @@ def pair_rows(
 # --- loading, a chunk of prompts at a time ---------------------------------------------------------
 
 
-def _prompt_chunks(queues: Sequence[Queue], filters: dict, chunk_size: int) -> Iterator[dict[int, PromptRecord]]:
-    """The queues' prompts that every dataset may hold, by id, `chunk_size` at a time (keyset pagination)."""
-    prompts = Prompt.objects.filter(queue__in=queues, excluded=False)
-    if filters.get("exclude_skipped"):
-        skipped = Assignment.objects.filter(status=Assignment.Status.SKIPPED).values("task__prompt_id")
-        prompts = prompts.exclude(pk__in=skipped)
-    if filters.get("exclude_flagged"):
-        prompts = prompts.exclude(pk__in=AnswerLabel.objects.exclude(flags=[]).values("answer__prompt_id"))
-    columns = prompts.order_by("pk").values_list("pk", "text", "external_id", "queue__name")
+def _prompt_chunks(queues: Sequence[Queue], chunk_size: int) -> Iterator[dict[int, PromptRecord]]:
+    """The queues' prompts by id, `chunk_size` at a time (keyset pagination); the labels carry the filters."""
+    columns = Prompt.objects.filter(queue__in=queues).order_by("pk")
+    columns = columns.values_list("pk", "text", "external_id", "queue__name")
     last = 0
     while chunk := [PromptRecord(*row) for row in columns.filter(pk__gt=last)[:chunk_size]]:
         yield {prompt.id: prompt for prompt in chunk}
         last = chunk[-1].id
 
 
-def _labels(model: type[Demonstration] | type[Ranking], prompt_ids: Iterable[int], filters: dict) -> QuerySet:
-    """Submitted labels of these prompts through the label filters, by prompt; gold items' labels never pass."""
-    labels = model.objects.filter(
-        assignment__status=Assignment.Status.SUBMITTED,
-        assignment__task__prompt_id__in=list(prompt_ids),
-        assignment__task__gold_groups__isnull=True,
-    )
-    if filters.get("date_from"):
-        labels = labels.filter(created_at__date__gte=filters["date_from"])
-    if filters.get("date_to"):
-        labels = labels.filter(created_at__date__lte=filters["date_to"])
-    if filters.get("labeler_ids"):
-        labels = labels.filter(assignment__labeler_id__in=filters["labeler_ids"])
-    return labels.order_by("assignment__task__prompt_id", "pk")
+def _of_prompts(labels: QuerySet, prompt_ids: Iterable[int]) -> QuerySet:
+    """The filtered labels (labeling.selectors.filtered_labels) of these prompts, by prompt."""
+    return labels.filter(assignment__task__prompt_id__in=list(prompt_ids)).order_by("assignment__task__prompt_id", "pk")
 
 
-def _rankings(prompt_ids: Iterable[int], filters: dict) -> list[RankingRecord]:
+def _rankings(rankings: QuerySet, prompt_ids: Iterable[int]) -> list[RankingRecord]:
     rows = list(
-        _labels(Ranking, prompt_ids, filters).values_list(
+        _of_prompts(rankings, prompt_ids).values_list(
             "pk", "assignment__task__prompt_id", "assignment__labeler__username", "groups",
             "assignment__time_spent_ms", "assignment__instructions_version",
         )
@@ -288,9 +285,9 @@ def _answers(prompt_ids: Iterable[int]) -> list[AnswerRecord]:
     return [AnswerRecord(*row) for row in rows.values_list("pk", "prompt_id", "text", "model")]
 
 
-def _sft_chunks(queues: Sequence[Queue], filters: dict, chunk_size: int, versions: Counter) -> Iterator[list[dict]]:
-    for prompts in _prompt_chunks(queues, filters, chunk_size):
-        rows = _labels(Demonstration, prompts, filters).values_list(
+def _sft_chunks(chunks: Iterable[dict[int, PromptRecord]], labels: QuerySet, versions: Counter) -> Iterator[list[dict]]:
+    for prompts in chunks:
+        rows = _of_prompts(labels, prompts).values_list(
             "assignment__task__prompt_id", "text", "assignment__labeler__username", "created_at",
             "assignment__instructions_version",
         )  # fmt: skip
@@ -300,10 +297,10 @@ def _sft_chunks(queues: Sequence[Queue], filters: dict, chunk_size: int, version
 
 
 def _comparison_chunks(
-    queues: Sequence[Queue], filters: dict, chunk_size: int, versions: Counter
+    chunks: Iterable[dict[int, PromptRecord]], labels: QuerySet, versions: Counter
 ) -> Iterator[list[dict]]:
-    for prompts in _prompt_chunks(queues, filters, chunk_size):
-        rankings = _rankings(prompts, filters)
+    for prompts in chunks:
+        rankings = _rankings(labels, prompts)
         versions.update((prompts[r.prompt_id].queue, r.instructions_version) for r in rankings)
         answers = {
             prompt_id: list(rows)
@@ -315,17 +312,17 @@ def _comparison_chunks(
         ]
 
 
-def _pair_chunks(queues: Sequence[Queue], filters: dict, chunk_size: int, versions: Counter) -> Iterator[list[dict]]:
-    for prompts in _prompt_chunks(queues, filters, chunk_size):
-        rankings = _rankings(prompts, filters)
+def _pair_chunks(
+    chunks: Iterable[dict[int, PromptRecord]], labels: QuerySet, versions: Counter, dataset_version: str | None
+) -> Iterator[list[dict]]:
+    for prompts in chunks:
+        rankings = _rankings(labels, prompts)
         versions.update((prompts[r.prompt_id].queue, r.instructions_version) for r in rankings)
         answers = {answer.id: answer for answer in _answers({r.prompt_id for r in rankings})}
-        yield pair_rows(prompts, answers, rankings)
-
-
-_CHUNKS: dict[str, Callable[[Sequence[Queue], dict, int, Counter], Iterator[list[dict]]]] = {
-    "sft": _sft_chunks, "comparisons": _comparison_chunks, "pairs": _pair_chunks,
-}  # fmt: skip
+        rows = pair_rows(prompts, answers, rankings)
+        for row in rows:
+            row["dataset_version"] = dataset_version
+        yield rows
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -353,14 +350,20 @@ def write_rows(path: Path, fmt: str, dataset: str, chunks: Iterable[list[dict]])
             pending = schema.empty_table()
             for chunk in chunks:
                 rows += len(chunk)
-                pending = pa.concat_tables([pending, pa.Table.from_pylist(chunk, schema=schema)])
-                while pending.num_rows >= group_rows:
-                    # combine_chunks: pages then split the same way whatever chunks the rows came in.
-                    writer.write_table(pending.slice(0, group_rows).combine_chunks(), row_group_size=group_rows)
-                    pending = pending.slice(group_rows)
+                # A row group's worth at a time: Arrow then holds at most two row groups of a chunk, not all of
+                # its texts at once (a 2,000-prompt pairs chunk is ~200,000 rows, hundreds of MiB as Arrow).
+                for start in range(0, len(chunk), group_rows):
+                    part = pa.Table.from_pylist(chunk[start : start + group_rows], schema=schema)
+                    pending = pa.concat_tables([pending, part])
+                    while pending.num_rows >= group_rows:
+                        # combine_chunks: pages then split the same way whatever chunks the rows came in.
+                        writer.write_table(pending.slice(0, group_rows).combine_chunks(), row_group_size=group_rows)
+                        pending = pending.slice(group_rows)
             if pending.num_rows:
                 writer.write_table(pending.combine_chunks(), row_group_size=group_rows)
         return rows
+    # One encoder for every line: json.dumps with options builds a new encoder per call.
+    encode = json.JSONEncoder(ensure_ascii=False, default=_plain).encode
     with path.open("w", encoding="utf-8", newline="") as file:
         if fmt == "csv":
             writer = csv.writer(file)
@@ -370,7 +373,7 @@ def write_rows(path: Path, fmt: str, dataset: str, chunks: Iterable[list[dict]])
             if fmt == "csv":
                 writer.writerows([_csv_value(row[name]) for name in schema.names] for row in chunk)
             else:
-                file.writelines(json.dumps(row, ensure_ascii=False, default=_plain) + "\n" for row in chunk)
+                file.writelines(encode(row) + "\n" for row in chunk)
     return rows
 
 
@@ -382,6 +385,26 @@ class ExportResult(NamedTuple):
     card: Path
     rows: int
     sha256: str
+    left_out: list[dict]  # labelers min_agreement / min_gold_accuracy left out (filtered_labels)
+
+
+def clean_export_filters(filters: dict | None) -> dict:
+    """The filters an export takes (FILTER_KEYS), checked by rewardtrain.datasets.clean_filters; ValueError names
+    a bad one."""
+    unknown = set(filters or {}) - set(FILTER_KEYS)
+    if unknown:
+        raise ValueError(f"Exports take no filter {sorted(unknown)[0]!r}; they take {', '.join(FILTER_KEYS)}.")
+    # clean_filters also settles pair datasets' `source`, which an export does not have.
+    return {key: value for key, value in clean_filters(filters or {}).items() if key in FILTER_KEYS}
+
+
+def _check(dataset: str, fmt: str, queues: Sequence[Queue]) -> None:
+    if dataset not in DATASETS:
+        raise ValueError(f"Unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}.")
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown format {fmt!r}: choose one of {', '.join(FORMATS)}.")
+    if not queues:
+        raise ValueError("Choose at least one queue.")
 
 
 def export_dataset(
@@ -392,30 +415,34 @@ def export_dataset(
     path: Path,
     filters: dict | None = None,
     chunk_size: int = CHUNK_PROMPTS,
+    snapshot: ExportSnapshot | None = None,
 ) -> ExportResult:
     """Write one dataset of the queues' labels to `path`, and its card README.md beside it.
 
     `filters`: date_from and date_to (YYYY-MM-DD, on the label's submission date), labeler_ids,
-    exclude_skipped (prompts someone skipped), exclude_flagged (prompts with a flagged answer), checked
-    by rewardtrain.datasets.clean_filters. Raises ValueError naming what is wrong.
+    exclude_skipped (prompts someone skipped), exclude_flagged (prompts with a flagged answer),
+    min_agreement and min_gold_accuracy (labelers below them in a queue are left out), checked by
+    clean_export_filters and applied by labeling.selectors.filtered_labels. `snapshot`: the record this
+    export is, named by the card and by the pairs' dataset_version. Raises ValueError naming what is wrong.
     """
-    if dataset not in DATASETS:
-        raise ValueError(f"Unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}.")
-    if fmt not in FORMATS:
-        raise ValueError(f"Unknown format {fmt!r}: choose one of {', '.join(FORMATS)}.")
-    if not queues:
-        raise ValueError("Choose at least one queue.")
-    unknown = set(filters or {}) - set(FILTER_KEYS)
-    if unknown:
-        raise ValueError(f"Exports take no filter {sorted(unknown)[0]!r}.")
-    filters = clean_filters(filters or {})
+    _check(dataset, fmt, queues)
+    filters = clean_export_filters(filters)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Ranking figures, but a labeler's demonstrations in a queue where they fall below them go too (docs/exports.md).
+    labels, left_out = filtered_labels(Demonstration if dataset == "sft" else Ranking, queues=queues, filters=filters)
+    prompts = _prompt_chunks(queues, chunk_size)
+    versions: Counter = Counter()
+    if dataset == "sft":
+        chunks = _sft_chunks(prompts, labels, versions)
+    elif dataset == "comparisons":
+        chunks = _comparison_chunks(prompts, labels, versions)
+    else:
+        chunks = _pair_chunks(prompts, labels, versions, str(snapshot) if snapshot else None)
     # Written aside, then renamed: the file appears complete or not at all.
     partial = path.with_name(path.name + ".partial")
-    versions: Counter = Counter()
     try:
-        rows = write_rows(partial, fmt, dataset, _CHUNKS[dataset](queues, filters, chunk_size, versions))
+        rows = write_rows(partial, fmt, dataset, chunks)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -425,18 +452,48 @@ def export_dataset(
     card = path.with_name("README.md")
     card.write_text(
         dataset_card(dataset=dataset, fmt=fmt, path=path, rows=rows, sha256=sha256, queues=queues, filters=filters,
-                     versions=versions),
+                     versions=versions, left_out=left_out, snapshot=snapshot),
         encoding="utf-8",
     )  # fmt: skip
-    return ExportResult(path, card, rows, sha256)
+    return ExportResult(path, card, rows, sha256, left_out)
+
+
+def describe_filters(filters: dict) -> list[str]:
+    """The filters in words, one phrase per filter given (for the card and the pages)."""
+    phrases = []
+    if filters.get("date_from"):
+        phrases.append(f"submitted on or after {filters['date_from']}")
+    if filters.get("date_to"):
+        phrases.append(f"submitted on or before {filters['date_to']}")
+    if filters.get("labeler_ids"):
+        names = get_user_model().objects.filter(pk__in=filters["labeler_ids"]).values_list("username", flat=True)
+        phrases.append(f"only labelers {', '.join(sorted(names))}")
+    if filters.get("exclude_skipped"):
+        phrases.append("prompts someone skipped left out")
+    if filters.get("exclude_flagged"):
+        phrases.append("prompts with a flagged answer left out")
+    if "min_agreement" in filters:
+        phrases.append(f"labelers with agreement below {filters['min_agreement']} in a queue left out")
+    if "min_gold_accuracy" in filters:
+        phrases.append(f"labelers with gold accuracy below {filters['min_gold_accuracy']} in a queue left out")
+    return phrases
 
 
 def dataset_card(
     *, dataset: str, fmt: str, path: Path, rows: int, sha256: str, queues: Sequence[Queue], filters: dict,
-    versions: Counter,
+    versions: Counter, left_out: Sequence[dict] = (), snapshot: ExportSnapshot | None = None,
 ) -> str:
     """A Hugging Face dataset card: YAML front matter naming the data file, then fields, filters and figures."""
     loader = {"jsonl": "json", "csv": "csv", "parquet": "parquet"}[fmt]
+    written = timezone.now().astimezone(UTC).isoformat()
+    if snapshot is None:
+        title, made = f"{dataset} export", f"Exported from Annotate by `manage.py export {dataset}` at {written}."
+    else:
+        who = snapshot.created_by.username if snapshot.created_by else "`manage.py export`"
+        title = str(snapshot)
+        made = (f"Snapshot `{snapshot}` ({dataset}, version {snapshot.version} of `{snapshot.name}`), exported from"
+                f" Annotate by {_cell(who)}; asked for at {snapshot.created_at.astimezone(UTC).isoformat()}, written"
+                f" at {written}.")  # fmt: skip
     lines = [
         "---",
         "configs:",
@@ -448,9 +505,9 @@ def dataset_card(
         "- human-feedback",
         "---",
         "",
-        f"# {dataset} export",
+        f"# {title}",
         "",
-        f"Exported from Annotate by `manage.py export {dataset}` at {timezone.now().astimezone(UTC).isoformat()}.",
+        made,
         "",
         f"- File: `{path.name}` ({fmt}), {rows} rows, SHA-256 `{sha256}`",
         f"- Load: `datasets.load_dataset({loader!r}, data_files={path.name!r}, split='train')`",
@@ -465,12 +522,24 @@ def dataset_card(
     lines += ["", "## Fields", "", "| field | type | meaning |", "|---|---|---|"]
     lines += [f"| `{field.name}` | `{field.type}` | {field.meaning} |" for field in FIELDS[dataset]]
     lines += ["", "## Filters", ""]
-    labelers = get_user_model().objects.filter(pk__in=filters.get("labeler_ids", [])).values_list("username", flat=True)
+    lines += [f"- {phrase}" for phrase in describe_filters(filters)] or ["- none: every submitted label of the queues"]
+    if "min_agreement" in filters or "min_gold_accuracy" in filters:
+        lines += ["", "### Labelers left out by the minimums", ""]
+        if left_out:
+            names = dict(
+                get_user_model().objects.filter(pk__in=[row["labeler_id"] for row in left_out])
+                .values_list("pk", "username")
+            )  # fmt: skip
+            queue_names = {queue.pk: queue.name for queue in queues}
+            lines += ["| queue | labeler | filter | their figure |", "|---|---|---|---|"]
+            lines += [
+                f"| {_cell(queue_names[row['queue_id']])} | {_cell(names.get(row['labeler_id'], '?'))} |"
+                f" {row['filter']} | {row['rate']:.3f} |"
+                for row in left_out
+            ]
+        else:
+            lines.append("None: every labeler with labels here meets them (or has no figure).")
     lines += [
-        f"- Submitted from: {filters.get('date_from', 'any date')}; to: {filters.get('date_to', 'any date')}",
-        f"- Labelers: {', '.join(sorted(labelers)) or 'all'}",
-        f"- Prompts someone skipped: {'left out' if filters['exclude_skipped'] else 'kept'}",
-        f"- Prompts with a flagged answer: {'left out' if filters['exclude_flagged'] else 'kept'}",
         "",
         "## Queues and instructions versions",
         "",
@@ -504,3 +573,86 @@ def dataset_card(
 def _cell(text: str) -> str:
     """Text safe inside a Markdown table cell."""
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+# --- snapshots: versioned exports, built by the worker ---------------------------------------------
+
+# The media type of each format, for downloads.
+CONTENT_TYPES = {
+    "jsonl": "application/jsonl", "csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet",
+}  # fmt: skip
+
+
+def record_export(
+    *, name: str, dataset: str, fmt: str, queues: Sequence[Queue], filters: dict | None, user=None
+) -> ExportSnapshot:
+    """Check everything, then record the next version of `name` (queued). Raises ValueError naming what is wrong."""
+    if not isinstance(name, str) or not slug_re.fullmatch(name) or len(name) > 100:
+        raise ValueError(f"name must be a slug (letters, digits, - and _; at most 100), not {name!r}.")
+    _check(dataset, fmt, queues)
+    filters = clean_export_filters(filters)
+    with transaction.atomic():
+        snapshot = create_next_version(
+            ExportSnapshot, name=name, dataset=dataset, format=fmt, filters=filters, created_by=user
+        )
+        snapshot.queues.set(queues)
+    return snapshot
+
+
+def request_export(
+    *, name: str, dataset: str, fmt: str, queues: Sequence[Queue], filters: dict | None, user=None
+) -> ExportSnapshot:
+    """Record the next version of `name` and have the worker build it once the record is committed."""
+    from .tasks import build_export_task  # here: the tasks module imports this one
+
+    with transaction.atomic():
+        snapshot = record_export(name=name, dataset=dataset, fmt=fmt, queues=queues, filters=filters, user=user)
+        delay_on_commit(
+            build_export_task,
+            snapshot.pk,
+            on_failure=lambda reason: ExportSnapshot.objects.filter(pk=snapshot.pk).update(
+                status=ExportSnapshot.Status.FAILED, error=reason, finished_at=timezone.now()
+            ),
+        )
+    return snapshot
+
+
+def snapshot_path(snapshot: ExportSnapshot) -> Path:
+    """Where the worker writes a snapshot: ARTIFACTS_DIR/exports/<name>-v<version>/<name>-v<version>.<ext>."""
+    return Path(settings.ARTIFACTS_DIR) / "exports" / str(snapshot) / f"{snapshot}.{snapshot.format}"
+
+
+def artifact(stored: str) -> Path:
+    """The file a snapshot's `file` or `card` names: relative to ARTIFACTS_DIR, or absolute (the command's --out)."""
+    return Path(settings.ARTIFACTS_DIR) / stored
+
+
+def build_export(snapshot: ExportSnapshot, *, path: Path | None = None) -> ExportSnapshot:
+    """Write the snapshot's file and card (to `path`, else snapshot_path) and record rows, bytes and SHA-256.
+
+    A failure is recorded on the snapshot (status failed, the error) and raised again.
+    """
+    started = timezone.now()
+    ExportSnapshot.objects.filter(pk=snapshot.pk).update(status=ExportSnapshot.Status.RUNNING, started_at=started)
+    try:
+        result = export_dataset(
+            dataset=snapshot.dataset, queues=list(snapshot.queues.order_by("pk")), fmt=snapshot.format,
+            path=path or snapshot_path(snapshot), filters=snapshot.filters, snapshot=snapshot,
+        )  # fmt: skip
+    except Exception as error:
+        ExportSnapshot.objects.filter(pk=snapshot.pk).update(
+            status=ExportSnapshot.Status.FAILED, error=f"{type(error).__name__}: {error}", finished_at=timezone.now()
+        )
+        raise
+    root = Path(settings.ARTIFACTS_DIR).resolve()
+
+    def stored(file: Path) -> str:
+        file = file.resolve()
+        return str(file.relative_to(root)) if file.is_relative_to(root) else str(file)
+
+    snapshot.file, snapshot.card = stored(result.path), stored(result.card)
+    snapshot.rows, snapshot.sha256, snapshot.bytes = result.rows, result.sha256, result.path.stat().st_size
+    snapshot.status, snapshot.error = ExportSnapshot.Status.SUCCEEDED, ""
+    snapshot.started_at, snapshot.finished_at = started, timezone.now()
+    snapshot.save()
+    return snapshot

@@ -3,6 +3,7 @@
 `sample_answers` and `load_generator` are the plain core (transformers, no Django). The rest runs a
 GenerationJob in the worker: every prompt of the queue that has no answers gets K sampled answers,
 a prompt that fails is recorded and the job goes on, and the ranking tasks are created at the end.
+A job that lost its worker or its message is sent again by `requeue_stale_generation_jobs` (beat).
 torch and transformers are imported inside the functions: the web process never needs them.
 """
 import importlib.util
@@ -13,10 +14,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from annotate.celery import delay_on_commit
-from annotate.heartbeat import Heartbeat
+from annotate.heartbeat import MAX_ATTEMPTS, Heartbeat, lost_before
 
 from .assignment import sync_tasks
 from .models import Answer, GenerationJob, Prompt, Queue
@@ -27,6 +29,10 @@ log = logging.getLogger(__name__)
 SMOLLM2 = "smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MAX_STORED_ERRORS = 1000  # a model failing on every prompt must not turn into a huge JSON column
+# A queued job that no worker took for this long has probably lost its message (a broker restarted
+# without persistence); it is sent again, and at most once per this period, since a busy generation
+# queue can also hold a job this long and every copy is one more message to drop.
+RESEND_QUEUED_AFTER = timedelta(minutes=10)
 
 
 # The core -----------------------------------------------------------------------------------------
@@ -147,15 +153,56 @@ def _claim(job_id: int) -> GenerationJob | None:
         job = GenerationJob.objects.select_for_update().select_related("queue").get(pk=job_id)
         if job.is_finished:
             return None
-        alive_after = now - timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT)
-        if job.status == GenerationJob.Status.RUNNING and job.heartbeat_at and job.heartbeat_at > alive_after:
+        if job.status == GenerationJob.Status.RUNNING and job.heartbeat_at and job.heartbeat_at >= lost_before(now):
             return None
-        job.status, job.heartbeat_at, job.started_at = GenerationJob.Status.RUNNING, now, job.started_at or now
-        job.save(update_fields=["status", "heartbeat_at", "started_at"])
+        if job.attempts >= MAX_ATTEMPTS:
+            _finish(
+                job.pk,
+                GenerationJob.Status.FAILED,
+                error=f"The worker stopped {job.attempts} times while sampling for this job (killed, out of memory,"
+                " or the machine went away); it was not started again. The answers sampled so far are kept.",
+            )
+            return None
+        job.status, job.attempts, job.heartbeat_at = GenerationJob.Status.RUNNING, job.attempts + 1, now
+        job.started_at = job.started_at or now
+        job.save(update_fields=["status", "attempts", "heartbeat_at", "started_at"])
     return job
 
 
-class _RefusedAnswer(Exception):
+def requeue_stale_generation_jobs() -> int:
+    """Send again the jobs that lost their worker or their message; returns how many were sent.
+
+    A running job whose heartbeat is older than RUN_HEARTBEAT_TIMEOUT goes back to "queued", and a
+    queued job goes out again after RESEND_QUEUED_AFTER. A queued job's heartbeat_at is when it was
+    last sent again, which spaces the copies out; `_claim` takes a queued job whatever its
+    heartbeat_at, and the copies after it find the job running or finished and drop themselves. The
+    job resumes: prompts that have answers are skipped; `_claim` fails it after MAX_ATTEMPTS starts.
+    """
+    from .tasks import generate_answers_task  # here: the tasks module imports this one
+
+    now = timezone.now()
+    queued, running = GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING
+    lost_worker = Q(status=running, heartbeat_at__lt=lost_before(now))
+    lost_message = Q(status=queued, created_at__lt=now - RESEND_QUEUED_AFTER) & (
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - RESEND_QUEUED_AFTER)
+    )
+    stale = GenerationJob.objects.filter(lost_worker | lost_message)
+    sent = 0
+    for job_id in stale.values_list("pk", flat=True):
+        # Conditional: of two beat processes (or a worker claiming it meanwhile), one wins.
+        if not stale.filter(pk=job_id).update(status=queued, heartbeat_at=now):
+            continue
+        try:
+            generate_answers_task.delay(job_id)
+        except Exception as error:  # the broker is down: the job stays queued and is sent again later
+            log.warning("generation job %s could not be sent again: %s", job_id, error)
+            continue
+        log.info("generation job %s sent again to the generation queue", job_id)
+        sent += 1
+    return sent
+
+
+class RefusedAnswer(Exception):
     """A sampled text that cannot be stored as an answer; the message says why."""
 
 
@@ -163,8 +210,30 @@ def _clean_answer_text(text: str) -> str:
     """A sampled text as an answer: NUL removed (PostgreSQL refuses it), capped at MAX_TEXT_CHARS."""
     text = text.replace("\x00", "")[: settings.MAX_TEXT_CHARS]
     if not text.strip():
-        raise _RefusedAnswer("The model gave an empty answer.")
+        raise RefusedAnswer("The model gave an empty answer.")
     return text
+
+
+def answer_prompt(
+    model, tokenizer, text: str, k: int, *, temperature: float, top_p: float, max_new_tokens: int, seed: int, device
+) -> list[str]:
+    """k sampled answers to one prompt, ready to store; RefusedAnswer if one cannot be stored.
+
+    Each prompt is sampled on its own with the same seed, so its answers do not depend on which other
+    prompts share the job (a restarted job, or the demo data, gets the same answers again).
+    """
+    (texts,) = sample_answers(
+        model,
+        tokenizer,
+        [text],
+        k,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        device=device,
+    )
+    return [_clean_answer_text(t) for t in texts]
 
 
 def run_generation_job(job_id: int) -> None:
@@ -197,33 +266,23 @@ def _generate(job: GenerationJob) -> None:
     device = pick_device()
     model, tokenizer = load_generator(job.model_name)
     model.to(device)
-    meta = {
+    sampling = {
         "temperature": job.temperature,
         "top_p": job.top_p,
         "max_new_tokens": job.max_new_tokens,
         "seed": job.seed,
-        "generation_job": job.pk,
     }
+    meta = sampling | {"generation_job": job.pk}
     errors: list[dict] = []
     for done, (prompt_id, text) in enumerate(prompts, start=1):
         try:
             if not Answer.objects.filter(prompt_id=prompt_id).exists():  # answered meanwhile: skip it
-                (texts,) = sample_answers(
-                    model,
-                    tokenizer,
-                    [text],
-                    job.answers_per_prompt,
-                    temperature=job.temperature,
-                    top_p=job.top_p,
-                    max_new_tokens=job.max_new_tokens,
-                    seed=job.seed,
-                    device=device,
-                )
-                _store_answers(prompt_id, [_clean_answer_text(t) for t in texts], model_name=job.model_name, meta=meta)
+                texts = answer_prompt(model, tokenizer, text, job.answers_per_prompt, **sampling, device=device)
+                _store_answers(prompt_id, texts, model_name=job.model_name, meta=meta)
         except Exception as error:  # one bad prompt (too long for the model, an empty answer) must not stop the job
             log.warning("generation job %s: prompt %s failed: %s", job.pk, prompt_id, error)
             if len(errors) < MAX_STORED_ERRORS:
-                reason = str(error) if isinstance(error, _RefusedAnswer) else f"{type(error).__name__}: {error}"
+                reason = str(error) if isinstance(error, RefusedAnswer) else f"{type(error).__name__}: {error}"
                 errors.append({"prompt_id": prompt_id, "error": reason})
         GenerationJob.objects.filter(pk=job.pk).update(prompts_done=done, errors=errors)
     sync_tasks(job.queue)

@@ -1,15 +1,16 @@
 """Importing prompts, with or without sampled answers, into a queue from a JSONL or CSV file.
 
 `parse_prompt_file` checks a whole file without touching the database and reports every bad row
-with its line number. `import_prompts` imports a file only if every row is good, in one
-transaction, and is idempotent: a row already in the queue (same id, or same content when it has
-no id) is counted as existing, never imported twice. docs/importing.md describes the formats.
+with its line number. `import_prompts` imports a file (and `import_rows` the rows an API client
+pushes) only if every row is good, in one transaction, and is idempotent: a row already in the
+queue (same id, or same content when it has no id) is counted as existing, never imported twice.
+docs/importing.md describes the formats.
 """
 
 import csv
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -35,7 +36,7 @@ BATCH_SIZE = 1000
 
 @dataclass(frozen=True, slots=True)
 class RowError:
-    line: int  # 1-based line in the file; 0 for the whole file
+    line: int  # 1-based line in the file, 0 for the whole file; 0-based row of an API push
     reason: str
 
 
@@ -98,6 +99,28 @@ def parse_prompt_file(
         expected = ", ".join(JSONL_SUFFIXES + CSV_SUFFIXES)
         return [], [RowError(0, f"Cannot tell the format of {filename!r}: the name must end in {expected}.")]
 
+    rows, count = _check_records(
+        records, errors, max_text_chars=max_text_chars, max_rows=max_rows, ranking=ranking, unit="line"
+    )
+    if count == 0 and not errors:
+        errors.append(RowError(0, "The file has no rows."))
+    errors.sort(key=lambda e: e.line)
+    return rows, errors
+
+
+def _check_records(
+    records: Iterable[tuple[int, Any]],
+    errors: list[RowError],
+    *,
+    max_text_chars: int,
+    max_rows: int,
+    ranking: bool,
+    unit: str,
+) -> tuple[list[PromptRow], int]:
+    """The good rows and how many records there were; each bad row's error goes to `errors`.
+
+    `unit` names where a row is ("line" of a file, "row" of an API request) in the messages.
+    """
     rows: list[PromptRow] = []
     first_line_of_id: dict[str, int] = {}
     first_line_of_content: dict[str, int] = {}
@@ -115,21 +138,18 @@ def parse_prompt_file(
             if row.external_id:
                 earlier = first_line_of_id.setdefault(row.external_id, line)
                 if earlier != line:
-                    raise _BadRow(f"The id {row.external_id!r} is already used on line {earlier}.")
+                    raise _BadRow(f"The id {row.external_id!r} is already used on {unit} {earlier}.")
             else:
                 earlier = first_line_of_content.setdefault(row.content_hash, line)
                 if earlier != line:
                     raise _BadRow(
-                        f"Same prompt and answers as line {earlier}; give the rows different ids to import both."
+                        f"Same prompt and answers as {unit} {earlier}; give the rows different ids to import both."
                     )
         except _BadRow as error:
             errors.append(RowError(line, str(error)))
         else:
             rows.append(row)
-    if count == 0 and not errors:
-        errors.append(RowError(0, "The file has no rows."))
-    errors.sort(key=lambda e: e.line)
-    return rows, errors
+    return rows, count
 
 
 def import_prompts(*, queue: Queue, fileobj: BinaryIO, filename: str) -> ImportReport:
@@ -144,6 +164,38 @@ def import_prompts(*, queue: Queue, fileobj: BinaryIO, filename: str) -> ImportR
     )
     if errors:
         return ImportReport(created=0, existing=0, errors=errors)
+    return _store_rows(queue, rows)
+
+
+def import_rows(*, queue: Queue, records: list) -> ImportReport:
+    """Import rows given as parsed JSON (the API's push), checked exactly as a file's rows are.
+
+    Rows are numbered from 0 in errors, as a client indexes the list it sent. All or nothing, and
+    idempotent like a file import.
+    """
+    max_rows = settings.MAX_IMPORT_ROWS
+    if len(records) > max_rows:
+        return ImportReport(
+            created=0,
+            existing=0,
+            errors=[RowError(max_rows, f"More than {max_rows:,} rows; send them in smaller batches.")],
+        )
+    errors: list[RowError] = []
+    rows, _ = _check_records(
+        enumerate(records),
+        errors,
+        max_text_chars=settings.MAX_TEXT_CHARS,
+        max_rows=max_rows,
+        ranking=TaskKind.RANKING in queue.kinds,
+        unit="row",
+    )
+    if errors:
+        return ImportReport(created=0, existing=0, errors=errors)
+    return _store_rows(queue, rows)
+
+
+def _store_rows(queue: Queue, rows: list[PromptRow]) -> ImportReport:
+    """Create the rows not yet in the queue, in one transaction, and the tasks for them."""
     with transaction.atomic():
         # Two imports into one queue take turns, so the second sees the first's rows as existing
         # instead of failing on the unique constraints.

@@ -350,8 +350,9 @@ class GenerationJob(models.Model):
     prompts_done = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True, default="")
-    # Written every few seconds while a worker samples, so a redelivered message can tell whether
-    # the job is still alive elsewhere.
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker started or resumed it.")
+    # Written every few seconds while a worker samples, so a redelivered message can tell whether the job
+    # is still alive elsewhere; on a queued job, when the beat last sent it again.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -426,3 +427,30 @@ class ExportSnapshot(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+class ApiToken(models.Model):
+    """A named key for scripts calling /api/v1/ as its user; only the key's SHA-256 is stored.
+
+    annotate.api issues, revokes and checks them. A revoked token stays listed, so its owner sees what
+    stopped working and why.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. “nightly export script”.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    # The key's first characters, to tell tokens apart in the list and in a script's config.
+    prefix = models.CharField(max_length=12)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

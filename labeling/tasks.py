@@ -1,12 +1,15 @@
 """Celery tasks of the labeling app: thin wrappers that load a row, call a service, store the result."""
+import logging
 
 from celery import shared_task
 from django.utils import timezone
 
-from .generation import run_generation_job
+from .exports import build_export
+from .generation import requeue_stale_generation_jobs, run_generation_job
 from .importing import import_prompts
-from .models import ImportJob
+from .models import ExportSnapshot, ImportJob
 
+log = logging.getLogger(__name__)
 MAX_STORED_ERRORS = 1000  # a bad 100k-row file must not turn into a huge JSON column
 
 
@@ -45,3 +48,21 @@ def run_import_job(job_id: int) -> None:
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def generate_answers_task(job_id: int) -> None:
     run_generation_job(job_id)
+
+
+# Light: runs on the default queue every minute (settings.CELERY_BEAT_SCHEDULE); the jobs it sends go to "generation".
+@shared_task
+def requeue_stale_generation_jobs_task() -> int:
+    return requeue_stale_generation_jobs()
+
+
+@shared_task(acks_late=True)
+def build_export_task(snapshot_id: int) -> None:
+    """Build an export snapshot; build_export records a failure on the snapshot itself."""
+    snapshot = ExportSnapshot.objects.select_related("created_by").get(pk=snapshot_id)
+    if snapshot.is_finished:
+        return  # a redelivered message (acks_late): the first run's file and figures stand
+    try:
+        build_export(snapshot)
+    except Exception:
+        log.exception("export snapshot %s failed", snapshot_id)

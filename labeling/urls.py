@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import generation_views, manage_views, review_views, views
+from . import export_views, generation_views, manage_views, review_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -31,4 +31,8 @@ urlpatterns = [
          name="manage-review-action"),
     path("ml/generation/", generation_views.generation_list, name="ml-generation-jobs"),
     path("ml/generation/<int:job_id>/", generation_views.generation_detail, name="ml-generation-job"),
+    path("ml/exports/", export_views.export_list, name="ml-exports"),
+    path("ml/exports/<int:snapshot_id>/", export_views.export_detail, name="ml-export"),
+    path("ml/exports/<int:snapshot_id>/download/", export_views.export_download, name="ml-export-download"),
+    path("ml/exports/<int:snapshot_id>/card/", export_views.export_card, name="ml-export-card"),
 ]

@@ -1,25 +1,252 @@
-"""REST endpoints of rewardtrain (under /api/v1/)."""
+"""REST endpoints of rewardtrain (under /api/v1/), for ML staff: pair datasets, training runs, reward models.
+
+Thin: building, training, cancelling and activating are rewardtrain.datasets / rewardtrain.runs
+services, the same ones the pages call.
+"""
+from pathlib import Path
+
+import django_filters
 from django.conf import settings
-from django.shortcuts import get_object_or_404
-from rest_framework import permissions, serializers
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from labeling.roles import ML, has_role
+from annotate.api import StrictModelSerializer, StrictSerializer, role_permission
+from labeling.models import Queue
+from labeling.roles import ML
 
-from .models import RewardModel
+from . import datasets, runs
+from .models import JobStatus, PairDataset, RewardModel, TrainingRun
 
 MAX_SCORED_ANSWERS = 64
 
 
-class HasMLRole(permissions.BasePermission):
-    message = "This endpoint needs the ml role."
-
-    def has_permission(self, request, view) -> bool:
-        return has_role(request.user, ML)
+class _MLViewSet(viewsets.GenericViewSet):
+    permission_classes = [permissions.IsAuthenticated, role_permission(ML)]
+    ordering_fields = ["id", "created_at"]
 
 
-class ScoreRequest(serializers.Serializer):
+class Detail(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+# Pair datasets ------------------------------------------------------------------------------------
+
+
+class PairDatasetSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = PairDataset
+        fields = [
+            "id", "name", "version", "queues", "filters", "validation_fraction", "seed", "status", "error",
+            "build_notes", "rows", "train_rows", "validation_rows", "prompts", "rankings", "sha256", "created_by",
+            "created_at", "finished_at",
+        ]  # fmt: skip
+
+
+class PairDatasetRequest(StrictSerializer):
+    name = serializers.SlugField(max_length=100, help_text="Versions count up per name: helpful-v1, helpful-v2, …")
+    queues = serializers.PrimaryKeyRelatedField(many=True, queryset=Queue.objects.all(), allow_empty=False)
+    filters = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text="date_from, date_to (YYYY-MM-DD), labeler_ids, exclude_skipped, exclude_flagged, source "
+        "('labelers' or 'consensus'), min_rankings, min_agreement, min_gold_accuracy.",
+    )
+    validation_fraction = serializers.FloatField(min_value=0.01, max_value=0.9, default=0.1)
+    seed = serializers.IntegerField(default=0)
+
+
+class PairDatasetFilter(django_filters.FilterSet):
+    queue = django_filters.NumberFilter(field_name="queues", label="Datasets built from this queue (id).")
+
+    class Meta:
+        model = PairDataset
+        fields = ["status", "name"]
+
+
+DATASET_EXAMPLE = {
+    "id": 5, "name": "helpful", "version": 2, "queues": [3], "filters": {"source": "labelers", "min_agreement": 0.6},
+    "validation_fraction": 0.1, "seed": 0, "status": "succeeded", "error": "", "build_notes": {"left_out_labelers": []},
+    "rows": 5400, "train_rows": 4860, "validation_rows": 540, "prompts": 600, "rankings": 1800,
+    "sha256": "9f2c…", "created_by": "mlstaff", "created_at": "2026-11-30T11:00:00Z",
+    "finished_at": "2026-11-30T11:00:09Z",
+}  # fmt: skip
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Pair datasets",
+        examples=[OpenApiExample("A page of datasets", value=DATASET_EXAMPLE, response_only=True)],
+    ),
+    retrieve=extend_schema(
+        summary="One pair dataset", examples=[OpenApiExample("A dataset", value=DATASET_EXAMPLE, response_only=True)]
+    ),
+    create=extend_schema(
+        summary="Build a pair dataset",
+        description="Records the next version of `name` and has the worker build it; poll `status`.",
+        request=PairDatasetRequest,
+        responses={201: PairDatasetSerializer},
+        examples=[
+            OpenApiExample(
+                "Consensus pairs",
+                value={"name": "helpful", "queues": [3], "filters": {"source": "consensus"}, "seed": 1},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Queued", value=DATASET_EXAMPLE | {"status": "queued", "rows": 0}, response_only=True
+            ),
+        ],
+    ),
+)
+class PairDatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, _MLViewSet):
+    serializer_class = PairDatasetSerializer
+    queryset = PairDataset.objects.select_related("created_by").prefetch_related("queues")
+    filterset_class = PairDatasetFilter
+
+    def create(self, request):
+        body = PairDatasetRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            dataset = datasets.request_pair_dataset(
+                name=data["name"],
+                queues=data["queues"],
+                filters=data["filters"],
+                validation_fraction=data["validation_fraction"],
+                seed=data["seed"],
+                user=request.user,
+            )
+        except ValueError as error:  # the service names the bad filter
+            raise serializers.ValidationError({"filters": [str(error)]}) from None
+        return Response(PairDatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Download the dataset's Parquet file",
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The Parquet file."),
+            409: OpenApiResponse(Detail, description="The dataset is not built (yet)."),
+        },
+        examples=[
+            OpenApiExample(
+                "Not built yet",
+                value={"detail": "Dataset helpful-v2 is running; download it once it has succeeded."},
+                response_only=True,
+                status_codes=["409"],
+            )
+        ],
+    )
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        dataset = self.get_object()
+        if dataset.status != JobStatus.SUCCEEDED:
+            return Response(
+                {"detail": f"Dataset {dataset} is {dataset.status}; download it once it has succeeded."},
+                status=status.HTTP_409_CONFLICT,
+            )
+        path = Path(settings.ARTIFACTS_DIR) / dataset.file
+        return FileResponse(path.open("rb"), as_attachment=True, filename=f"{dataset}.parquet")
+
+
+# Training runs ------------------------------------------------------------------------------------
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id", "dataset", "base_model", "max_length", "learning_rate", "epochs", "prompts_per_batch", "seed",
+            "use_margin", "status", "progress_percent", "step", "total_steps", "eta_seconds", "history", "metrics",
+            "error", "cancel_requested", "attempts", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+        read_only_fields = [
+            "status", "progress_percent", "step", "total_steps", "eta_seconds", "history", "metrics", "error",
+            "cancel_requested", "attempts", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+
+
+class TrainingRunRequest(StrictModelSerializer):
+    class Meta:
+        model = TrainingRun
+        fields = ["dataset", "base_model", "max_length", "learning_rate", "epochs", "prompts_per_batch", "seed",
+                  "use_margin"]
+
+
+RUN_EXAMPLE = {
+    "id": 9, "dataset": 5, "base_model": "minilm", "max_length": 256, "learning_rate": 3e-5, "epochs": 2,
+    "prompts_per_batch": 8, "seed": 0, "use_margin": False, "status": "running", "progress_percent": 42.0,
+    "step": 126, "total_steps": 300, "eta_seconds": 95, "history": [{"step": 100, "epoch": 0, "loss": 0.61}],
+    "metrics": {}, "error": "", "cancel_requested": False, "attempts": 1, "created_at": "2026-11-30T11:05:00Z",
+    "started_at": "2026-11-30T11:05:02Z", "finished_at": None,
+}  # fmt: skip
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Training runs", examples=[OpenApiExample("A page of runs", value=RUN_EXAMPLE, response_only=True)]
+    ),
+    retrieve=extend_schema(
+        summary="One training run, with its progress and learning curve",
+        examples=[OpenApiExample("A run", value=RUN_EXAMPLE, response_only=True)],
+    ),
+    create=extend_schema(
+        summary="Train a reward model on a finished pair dataset",
+        request=TrainingRunRequest,
+        responses={201: TrainingRunSerializer},
+        examples=[
+            OpenApiExample("MiniLM", value={"dataset": 5, "base_model": "minilm", "epochs": 2}, request_only=True),
+            OpenApiExample("Queued", value=RUN_EXAMPLE | {"status": "queued", "step": 0}, response_only=True),
+        ],
+    ),
+)
+class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, _MLViewSet):
+    serializer_class = TrainingRunSerializer
+    queryset = TrainingRun.objects.all()
+    filterset_fields = ["status", "dataset"]
+
+    def create(self, request):
+        body = TrainingRunRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        fields = dict(body.validated_data)
+        try:
+            run = runs.request_training_run(dataset=fields.pop("dataset"), user=request.user, **fields)
+        except ValueError as error:  # the dataset is not built
+            raise serializers.ValidationError({"dataset": [str(error)]}) from None
+        return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Cancel a run",
+        description="A queued run is cancelled at once; a running one stops at its next step.",
+        request=None,
+        responses={200: TrainingRunSerializer},
+        examples=[
+            OpenApiExample("Stopping", value=RUN_EXAMPLE | {"cancel_requested": True}, response_only=True)
+        ],
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        run = self.get_object()
+        runs.cancel_run(run)
+        run.refresh_from_db()
+        return Response(TrainingRunSerializer(run).data)
+
+
+# Reward models ------------------------------------------------------------------------------------
+
+
+class RewardModelSerializer(serializers.ModelSerializer):
+    dataset = serializers.IntegerField(source="run.dataset_id", read_only=True)
+
+    class Meta:
+        model = RewardModel
+        fields = ["id", "name", "run", "dataset", "metrics", "bias_offset", "is_active", "created_at"]
+
+
+class ScoreRequest(StrictSerializer):
     prompt = serializers.CharField(max_length=settings.MAX_TEXT_CHARS, trim_whitespace=False)
     answers = serializers.ListField(
         child=serializers.CharField(max_length=settings.MAX_TEXT_CHARS, trim_whitespace=False, allow_blank=True),
@@ -28,19 +255,63 @@ class ScoreRequest(serializers.Serializer):
     )
 
 
-class ScoreView(APIView):
-    """POST {"prompt": ..., "answers": [...]} → {"rewards": [one float per answer]}.
+class ScoreResult(serializers.Serializer):
+    model = serializers.IntegerField()
+    rewards = serializers.ListField(child=serializers.FloatField(), help_text="One reward per answer, in order.")
 
-    Scored in this process with a cached model: one forward pass of the K answers, no broker round
-    trip (bench/score_latency.py measures both ways).
-    """
 
-    permission_classes = [permissions.IsAuthenticated, HasMLRole]
+MODEL_EXAMPLE = {
+    "id": 4, "name": "helpful-v2-minilm", "run": 9, "dataset": 5,
+    "metrics": {"validation": {"accuracy": 0.71, "ci_low": 0.67, "ci_high": 0.75}}, "bias_offset": 0.0,
+    "is_active": True, "created_at": "2026-11-30T11:20:00Z",
+}  # fmt: skip
 
-    def post(self, request, model_id: int):
-        from .scoring import load_scorer
 
-        model = get_object_or_404(RewardModel, pk=model_id)
+@extend_schema_view(
+    list=extend_schema(
+        summary="Reward models",
+        examples=[OpenApiExample("A page of models", value=MODEL_EXAMPLE, response_only=True)],
+    ),
+    retrieve=extend_schema(
+        summary="One reward model", examples=[OpenApiExample("A model", value=MODEL_EXAMPLE, response_only=True)]
+    ),
+)
+class RewardModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _MLViewSet):
+    serializer_class = RewardModelSerializer
+    queryset = RewardModel.objects.select_related("run")
+    filterset_fields = ["is_active", "run"]
+
+    @extend_schema(
+        summary="Make this the active reward model",
+        request=None,
+        responses={200: RewardModelSerializer},
+        examples=[OpenApiExample("Active", value=MODEL_EXAMPLE, response_only=True)],
+    )
+    @action(detail=True, methods=["post"])
+    def activate(self, request, pk=None):
+        model = self.get_object()
+        runs.activate_reward_model(model)
+        model.refresh_from_db()
+        return Response(RewardModelSerializer(model).data)
+
+    @extend_schema(
+        summary="Score answers to a prompt",
+        description="Scored in the web process with a cached model: one forward pass of the answers, no broker "
+        "round trip (bench/score_latency.py measures both ways).",
+        request=ScoreRequest,
+        responses={200: ScoreResult},
+        examples=[
+            OpenApiExample(
+                "Two answers", value={"prompt": "Name a prime.", "answers": ["7", "9"]}, request_only=True
+            ),
+            OpenApiExample("Rewards", value={"model": 4, "rewards": [1.92, -0.85]}, response_only=True),
+        ],
+    )
+    @action(detail=True, methods=["post"])
+    def score(self, request, pk=None):
+        from .scoring import load_scorer  # torch loads on the first score, not when the URLs load
+
+        model = self.get_object()
         body = ScoreRequest(data=request.data)
         body.is_valid(raise_exception=True)
         rewards = load_scorer(model.path).score(body.validated_data["prompt"], body.validated_data["answers"])

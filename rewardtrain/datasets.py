@@ -15,14 +15,13 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from annotate.celery import delay_on_commit
+from annotate.versions import create_next_version
 from labeling.agreement import consensus_ranking
-from labeling.agreement_report import queue_agreement
-from labeling.gold import gold_scores
-from labeling.models import Answer, AnswerLabel, Assignment, Prompt, Queue
+from labeling.models import Answer, AnswerLabel, Prompt, Queue
+from labeling.selectors import filtered_labels
 
 from . import pairs
 from .models import JobStatus, PairDataset
@@ -106,13 +105,9 @@ def request_pair_dataset(
     if not queues:
         raise ValueError("Choose at least one queue.")
     with transaction.atomic():
-        # Lock the name's versions so two requests cannot take the same number.
-        latest = (
-            PairDataset.objects.select_for_update().filter(name=name).aggregate(v=Max("version"))["v"] or 0
-        )
-        dataset = PairDataset.objects.create(
+        dataset = create_next_version(
+            PairDataset,
             name=name,
-            version=latest + 1,
             filters=clean_filters(filters),
             validation_fraction=validation_fraction,
             seed=seed,
@@ -136,55 +131,22 @@ class Rankings(NamedTuple):
     notes: dict  # what the filters left out, for PairDataset.build_notes
 
 
-def _submitted_labels(queues) -> QuerySet:
-    return AnswerLabel.objects.filter(
-        ranking__assignment__status=Assignment.Status.SUBMITTED,
-        ranking__assignment__task__prompt__queue__in=queues,
-    )
-
-
 def load_rankings(dataset: PairDataset) -> Rankings:
-    """The dataset's ranking labels after its filters, and the texts they refer to.
+    """The dataset's ranking labels after its filters (labeling.selectors.filtered_labels), and their texts.
 
     Excluded prompts and gold prompts are always left out: an admin took the first out of every dataset,
     and the second are for measuring labelers, not for training.
     """
     filters = dataset.filters
-    queues = {queue.pk: queue for queue in dataset.queues.all()}
-    labels = _submitted_labels(queues.values()).filter(
-        answer__prompt__excluded=False, ranking__assignment__task__gold_groups__isnull=True
-    )
-    if filters.get("date_from"):
-        labels = labels.filter(ranking__created_at__date__gte=filters["date_from"])
-    if filters.get("date_to"):
-        labels = labels.filter(ranking__created_at__date__lte=filters["date_to"])
-    if filters.get("labeler_ids"):
-        labels = labels.filter(ranking__assignment__labeler_id__in=filters["labeler_ids"])
-    if filters.get("exclude_skipped"):
-        skipped = Assignment.objects.filter(status=Assignment.Status.SKIPPED).values("task__prompt_id")
-        labels = labels.exclude(answer__prompt_id__in=skipped)
-    if filters.get("exclude_flagged"):
-        flagged = AnswerLabel.objects.exclude(flags=[]).values("answer__prompt_id")
-        labels = labels.exclude(answer__prompt_id__in=flagged)
+    labels, left_out = filtered_labels(AnswerLabel, queues=list(dataset.queues.all()), filters=filters)
     rows = labels.values_list(
-        "ranking_id", "ranking__assignment__labeler_id", "answer__prompt__queue_id", "answer__prompt_id", "answer_id",
-        "rank", "rating",
-    )  # fmt: skip
-    frame = pd.DataFrame.from_records(
-        rows.iterator(chunk_size=10_000),
-        columns=["ranking_id", "labeler_id", "queue_id", "prompt_id", "answer_id", "rank", "rating"],
+        "ranking_id", "ranking__assignment__labeler_id", "answer__prompt_id", "answer_id", "rank", "rating"
     )
-    notes: dict = {}
+    columns = ["ranking_id", "labeler_id", "prompt_id", "answer_id", "rank", "rating"]
+    frame = pd.DataFrame.from_records(rows.iterator(chunk_size=10_000), columns=columns)
+    notes: dict = {"left_out_labelers": left_out} if left_out else {}
     if frame.empty:
         return Rankings(frame, {}, {}, notes)
-    below = _labelers_below(filters, [queues[pk] for pk in sorted(frame["queue_id"].unique())])
-    if not below.empty:
-        rows_of = pd.MultiIndex.from_frame(frame[["queue_id", "labeler_id"]])
-        below_of = pd.MultiIndex.from_frame(below[["queue_id", "labeler_id"]])
-        frame = frame[~rows_of.isin(below_of)]
-        # Only the labelers whose rankings the other filters had let through were left out by these.
-        notes["left_out_labelers"] = below[below_of.isin(rows_of)].to_dict("records")
-    frame = frame.drop(columns="queue_id")
     if filters.get("source") == "consensus":
         prompts = frame["prompt_id"].nunique()
         frame = consensus_labels(frame, min_rankings=filters["min_rankings"])
@@ -202,35 +164,6 @@ def load_rankings(dataset: PairDataset) -> Rankings:
     answer_texts = dict(Answer.objects.filter(pk__in=answer_ids).values_list("pk", "text").iterator(chunk_size=10_000))
     prompt_texts = dict(Prompt.objects.filter(pk__in=prompt_ids).values_list("pk", "text").iterator(chunk_size=10_000))
     return Rankings(frame, answer_texts, prompt_texts, notes)
-
-
-def _labelers_below(filters: dict, queues: list[Queue]) -> pd.DataFrame:
-    """Per queue, the labelers below min_agreement or min_gold_accuracy: queue_id, labeler_id, filter, rate.
-
-    Agreement is pooled over all the queue's submitted rankings (the figure of its agreement page), gold
-    accuracy over its gold prompts, whatever the other filters; a labeler with no figure (no prompt shared
-    with another labeler, no gold prompt) is kept.
-    """
-    found = []
-    for queue in queues:
-        figures = {}
-        if "min_agreement" in filters:
-            rows = _submitted_labels([queue]).values_list(
-                "answer__prompt_id", "ranking__assignment__labeler_id", "answer_id", "rank"
-            )
-            labels = pd.DataFrame.from_records(
-                rows.iterator(chunk_size=10_000), columns=["prompt_id", "labeler_id", "answer_id", "rank"]
-            )
-            figures["min_agreement"] = queue_agreement(labels, resamples=0).labelers
-        if "min_gold_accuracy" in filters:
-            figures["min_gold_accuracy"] = gold_scores(queue=queue)
-        for key, scores in figures.items():
-            below = scores[(scores["rate"] < filters[key]).fillna(False)]  # NA: no figure, kept
-            found.append(pd.DataFrame({
-                "queue_id": queue.pk, "labeler_id": below["labeler_id"].astype("int64"), "filter": key,
-                "rate": below["rate"].astype(float),
-            }))  # fmt: skip
-    return pd.concat(found, ignore_index=True) if found else pd.DataFrame()
 
 
 def consensus_labels(labels: pd.DataFrame, *, min_rankings: int) -> pd.DataFrame:

@@ -7,7 +7,6 @@ stops beating is sent again by `requeue_stale_runs`, or failed with the reason a
 """
 import logging
 import time
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -15,19 +14,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotate.celery import delay_on_commit
-from annotate.heartbeat import Heartbeat
+from annotate.heartbeat import MAX_ATTEMPTS, Heartbeat, lost_before
 
 from .models import JobStatus, PairDataset, RewardModel, TrainingRun
 
 log = logging.getLogger(__name__)
-
-MAX_ATTEMPTS = 3
-
-
-def _stale_after() -> timedelta:
-    """A run whose heartbeat is older than this has lost its worker."""
-    return timedelta(seconds=settings.RUN_HEARTBEAT_TIMEOUT)
-
 
 # Base-model names that need no download.
 BUILTIN_BASE_MODELS = ("minilm", "tiny")
@@ -77,7 +68,7 @@ def claim_run(run_id: int) -> TrainingRun | None:
         run = TrainingRun.objects.select_for_update().select_related("dataset").get(pk=run_id)
         if run.is_finished:
             return None
-        if run.status == JobStatus.RUNNING and run.heartbeat_at and now - run.heartbeat_at < _stale_after():
+        if run.status == JobStatus.RUNNING and run.heartbeat_at and run.heartbeat_at >= lost_before(now):
             return None  # a duplicate message: another worker is training this run right now
         if run.cancel_requested:
             _finish(run.pk, JobStatus.CANCELLED)
@@ -211,7 +202,7 @@ def requeue_stale_runs() -> int:
     """Send again the runs whose worker stopped beating; claim_run fails them after MAX_ATTEMPTS."""
     from .tasks import train_reward_model_task
 
-    stale = TrainingRun.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=timezone.now() - _stale_after())
+    stale = TrainingRun.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=lost_before(timezone.now()))
     run_ids = list(stale.values_list("pk", flat=True))
     for run_id in run_ids:
         train_reward_model_task.delay(run_id)

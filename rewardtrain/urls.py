@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, views
+from . import views
 
 urlpatterns = [
     path("ml/datasets/", views.dataset_list, name="ml-datasets"),
@@ -11,5 +11,4 @@ urlpatterns = [
     path("ml/runs/<int:run_id>/cancel/", views.run_cancel, name="ml-run-cancel"),
     path("ml/models/", views.model_list, name="ml-models"),
     path("ml/models/<int:model_id>/activate/", views.model_activate, name="ml-model-activate"),
-    path("api/v1/reward-models/<int:model_id>/score", api.ScoreView.as_view(), name="api-reward-model-score"),
 ]

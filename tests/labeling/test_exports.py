@@ -168,3 +168,25 @@ def test_an_empty_export_still_has_the_declared_schema(db, tmp_path):
     result = export_dataset(dataset="comparisons", queues=[queue], fmt="parquet", path=tmp_path / "c.parquet")
     assert result.rows == 0
     assert pq.read_table(result.path).schema.equals(SCHEMAS["comparisons"], check_metadata=False)
+
+
+def test_exports_and_pair_datasets_take_the_same_rankings_through_the_same_filters(labeled, tmp_path):
+    from django.contrib.auth.models import User
+
+    from rewardtrain.datasets import clean_filters, load_rankings
+    from rewardtrain.models import PairDataset
+
+    ana = User.objects.get(username="ana").pk
+    tomorrow = (timezone.localdate() + timedelta(days=1)).isoformat()
+    cases = [{}, {"labeler_ids": [ana]}, {"exclude_flagged": True}, {"date_from": tomorrow}, {"min_agreement": 0.9}]
+    seen = []
+    for version, filters in enumerate(cases, start=1):
+        dataset = PairDataset.objects.create(name="same", version=version, filters=clean_filters(filters))
+        dataset.queues.set([labeled.queue])
+        from_dataset = set(load_rankings(dataset).labels["ranking_id"])
+        path = tmp_path / f"{version}.parquet"
+        export_dataset(dataset="pairs", queues=[labeled.queue], fmt="parquet", path=path, filters=filters)
+        assert set(pd.read_parquet(path)["ranking_id"]) == from_dataset, filters
+        seen.append(len(from_dataset))
+    # All 4 rankings, ana's 2, the unflagged prompt's 2, none; ana and ben agree on every pair they both decide.
+    assert seen == [4, 2, 2, 0, 4]

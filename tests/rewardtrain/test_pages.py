@@ -1,8 +1,8 @@
 """ML staff pages and the score endpoint: who may use them, and what they do."""
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 
+from annotate.api import issue_token
 from annotate.celery import app as celery_app
 from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
 from tests.conftest import make_user
@@ -118,9 +118,9 @@ def test_the_score_endpoint_checks_who_asks_and_what(client, finished_run, tmp_p
     assert client.post(url, body, content_type="application/json").status_code == 403
 
     staff = make_user("ml1", "ml")
-    token = Token.objects.create(user=staff)
+    _, key = issue_token(user=staff, name="scores")
     client.logout()
-    auth = {"HTTP_AUTHORIZATION": f"Token {token.key}"}
+    auth = {"HTTP_AUTHORIZATION": f"Token {key}"}
     response = client.post(url, body, content_type="application/json", **auth)
     assert response.status_code == 200
     rewards = response.json()["rewards"]

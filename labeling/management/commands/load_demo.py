@@ -50,21 +50,32 @@ class Command(BaseCommand):
                 user.save()
                 user.groups.set(Group.objects.filter(name__in=roles))
                 lines.append(f"  {username:<10} {user_password:<16} ({', '.join(roles)})")
-            ranking, _ = Queue.objects.get_or_create(
+            ranking, ranking_created = Queue.objects.get_or_create(
                 name="Demo: rank answers",
                 defaults={"instructions": RANKING_INSTRUCTIONS, "task_kind": Queue.Kinds.RANKING, "priority": 10},
             )
-            demonstration, _ = Queue.objects.get_or_create(
+            demonstration, demonstration_created = Queue.objects.get_or_create(
                 name="Demo: write demonstrations",
                 defaults={"instructions": DEMONSTRATION_INSTRUCTIONS, "task_kind": Queue.Kinds.DEMONSTRATION},
             )
             for queue in (ranking, demonstration):
                 record_instructions(queue)
-            for queue, filename in [(ranking, "ranking_prompts.jsonl"), (demonstration, "demonstration_prompts.jsonl")]:
+            for queue, created, filename in [
+                (ranking, ranking_created, "ranking_prompts.jsonl"),
+                (demonstration, demonstration_created, "demonstration_prompts.jsonl"),
+            ]:
                 with open(DEMO_DIR / filename, "rb") as fileobj:
                     report = import_prompts(queue=queue, fileobj=fileobj, filename=filename)
-                if report.errors:
+                if report.errors and created:
                     raise RuntimeError(f"demo file {filename} is invalid: {report.errors}")
+                if report.errors:
+                    # A database loaded before the demo file changed (its answers were sampled again):
+                    # `make run` must still start, with the demo as it was.
+                    self.stdout.write(
+                        f"Queue “{queue.name}” holds an older version of {filename} ({report.errors[0].reason}); "
+                        "it was left as it is. Delete the queue (or var/) to load the current demo."
+                    )
+                    continue
                 self.stdout.write(
                     f"Queue “{queue.name}”: {report.created} prompts added, {report.existing} already there."
                 )

@@ -1,0 +1,247 @@
+"""Export snapshots for ML staff: the pages (ask for one, follow it, download it) and the API viewset.
+
+Thin: checking, versioning and building are labeling.exports services (request_export, build_export),
+the same ones `manage.py export` calls.
+"""
+import django_filters
+from django import forms
+from django.contrib import messages
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from annotate.api import StrictSerializer, role_permission
+from rewardtrain.api import Detail
+from rewardtrain.forms import PairDatasetForm
+
+from . import exports
+from .models import ExportSnapshot, Queue
+from .roles import ML, role_required
+
+
+def _download(snapshot: ExportSnapshot, *, card: bool = False) -> FileResponse:
+    """The snapshot's data file (or card) as an attachment; 404 unless it succeeded and the file is there."""
+    if snapshot.status != ExportSnapshot.Status.SUCCEEDED:
+        raise Http404(f"Export {snapshot} is {snapshot.status}.")
+    path = exports.artifact(snapshot.card if card else snapshot.file)
+    if not path.is_file():
+        raise Http404(f"The file of export {snapshot} is no longer there.")
+    if card:
+        return FileResponse(
+            path.open("rb"), as_attachment=True, filename=f"{snapshot}-README.md",
+            content_type="text/markdown; charset=utf-8",
+        )  # fmt: skip
+    return FileResponse(
+        path.open("rb"), as_attachment=True, filename=f"{snapshot}.{snapshot.format}",
+        content_type=exports.CONTENT_TYPES[snapshot.format],
+    )  # fmt: skip
+
+
+# Pages --------------------------------------------------------------------------------------------
+
+
+class ExportForm(PairDatasetForm):
+    """The pair dataset form's filters, without what only pair datasets have, plus dataset and format."""
+
+    source = min_rankings = validation_fraction = seed = None
+    dataset = forms.ChoiceField(choices=ExportSnapshot.Dataset.choices)
+    format = forms.ChoiceField(choices=ExportSnapshot.Format.choices, initial="jsonl")
+    field_order = ["name", "dataset", "format", "queues"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["name"].help_text = "Letters, digits, - and _; each export adds a version (support-pairs-v3)."
+        self.fields["labelers"].help_text = "Only these labelers' labels; none ticked means everyone's."
+        for key in ("min_agreement", "min_gold_accuracy"):
+            self.fields[key].help_text += " Ranking figures; for sft, their demonstrations in that queue go too."
+
+    def filters(self) -> dict:
+        return {key: value for key, value in super().filters().items() if key in exports.FILTER_KEYS}
+
+
+@role_required(ML)
+def export_list(request):
+    form = ExportForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            snapshot = exports.request_export(
+                name=data["name"], dataset=data["dataset"], fmt=data["format"], queues=list(data["queues"]),
+                filters=form.filters(), user=request.user,
+            )  # fmt: skip
+        except ValueError as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, f"Exporting {snapshot}; the worker is on it.")
+            return redirect("ml-export", snapshot.pk)
+    snapshots = ExportSnapshot.objects.select_related("created_by").prefetch_related("queues")
+    rows = [(snapshot, exports.describe_filters(snapshot.filters)) for snapshot in snapshots]
+    return render(request, "labeling/export_list.html", {"form": form, "rows": rows})
+
+
+@role_required(ML)
+def export_detail(request, snapshot_id: int):
+    snapshot = get_object_or_404(
+        ExportSnapshot.objects.select_related("created_by").prefetch_related("queues"), pk=snapshot_id
+    )
+    card = ""
+    if snapshot.status == ExportSnapshot.Status.SUCCEEDED and snapshot.card:
+        path = exports.artifact(snapshot.card)
+        if path.is_file():
+            # The YAML front matter is for the Hub; the page shows the card's text below it.
+            card = path.read_text(encoding="utf-8").split("\n---\n", 1)[-1]
+    return render(
+        request,
+        "labeling/export_detail.html",
+        {"snapshot": snapshot, "filters": exports.describe_filters(snapshot.filters), "card": card},
+    )
+
+
+@role_required(ML)
+def export_download(request, snapshot_id: int):
+    return _download(get_object_or_404(ExportSnapshot, pk=snapshot_id))
+
+
+@role_required(ML)
+def export_card(request, snapshot_id: int):
+    return _download(get_object_or_404(ExportSnapshot, pk=snapshot_id), card=True)
+
+
+# API ----------------------------------------------------------------------------------------------
+
+
+class ExportSnapshotSerializer(serializers.ModelSerializer):
+    label = serializers.CharField(source="__str__", read_only=True, help_text="name-vN, e.g. support-pairs-v3.")
+    # A string, not an enum in the schema: a second set of choices named "status" (rewardtrain's has "cancelled")
+    # makes drf-spectacular warn unless SPECTACULAR_SETTINGS names both with ENUM_NAME_OVERRIDES.
+    status = serializers.CharField(read_only=True, help_text="queued, running, succeeded or failed.")
+    created_by = serializers.CharField(source="created_by.username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = ExportSnapshot
+        fields = [
+            "id", "label", "name", "version", "dataset", "format", "queues", "filters", "status", "error", "rows",
+            "bytes", "sha256", "created_by", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class ExportRequest(StrictSerializer):
+    name = serializers.SlugField(max_length=100, help_text="Versions count up per name: support-pairs-v1, -v2, …")
+    dataset = serializers.ChoiceField(choices=ExportSnapshot.Dataset.choices)
+    format = serializers.ChoiceField(choices=ExportSnapshot.Format.choices)
+    queues = serializers.PrimaryKeyRelatedField(many=True, queryset=Queue.objects.all(), allow_empty=False)
+    filters = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text="date_from, date_to (YYYY-MM-DD), labeler_ids, exclude_skipped, exclude_flagged, min_agreement, "
+        "min_gold_accuracy (0 to 1: labelers below them in a queue are left out).",
+    )
+
+
+class ExportSnapshotFilter(django_filters.FilterSet):
+    class Meta:
+        model = ExportSnapshot
+        fields = ["dataset", "status", "name"]
+
+
+EXPORT_EXAMPLE = {
+    "id": 12, "label": "support-pairs-v3", "name": "support-pairs", "version": 3, "dataset": "pairs",
+    "format": "parquet", "queues": [3], "filters": {"exclude_flagged": True, "min_agreement": 0.6},
+    "status": "succeeded", "error": "", "rows": 5400, "bytes": 812345,
+    "sha256": "9f2c4e0b5d1a7c3e8f6b2a4d9e0c1b3a5f7d9e2c4b6a8d0f1e3c5a7b9d2f4e6a", "created_by": "mlstaff",
+    "created_at": "2026-11-30T11:00:00Z", "started_at": "2026-11-30T11:00:01Z", "finished_at": "2026-11-30T11:00:04Z",
+}  # fmt: skip
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Export snapshots",
+        description="Newest first unless ?ordering=; filter by dataset, status or name.",
+        examples=[OpenApiExample("A page of exports", value=EXPORT_EXAMPLE, response_only=True)],
+    ),
+    retrieve=extend_schema(
+        summary="One export snapshot",
+        examples=[OpenApiExample("An export", value=EXPORT_EXAMPLE, response_only=True)],
+    ),
+    create=extend_schema(
+        summary="Export a dataset",
+        description="Records the next version of `name` and has the worker write it; poll `status`, then download.",
+        request=ExportRequest,
+        responses={201: ExportSnapshotSerializer, 400: OpenApiResponse(OpenApiTypes.OBJECT, description="Bad input, "
+                   "by field.")},  # fmt: skip
+        examples=[
+            OpenApiExample(
+                "Pairs without low-agreement labelers",
+                value={"name": "support-pairs", "dataset": "pairs", "format": "parquet", "queues": [3],
+                       "filters": {"exclude_flagged": True, "min_agreement": 0.6}},  # fmt: skip
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Queued",
+                value=EXPORT_EXAMPLE | {"status": "queued", "rows": 0, "bytes": 0, "sha256": "", "started_at": None,
+                                        "finished_at": None},  # fmt: skip
+                response_only=True,
+                status_codes=["201"],
+            ),
+            OpenApiExample(
+                "Bad filter",
+                value={"filters": ["min_agreement must be a number from 0 to 1, not 2."]},
+                response_only=True,
+                status_codes=["400"],
+            ),
+        ],
+    ),
+)
+class ExportSnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                            viewsets.GenericViewSet):  # fmt: skip
+    permission_classes = [permissions.IsAuthenticated, role_permission(ML)]
+    serializer_class = ExportSnapshotSerializer
+    queryset = ExportSnapshot.objects.select_related("created_by").prefetch_related("queues")
+    filterset_class = ExportSnapshotFilter
+    ordering_fields = ["id", "created_at", "rows", "bytes"]
+
+    def create(self, request):
+        body = ExportRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            snapshot = exports.request_export(
+                name=data["name"], dataset=data["dataset"], fmt=data["format"], queues=data["queues"],
+                filters=data["filters"], user=request.user,
+            )  # fmt: skip
+        except ValueError as error:  # the fields are checked above: what is left is a filter
+            raise serializers.ValidationError({"filters": [str(error)]}) from None
+        return Response(ExportSnapshotSerializer(snapshot).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Download the export's data file",
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The data file (JSONL, CSV or Parquet), as an attachment."
+            ),
+            409: OpenApiResponse(Detail, description="The export has not succeeded (yet)."),
+        },
+        examples=[
+            OpenApiExample(
+                "Not written yet",
+                value={"detail": "Export support-pairs-v3 is running; download it once it has succeeded."},
+                response_only=True,
+                status_codes=["409"],
+            )
+        ],
+    )
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        snapshot = self.get_object()
+        if snapshot.status != ExportSnapshot.Status.SUCCEEDED:
+            reason = f": {snapshot.error}" if snapshot.error else ""
+            return Response(
+                {"detail": f"Export {snapshot} is {snapshot.status}{reason}; download it once it has succeeded."},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return _download(snapshot)
