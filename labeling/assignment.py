@@ -262,14 +262,19 @@ def _claim_slot(assignment: Assignment) -> datetime:
     if task.gold_groups is not None:
         return now
     room = task.overlap - task.submitted_count
-    if assignment.lease_expires_at <= now:
-        room -= Assignment.objects.filter(_live_lease(now), task=task).exclude(pk=assignment.pk).count()
     if room <= 0:
         why = "Your lease on this task expired and the" if assignment.lease_expires_at <= now else "The"
         raise TaskFull(
             f"{why} prompt has since received all the labels it needs. "
             "Your answer was not stored; please take the next task."
         )
+    if assignment.lease_expires_at <= now:
+        # An expired lease keeps no place: the places left belong to the labelers holding live leases.
+        if room <= Assignment.objects.filter(_live_lease(now), task=task).exclude(pk=assignment.pk).count():
+            raise TaskFull(
+                "Your lease on this task expired and other labelers are now working on the places it had left. "
+                "Your answer was not stored; please take the next task."
+            )
     Task.objects.filter(pk=task.pk).update(submitted_count=F("submitted_count") + 1)
     return now
 

@@ -17,6 +17,8 @@
   const draftKey = textarea.dataset.draftKey;
   const numberFormat = new Intl.NumberFormat("en-US");
   const PREVIEW_DELAY_MS = 250;
+  const DRAFT_PREFIX = "demonstration-draft:";
+  const SENT = ":sent";
 
   let previewTimer = null;
   let previewRequest = 0; // only the newest response may write the preview
@@ -98,6 +100,18 @@
     } catch (error) { /* storage full or disabled: the draft is a convenience */ }
   }
 
+  // Drafts that were sent from another page are done with; this page's own is kept for a resubmit.
+  function forgetSent() {
+    try {
+      Object.keys(window.localStorage).forEach(function (key) {
+        if (!key.startsWith(DRAFT_PREFIX) || !key.endsWith(SENT)) return;
+        const draft = key.slice(0, -SENT.length);
+        if (draft !== draftKey) window.localStorage.removeItem(draft);
+        window.localStorage.removeItem(key);
+      });
+    } catch (error) { /* storage disabled */ }
+  }
+
   function restoreDraft() {
     if (textarea.dataset.hadInitial || textarea.value) return;
     let draft = null;
@@ -126,7 +140,9 @@
     }
     submitting = true;
     showMessage("Submitting…", "info");
-    try { window.localStorage.removeItem(draftKey); } catch (error) { /* ignore */ }
+    // The draft is kept until another demonstration page opens (see forgetSent): if the server
+    // could not store it (503, database unreachable), the labeler goes back and finds it there.
+    try { window.localStorage.setItem(draftKey + SENT, "1"); } catch (error) { /* ignore */ }
     // Disable after the browser has collected the form data, so a double click sends one POST.
     window.setTimeout(function () { submitButton.disabled = true; }, 0);
   });
@@ -173,6 +189,7 @@
     }, { rootMargin: "0px 0px 16px 0px" }).observe(sentinel);
   }
 
+  forgetSent();
   restoreDraft();
   updateCount();
   if (textarea.value.trim()) renderPreview();

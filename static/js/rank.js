@@ -20,6 +20,7 @@
   const announcer = document.getElementById("rank-announcer");
   const help = document.getElementById("kbd-help");
   const storageKey = "ranking:" + form.dataset.assignment;
+  const sentKey = "ranking-sent";
   const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
 
   const answers = new Map(); // id -> {id, number, card, chip}
@@ -228,10 +229,41 @@
     window.setTimeout(function () { announcer.textContent = text; }, 20);
   }
 
+  // The ranking, ratings and flags: everything a reload or a failed submit (503) must not lose.
   function save() {
+    const ratings = {};
+    const flags = {};
+    answers.forEach(function (answer) {
+      const rating = ratingOf(answer.id);
+      if (rating !== null) ratings[answer.id] = rating;
+      const boxes = answer.card.querySelectorAll('.flags input[type="checkbox"]:checked');
+      if (boxes.length) flags[answer.id] = Array.from(boxes, function (box) { return box.value; });
+    });
     try {
-      window.sessionStorage.setItem(storageKey, JSON.stringify(groups()));
+      window.sessionStorage.setItem(storageKey, JSON.stringify({ groups: groups(), ratings: ratings, flags: flags }));
     } catch (error) { /* storage disabled: a reload loses the ranking, nothing worse */ }
+  }
+
+  function restoreMarks(saved) {
+    answers.forEach(function (answer) {
+      const rating = saved.ratings && saved.ratings[answer.id];
+      const flags = (saved.flags && saved.flags[answer.id]) || [];
+      answer.card.querySelectorAll('.rating input[type="radio"]').forEach(function (radio) {
+        if (rating) radio.checked = Number(radio.value) === rating;
+      });
+      answer.card.querySelectorAll('.flags input[type="checkbox"]').forEach(function (box) {
+        if (flags.includes(box.value)) box.checked = true;
+      });
+    });
+  }
+
+  // The ranking this tab sent last is done with once a different ranking page opens.
+  function forgetSent() {
+    try {
+      const sent = window.sessionStorage.getItem(sentKey);
+      if (sent && sent !== storageKey) window.sessionStorage.removeItem(sent);
+      window.sessionStorage.removeItem(sentKey);
+    } catch (error) { /* storage disabled */ }
   }
 
   function loadSaved() {
@@ -378,7 +410,9 @@
     groupsInput.value = JSON.stringify(groups());
     submitting = true;
     showMessage("Submitting…", "info");
-    try { window.sessionStorage.removeItem(storageKey); } catch (error) { /* ignore */ }
+    // Kept until another ranking page opens (see forgetSent): if the server could not store it
+    // (503, database unreachable), the labeler goes back and finds the ranking still there.
+    try { window.sessionStorage.setItem(sentKey, storageKey); } catch (error) { /* ignore */ }
     window.setTimeout(function () { submitButton.disabled = true; }, 0);
   });
 
@@ -550,7 +584,11 @@
   } catch (error) {
     initial = null;
   }
-  if (!restore(initial)) restore(loadSaved());
+  forgetSent();
+  if (!restore(initial)) {
+    const saved = loadSaved();
+    if (saved && restore(Array.isArray(saved) ? saved : saved.groups)) restoreMarks(saved);
+  }
   render();
 
   // Radios and checkboxes restored by the browser (reload, back button) update the badges.
