@@ -101,8 +101,11 @@ def queue_agreement(labels: pd.DataFrame, *, resamples: int = 1000, seed: int = 
     ranking_prompt = prompt[ranking_start]
     ranking_labeler = labeler[ranking_start]
     n_prompts = int(prompt.max()) + 1
-    cell = prompt * (int(answer.max()) + 1) + answer  # one code per (prompt, answer)
-    answers_per_prompt = np.bincount(np.unique(cell) // (int(answer.max()) + 1), minlength=n_prompts)
+    # One compact code per (prompt, answer), in (prompt, answer) order. Compact: `cell` indexes bincounts,
+    # and prompt x answer codes would make those as large as prompts times all answers (59 GiB at 30,000).
+    stride = int(answer.max()) + 1
+    cell_keys, cell = np.unique(prompt * stride + answer, return_inverse=True)
+    answers_per_prompt = np.bincount(cell_keys // stride, minlength=n_prompts)
     if (ranking_size != answers_per_prompt[ranking_prompt]).any():
         raise ValueError("The rankings of a prompt must all rank the same answers.")
     labelers_per_prompt = np.bincount(ranking_prompt, minlength=n_prompts)

@@ -37,6 +37,7 @@ from annotate.versions import create_next_version
 from rewardtrain.datasets import clean_filters
 from rewardtrain.pairs import expand_rankings
 
+from . import audit
 from .agreement import consensus_ranking
 from .agreement_report import queue_agreement
 from .csvsafe import csv_cell
@@ -341,7 +342,11 @@ def _csv_value(value) -> str:
 
 
 def write_rows(path: Path, fmt: str, dataset: str, chunks: Iterable[list[dict]]) -> int:
-    """Write the rows chunk by chunk as `fmt`; returns how many. The bytes do not depend on the chunking."""
+    """Write the rows chunk by chunk as `fmt`; returns how many. The bytes do not depend on the chunking.
+
+    Each chunk's list is emptied once written: the generator that made it may hold it while it builds
+    the next one, and two chunks of rows at once would be the export's peak memory.
+    """
     schema = SCHEMAS[dataset]
     rows = 0
     if fmt == "parquet":
@@ -359,6 +364,7 @@ def write_rows(path: Path, fmt: str, dataset: str, chunks: Iterable[list[dict]])
                         # combine_chunks: pages then split the same way whatever chunks the rows came in.
                         writer.write_table(pending.slice(0, group_rows).combine_chunks(), row_group_size=group_rows)
                         pending = pending.slice(group_rows)
+                chunk.clear()
             if pending.num_rows:
                 writer.write_table(pending.combine_chunks(), row_group_size=group_rows)
         return rows
@@ -374,6 +380,7 @@ def write_rows(path: Path, fmt: str, dataset: str, chunks: Iterable[list[dict]])
                 writer.writerows([_csv_value(row[name]) for name in schema.names] for row in chunk)
             else:
                 file.writelines(encode(row) + "\n" for row in chunk)
+            chunk.clear()
     return rows
 
 
@@ -607,6 +614,9 @@ def request_export(
 
     with transaction.atomic():
         snapshot = record_export(name=name, dataset=dataset, fmt=fmt, queues=queues, filters=filters, user=user)
+        audit.record(actor=user, action="export.request", target=snapshot, detail={
+            "dataset": dataset, "format": fmt, "queues": [queue.pk for queue in queues], "filters": snapshot.filters,
+        })  # fmt: skip
         delay_on_commit(
             build_export_task,
             snapshot.pk,

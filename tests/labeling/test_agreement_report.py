@@ -274,3 +274,26 @@ def test_refuses_malformed_labels(rows):
 def test_refuses_missing_columns():
     with pytest.raises(ValueError):
         queue_agreement(pd.DataFrame(columns=["prompt_id", "labeler_id", "rank"]))
+
+
+def test_memory_grows_with_the_labels_not_with_prompts_times_answers():
+    """Answer ids are unique across a queue (as in the database): 4,000 prompts x 3 answers x 2 labelers.
+
+    Codes per (prompt, answer) made as prompt x all answers would index a 4,000 x 12,000 bincount (384 MB).
+    """
+    import tracemalloc
+
+    prompts, answers = 4_000, 3
+    prompt = np.repeat(np.arange(prompts), 2 * answers)
+    labeler = np.tile(np.repeat([1, 2], answers), prompts)
+    answer = prompt * answers + np.tile(np.arange(answers), 2 * prompts)
+    rank = np.tile([1, 2, 3, 1, 3, 2], prompts)
+    labels = pd.DataFrame({"prompt_id": prompt, "labeler_id": labeler, "answer_id": answer, "rank": rank})
+    tracemalloc.start()
+    try:
+        report = queue_agreement(labels, resamples=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.queue.rate == pytest.approx(2 / 3) and report.queue.prompts == prompts
+    assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MiB"
