@@ -9,10 +9,12 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, pagination, parsers, permissions, serializers, status
 
+from labeling import audit
 from labeling.models import ApiToken
 from labeling.roles import ML, has_role
 
@@ -28,12 +30,17 @@ def _hash_key(key: str) -> str:
 def issue_token(*, user, name: str) -> tuple[ApiToken, str]:
     """A new token for `user` and its key, which is shown once: only its hash is kept."""
     key = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(user=user, name=name, key_hash=_hash_key(key), prefix=key[:10])
+    with transaction.atomic():
+        token = ApiToken.objects.create(user=user, name=name, key_hash=_hash_key(key), prefix=key[:10])
+        audit.record(actor=user, action="token.create", target=token, detail={"name": name, "prefix": token.prefix})
     return token, key
 
 
-def revoke_token(*, token: ApiToken) -> None:
-    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+def revoke_token(*, token: ApiToken, user=None) -> None:
+    """Revoke the token (once); `user` is who did it, its owner unless given."""
+    with transaction.atomic():
+        if ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+            audit.record(actor=user or token.user, action="token.revoke", target=token, detail={"owner": token.user_id})
 
 
 class TokenAuthentication(authentication.BaseAuthentication):

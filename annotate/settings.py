@@ -1,8 +1,8 @@
 """Settings, read only from environment variables.
 
 The defaults give the embedded run: SQLite in var/, a filesystem Celery broker in var/celery/,
-DEBUG on. Production sets DATABASE_URL (PostgreSQL), CELERY_BROKER_URL (Redis), SECRET_KEY,
-DEBUG=0 and ALLOWED_HOSTS.
+DEBUG on. Production sets DATABASE_URL (PostgreSQL), CELERY_BROKER_URL (Redis), CACHE_URL (Redis),
+SECRET_KEY, DEBUG=0 and ALLOWED_HOSTS; docs/security.md lists the HTTPS settings.
 """
 import os
 from pathlib import Path
@@ -51,8 +51,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "labeling.audit.AuditMiddleware",  # the client's address for the audit log
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "annotate.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "annotate.urls"
@@ -123,6 +125,39 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
+# HTTPS only when DEBUG is off (docs/security.md). Behind a TLS proxy set SECURE_PROXY_SSL_HEADER=1: the
+# proxy must then set X-Forwarded-Proto itself, or every request looks like plain HTTP and is redirected.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
+# Both bind every subdomain of the site's domain (preload: for years, in browsers' built-in lists), so
+# they are the domain owner's call: off unless set, and check --deploy is not asked to nag about them.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
+
+# The cache holds the login failure counts (labeling.login_limits), so every web process must share it:
+# CACHE_URL=redis://… in production (several machines); files in var/cache otherwise, which the
+# processes of one machine share (gunicorn workers, runserver).
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+elif CACHE_URL:
+    raise RuntimeError(f"CACHE_URL must be a redis:// URL, not {CACHE_URL!r}")
+else:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": VAR_DIR / "cache"}
+    }
+# Failed logins: LOGIN_FAILURE_LIMIT per username, LOGIN_FAILURE_IP_LIMIT per client address (higher:
+# an office shares one), within LOGIN_FAILURE_WINDOW seconds; then the login page answers 429.
+LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+LOGIN_FAILURE_IP_LIMIT = int(os.environ.get("LOGIN_FAILURE_IP_LIMIT", "20"))
+LOGIN_FAILURE_WINDOW = int(os.environ.get("LOGIN_FAILURE_WINDOW", "900"))
+# Where the client's address is: REMOTE_ADDR, or a header the TLS proxy sets and clients cannot
+# (e.g. HTTP_X_REAL_IP). Behind a proxy REMOTE_ADDR is the proxy, and everyone would share one count.
+CLIENT_IP_HEADER = os.environ.get("CLIENT_IP_HEADER", "REMOTE_ADDR")
 
 # Limits on untrusted input: one prompt, answer or demonstration, and one import file.
 MAX_TEXT_CHARS = int(os.environ.get("MAX_TEXT_CHARS", "20000"))

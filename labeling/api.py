@@ -16,10 +16,11 @@ from rest_framework.response import Response
 
 from annotate.api import StrictModelSerializer, StrictSerializer, role_permission
 
+from . import audit
 from .assignment import queues_open_to
 from .importing import import_rows
 from .models import Answer, AnswerLabel, Demonstration, Prompt, Queue, Ranking
-from .queues import save_queue
+from .queues import queue_settings, save_queue
 from .roles import ADMIN, LABELER, ML, has_role
 
 
@@ -72,7 +73,9 @@ class RowErrorSerializer(serializers.Serializer):
 
 
 class PushErrors(serializers.Serializer):
-    errors = RowErrorSerializer(many=True)
+    # Bad rows give `errors`; a body that is not JSON gives `detail`, a bad `prompts` field its errors by field.
+    errors = RowErrorSerializer(many=True, required=False, help_text="The rows in error.")
+    detail = serializers.CharField(required=False, help_text="Why the body could not be read.")
 
 
 @extend_schema_view(
@@ -135,9 +138,11 @@ class QueueViewSet(
         return settings.MAX_API_PUSH_BYTES if getattr(self, "action", None) == "push_prompts" else None
 
     def perform_create(self, serializer) -> None:
+        # An edit's settings as stored, before the serializer writes to the queue (for the audit log).
+        before = queue_settings(serializer.instance) if serializer.instance is not None else None
         with transaction.atomic():
             queue = serializer.save()
-            save_queue(queue, user=self.request.user)
+            save_queue(queue, user=self.request.user, before=before)
         queue.prompt_count = queue.prompts.count()  # what get_queryset annotates, for the response
 
     perform_update = perform_create
@@ -174,7 +179,12 @@ class QueueViewSet(
         queue = self.get_object()
         body = PushRequest(data=request.data)
         body.is_valid(raise_exception=True)
-        report = import_rows(queue=queue, records=body.validated_data["prompts"])
+        records = body.validated_data["prompts"]
+        with transaction.atomic():
+            report = import_rows(queue=queue, records=records)
+            if not report.errors:
+                detail = {"rows": len(records), "created": report.created, "existing": report.existing}
+                audit.record(actor=request.user, action="import.push", target=queue, detail=detail)
         if report.errors:
             errors = [{"row": error.line, "message": error.reason} for error in report.errors]
             return Response({"errors": errors}, status=status.HTTP_400_BAD_REQUEST)
@@ -306,6 +316,17 @@ class StaffRankingSerializer(RankingSerializer):
         return ranking.assignment.task.gold_groups
 
 
+class DocumentedRankingSerializer(RankingSerializer):
+    """What the schema says a ranking is: gold_groups is there only for admins and ML staff."""
+
+    gold_groups = serializers.JSONField(
+        required=False, allow_null=True, help_text="Admins and ML staff only: the gold reference ranking, or null."
+    )
+
+    class Meta(RankingSerializer.Meta):
+        fields = [*RankingSerializer.Meta.fields, "gold_groups"]
+
+
 def _own_labels(queryset, user):
     return queryset if _is_staff(user) else queryset.filter(assignment__labeler=user)
 
@@ -366,9 +387,9 @@ class RankingViewSet(_LabelViewSet):
     serializer_class = StaffRankingSerializer
 
     def get_serializer_class(self):
-        if getattr(self, "swagger_fake_view", False) or _is_staff(self.request.user):
-            return StaffRankingSerializer
-        return RankingSerializer
+        if getattr(self, "swagger_fake_view", False):
+            return DocumentedRankingSerializer
+        return StaffRankingSerializer if _is_staff(self.request.user) else RankingSerializer
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):

@@ -20,6 +20,7 @@ from django.utils import timezone
 from annotate.celery import delay_on_commit
 from annotate.heartbeat import MAX_ATTEMPTS, Heartbeat, lost_before
 
+from . import audit
 from .assignment import sync_tasks
 from .models import Answer, GenerationJob, Prompt, Queue
 
@@ -130,6 +131,7 @@ def request_generation_job(*, queue: Queue, user=None, **parameters) -> Generati
 
     with transaction.atomic():
         job = GenerationJob.objects.create(queue=queue, created_by=user, **parameters)
+        audit.record(actor=user, action="generation.request", target=job, detail={"queue": queue.pk, **parameters})
         delay_on_commit(
             generate_answers_task,
             job.pk,

@@ -12,10 +12,11 @@ from django.views.decorators.http import require_POST
 
 from annotate.celery import delay_on_commit
 
+from . import audit
 from .csvsafe import csv_cell
 from .forms import ImportForm, QueueForm
 from .models import ImportJob, Queue
-from .queues import save_queue
+from .queues import queue_settings, save_queue, set_queue_open
 from .roles import ADMIN, role_required
 from .selectors import LOW_AGREEMENT_GAP, queue_agreement_page, queue_dashboard, queue_progress
 from .tasks import run_import_job
@@ -34,11 +35,13 @@ def queue_list(request):
 @role_required(ADMIN)
 def queue_edit(request, queue_id: int | None = None):
     queue = get_object_or_404(Queue, pk=queue_id) if queue_id is not None else None
+    # Taken before the form writes to the queue, for the audit log's old values.
+    before = queue_settings(queue) if queue is not None and request.method == "POST" else None
     form = QueueForm(request.POST or None, instance=queue)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             queue = form.save()
-            created = save_queue(queue, user=request.user)
+            created = save_queue(queue, user=request.user, before=before)
         messages.success(request, f"Saved queue “{queue.name}” ({created} new tasks).")
         return redirect("manage-queue", queue.pk)
     return render(request, "labeling/manage/queue_form.html", {"form": form, "queue": queue})
@@ -65,8 +68,7 @@ def queue_detail(request, queue_id: int):
 @role_required(ADMIN)
 def queue_toggle(request, queue_id: int):
     queue = get_object_or_404(Queue, pk=queue_id)
-    queue.is_open = not queue.is_open
-    queue.save(update_fields=["is_open", "updated_at"])
+    set_queue_open(queue, is_open=not queue.is_open, user=request.user)
     messages.success(request, f"Queue “{queue.name}” is now {'open' if queue.is_open else 'paused'}.")
     return redirect("manage-queue", queue.pk)
 
@@ -83,6 +85,8 @@ def queue_import(request, queue_id: int):
     upload = form.cleaned_data["file"]
     with transaction.atomic():
         job = ImportJob.objects.create(queue=queue, file=upload, original_name=upload.name, uploaded_by=request.user)
+        audit.record(actor=request.user, action="import.request", target=job,
+                     detail={"queue": queue.pk, "file": upload.name, "bytes": upload.size})  # fmt: skip
         # The worker imports; dispatch only once the job row is committed and visible to it.
         delay_on_commit(run_import_job, job.pk, on_failure=lambda reason: _import_not_sent(job.pk, reason))
     return redirect("manage-import", job.pk)

@@ -1,8 +1,15 @@
-"""Queue changes that carry a rule: instructions keep every version they have had."""
+"""Queue changes that carry a rule: instructions keep every version they have had; every change is audited."""
 from django.db import transaction
 
+from . import audit
 from .assignment import sync_tasks
 from .models import InstructionsVersion, Queue
+
+# The settings an admin edits, compared before and after an edit for the audit log.
+AUDITED_FIELDS = [
+    "name", "instructions", "task_kind", "demonstration_overlap", "ranking_overlap", "priority", "lease_seconds",
+    "is_open", "gold_rate", "gold_threshold", "labelers", "labeler_groups",
+]  # fmt: skip
 
 
 def record_instructions(queue: Queue, *, user=None) -> InstructionsVersion | None:
@@ -20,8 +27,30 @@ def record_instructions(queue: Queue, *, user=None) -> InstructionsVersion | Non
     return version
 
 
-def save_queue(queue: Queue, *, user=None) -> int:
-    """After a queue is created or edited: version its instructions and fit its tasks; returns new tasks."""
+def queue_settings(queue: Queue) -> dict:
+    """The queue's settings as stored; take it before an edit and give it to save_queue as `before`."""
+    return audit.snapshot(queue, AUDITED_FIELDS)
+
+
+def save_queue(queue: Queue, *, user=None, before: dict | None = None) -> int:
+    """After a queue is created (`before` None) or edited: version its instructions, fit its tasks, and
+    audit the change; returns new tasks."""
     with transaction.atomic():
         record_instructions(queue, user=user)
-        return sync_tasks(queue)
+        created = sync_tasks(queue)
+        audit.record(
+            actor=user,
+            action="queue.create" if before is None else "queue.update",
+            target=queue,
+            detail={"changes": audit.changes(before or {}, queue_settings(queue))},
+        )
+        return created
+
+
+def set_queue_open(queue: Queue, *, is_open: bool, user=None) -> Queue:
+    """Open or pause the queue (a paused queue hands out no tasks)."""
+    with transaction.atomic():
+        queue.is_open = is_open
+        queue.save(update_fields=["is_open", "updated_at"])
+        audit.record(actor=user, action="queue.open" if is_open else "queue.pause", target=queue)
+    return queue

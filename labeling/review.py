@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import F, Max
 from django.db.models.functions import Least
 
+from . import audit
 from .agreement import consensus_ranking, leave_one_out_agreement, pairwise_agreement, ranks_from_groups
 from .models import Answer, AnswerLabel, Assignment, Prompt, PromptAction, Queue, Ranking, Task, TaskKind
 from .rankings import RankingError, clean_groups, ranks_by_answer
@@ -55,10 +56,13 @@ def _prompts(queue: Queue, prompt_ids: Iterable) -> list[int]:
     return wanted
 
 
-def _record(prompt_ids: list[int], kind: str, reason: str, user, detail: dict | None = None) -> None:
+def _record(queue: Queue, prompt_ids: list[int], kind: str, reason: str, user, detail: dict | None = None) -> None:
+    """One PromptAction per prompt (the prompt's history), and one audit event for the whole decision."""
     PromptAction.objects.bulk_create(
         PromptAction(prompt_id=pk, kind=kind, reason=reason, detail=detail or {}, user=user) for pk in prompt_ids
     )
+    audit.record(actor=user, action=f"prompt.{kind}", target=queue,
+                 detail={"prompts": prompt_ids, "reason": reason, **(detail or {})})  # fmt: skip
 
 
 def exclude_prompts(*, queue: Queue, prompt_ids: Iterable, reason: str, user=None) -> int:
@@ -74,7 +78,7 @@ def _set_excluded(queue: Queue, prompt_ids: Iterable, reason: str, user, *, excl
     with transaction.atomic():
         ids = _prompts(queue, prompt_ids)
         Prompt.objects.filter(pk__in=ids).update(excluded=excluded)
-        _record(ids, PromptAction.Kind.EXCLUDE if excluded else PromptAction.Kind.INCLUDE, reason, user)
+        _record(queue, ids, PromptAction.Kind.EXCLUDE if excluded else PromptAction.Kind.INCLUDE, reason, user)
     return len(ids)
 
 
@@ -92,7 +96,7 @@ def raise_overlap(*, queue: Queue, prompt_ids: Iterable, by: object, reason: str
             overlap=Least(F("overlap") + by, MAX_OVERLAP),
             extra_overlap=Least(F("extra_overlap") + by, MAX_OVERLAP),
         )
-        _record(ids, PromptAction.Kind.RAISE_OVERLAP, reason, user, {"by": by})
+        _record(queue, ids, PromptAction.Kind.RAISE_OVERLAP, reason, user, {"by": by})
     return len(ids)
 
 
@@ -104,7 +108,7 @@ def requeue_prompts(*, queue: Queue, prompt_ids: Iterable, reason: str, user=Non
         others = Prompt.objects.filter(queue=queue).exclude(pk__in=ids).aggregate(top=Max("priority"))["top"]
         front = (others or 0) + 1
         Prompt.objects.filter(pk__in=ids).update(priority=front, excluded=False)
-        _record(ids, PromptAction.Kind.REQUEUE, reason, user, {"priority": front})
+        _record(queue, ids, PromptAction.Kind.REQUEUE, reason, user, {"priority": front})
     return len(ids)
 
 
@@ -123,7 +127,7 @@ def set_gold(*, queue: Queue, prompt_id: object, groups: object, reason: str, us
         if len(task.gold_groups) < 2:
             raise ReviewError("A reference ranking that ties every answer measures nothing; order some answers.")
         task.save(update_fields=["gold_groups"])
-        _record([pk], PromptAction.Kind.SET_GOLD, reason, user, {"groups": task.gold_groups})
+        _record(queue, [pk], PromptAction.Kind.SET_GOLD, reason, user, {"groups": task.gold_groups})
     return task
 
 
@@ -133,7 +137,7 @@ def clear_gold(*, queue: Queue, prompt_id: object, reason: str, user=None) -> No
         [pk] = _prompts(queue, [prompt_id])
         if not Task.objects.filter(prompt_id=pk, gold_groups__isnull=False).update(gold_groups=None):
             raise ReviewError("This prompt is not a gold item.")
-        _record([pk], PromptAction.Kind.CLEAR_GOLD, reason, user)
+        _record(queue, [pk], PromptAction.Kind.CLEAR_GOLD, reason, user)
 
 
 # --- What the review pages read.

@@ -32,6 +32,6 @@ def token_list(request):
 @role_required(ML)
 def token_revoke(request, token_id: int):
     token = get_object_or_404(ApiToken, pk=token_id, user=request.user)
-    revoke_token(token=token)
+    revoke_token(token=token, user=request.user)
     messages.success(request, f"Token “{token.name}” is revoked; requests with it now get 401.")
     return redirect("ml-tokens")

@@ -230,7 +230,7 @@ class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         run = self.get_object()
-        runs.cancel_run(run)
+        runs.cancel_run(run, user=request.user)
         run.refresh_from_db()
         return Response(TrainingRunSerializer(run).data)
 
@@ -290,7 +290,7 @@ class RewardModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _MLVi
     @action(detail=True, methods=["post"])
     def activate(self, request, pk=None):
         model = self.get_object()
-        runs.activate_reward_model(model)
+        runs.activate_reward_model(model, user=request.user)
         model.refresh_from_db()
         return Response(RewardModelSerializer(model).data)
 
@@ -299,7 +299,7 @@ class RewardModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _MLVi
         description="Scored in the web process with a cached model: one forward pass of the answers, no broker "
         "round trip (bench/score_latency.py measures both ways).",
         request=ScoreRequest,
-        responses={200: ScoreResult},
+        responses={200: ScoreResult, 409: OpenApiResponse(Detail, description="The model's files are gone.")},
         examples=[
             OpenApiExample(
                 "Two answers", value={"prompt": "Name a prime.", "answers": ["7", "9"]}, request_only=True
@@ -314,5 +314,10 @@ class RewardModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _MLVi
         model = self.get_object()
         body = ScoreRequest(data=request.data)
         body.is_valid(raise_exception=True)
-        rewards = load_scorer(model.path).score(body.validated_data["prompt"], body.validated_data["answers"])
+        try:
+            scorer = load_scorer(model.path)
+        except OSError as error:  # the model's directory was moved or deleted since it was trained
+            return Response({"detail": f"Reward model {model.pk} cannot be loaded: {error}"},
+                            status=status.HTTP_409_CONFLICT)  # fmt: skip
+        rewards = scorer.score(body.validated_data["prompt"], body.validated_data["answers"])
         return Response({"model": model.pk, "rewards": [float(r) for r in rewards]})

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from annotate.celery import delay_on_commit
 from annotate.versions import create_next_version
+from labeling import audit
 from labeling.agreement import consensus_ranking
 from labeling.models import Answer, AnswerLabel, Prompt, Queue
 from labeling.selectors import filtered_labels
@@ -114,6 +115,10 @@ def request_pair_dataset(
             created_by=user,
         )
         dataset.queues.set(queues)
+        audit.record(actor=user, action="pair_dataset.request", target=dataset, detail={
+            "queues": [queue.pk for queue in queues], "filters": dataset.filters,
+            "validation_fraction": validation_fraction, "seed": seed,
+        })  # fmt: skip
         delay_on_commit(
             build_pair_dataset_task,
             dataset.pk,

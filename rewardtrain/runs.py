@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from annotate.celery import delay_on_commit
 from annotate.heartbeat import MAX_ATTEMPTS, Heartbeat, lost_before
+from labeling import audit
 
 from .models import JobStatus, PairDataset, RewardModel, TrainingRun
 
@@ -51,6 +52,7 @@ def request_training_run(*, dataset: PairDataset, user=None, **hyperparameters) 
         raise ValueError(f"Dataset {dataset} is {dataset.status}; train on a finished dataset.")
     with transaction.atomic():
         run = TrainingRun.objects.create(dataset=dataset, created_by=user, **hyperparameters)
+        audit.record(actor=user, action="run.request", target=run, detail={"dataset": dataset.pk, **hyperparameters})
         delay_on_commit(
             train_reward_model_task, run.pk, on_failure=lambda reason: _finish(run.pk, JobStatus.FAILED, error=reason)
         )
@@ -186,12 +188,13 @@ def execute_run(run_id: int) -> None:
         heartbeat.join(timeout=5)
 
 
-def cancel_run(run: TrainingRun) -> None:
+def cancel_run(run: TrainingRun, *, user=None) -> None:
     """A queued run is cancelled at once; a running one stops at its next step."""
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().get(pk=run.pk)
         if run.is_finished:
             return
+        audit.record(actor=user, action="run.cancel", target=run, detail={"status": run.status})
         if run.status == JobStatus.QUEUED:
             _finish(run.pk, JobStatus.CANCELLED, cancel_requested=True)
         else:
@@ -209,7 +212,9 @@ def requeue_stale_runs() -> int:
     return len(run_ids)
 
 
-def activate_reward_model(model: RewardModel) -> None:
+def activate_reward_model(model: RewardModel, *, user=None) -> None:
     with transaction.atomic():
-        RewardModel.objects.filter(is_active=True).exclude(pk=model.pk).update(is_active=False)
+        previous = list(RewardModel.objects.filter(is_active=True).exclude(pk=model.pk).values_list("pk", flat=True))
+        RewardModel.objects.filter(pk__in=previous).update(is_active=False)
         RewardModel.objects.filter(pk=model.pk).update(is_active=True)
+        audit.record(actor=user, action="model.activate", target=model, detail={"previous": previous})

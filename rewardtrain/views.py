@@ -92,7 +92,7 @@ def run_progress(request, run_id: int):
 @role_required(ML)
 def run_cancel(request, run_id: int):
     run = get_object_or_404(TrainingRun, pk=run_id)
-    runs.cancel_run(run)
+    runs.cancel_run(run, user=request.user)
     messages.info(request, f"Run {run.pk} will stop.")
     return redirect("ml-run", run.pk)
 
@@ -107,6 +107,6 @@ def model_list(request):
 @role_required(ML)
 def model_activate(request, model_id: int):
     model = get_object_or_404(RewardModel, pk=model_id)
-    runs.activate_reward_model(model)
+    runs.activate_reward_model(model, user=request.user)
     messages.success(request, f"{model.name} is now the active reward model.")
     return redirect("ml-models")
