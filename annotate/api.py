@@ -1,4 +1,5 @@
-"""What every endpoint under /api/v1/ shares: tokens, pagination, role permissions, strict bodies, body limits.
+"""What every endpoint under /api/v1/ shares: tokens, pagination, role permissions, strict bodies, body
+limits, file downloads.
 
 The endpoints themselves live with their data (labeling.api, rewardtrain.api); annotate.api_urls
 puts them under one router.
@@ -7,12 +8,17 @@ import hashlib
 import io
 import secrets
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.http import FileResponse
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import authentication, exceptions, pagination, parsers, permissions, serializers, status
+from rest_framework.response import Response
 
 from labeling import audit
 from labeling.models import ApiToken
@@ -156,3 +162,38 @@ class StrictSerializer(serializers.Serializer):
 class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
     pass
 
+
+class Detail(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+def download_schema(*, summary: str, file: str, example: str):
+    """The schema of a `download` action that answers a finished job's file, or 409 while it is not finished."""
+    return extend_schema(
+        summary=summary,
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description=file),
+            409: OpenApiResponse(Detail, description="Not finished (yet), or failed."),
+        },
+        examples=[
+            OpenApiExample(
+                "Not finished yet",
+                value={"detail": f"{example} is running; download it once it has succeeded."},
+                response_only=True,
+                status_codes=["409"],
+            )
+        ],
+    )
+
+
+def finished_file(job, *, path: Path, filename: str, content_type: str | None = None):
+    """The file of a finished job (export, pair dataset) as an attachment; 409 saying why while it is not."""
+    if job.status != "succeeded":
+        reason = f": {job.error}" if job.error else ""
+        return Response(
+            {"detail": f"{job} is {job.status}{reason}; download it once it has succeeded."},
+            status=status.HTTP_409_CONFLICT,
+        )
+    if not path.is_file():
+        raise exceptions.NotFound(f"The file of {job} is no longer there.")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=filename, content_type=content_type)

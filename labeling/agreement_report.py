@@ -11,6 +11,7 @@ Float64 columns), never NaN.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,17 +130,7 @@ def queue_agreement(labels: pd.DataFrame, *, resamples: int = 1000, seed: int = 
     # --- queue
     prompt_agree = np.bincount(pp_prompt, weights=pp_agree, minlength=n_prompts).astype(np.int64)
     prompt_n = np.bincount(pp_prompt, weights=pp_n, minlength=n_prompts).astype(np.int64)
-    contributing = prompt_n > 0
-    low, high = _bootstrap_ci(prompt_agree[contributing], prompt_n[contributing],
-                              np.zeros(int(contributing.sum()), np.int64), 1, resamples, rng)
-    total_agree, total_n = int(prompt_agree.sum()), int(prompt_n.sum())
-    queue = QueueAgreement(
-        rate=total_agree / total_n if total_n else None,
-        n=total_n,
-        ci_low=None if np.isnan(low[0]) else float(low[0]),
-        ci_high=None if np.isnan(high[0]) else float(high[0]),
-        prompts=int((labelers_per_prompt >= 2).sum()),
-    )
+    queue = _queue_figure(prompt_agree, prompt_n, int((labelers_per_prompt >= 2).sum()), resamples, rng)
 
     # --- pairs
     pair_key = pp_a * n_labelers + pp_b
@@ -245,6 +236,38 @@ def _agreement_within(sizes: np.ndarray, r1: np.ndarray, r2: np.ndarray) -> tupl
     agree = np.bincount(run, weights=same > 0, minlength=len(sizes)).astype(np.int64)
     used = np.bincount(run, weights=same != 0, minlength=len(sizes)).astype(np.int64)
     return agree, used
+
+
+def pooled_queue_agreement(chunks: Iterable[pd.DataFrame], *, resamples: int = 1000, seed: int = 0) -> QueueAgreement:
+    """`queue_agreement(labels).queue` from label frames read a few prompts at a time.
+
+    Each frame holds whole prompts (every ranking of a prompt in one frame). Memory: one frame's labels
+    plus two counts per prompt, whatever the queue's size (a dataset card's figure). Equal to the figure
+    of the frames concatenated, in the same order.
+    """
+    agree, n, prompts = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], 0
+    for labels in chunks:
+        per_prompt = queue_agreement(labels, resamples=0).prompts
+        agree.append(per_prompt["agree"].to_numpy(np.int64))
+        n.append(per_prompt["n"].to_numpy(np.int64))
+        prompts += int((per_prompt["rankings"] >= 2).sum())
+    return _queue_figure(np.concatenate(agree), np.concatenate(n), prompts, resamples, np.random.default_rng(seed))
+
+
+def _queue_figure(prompt_agree: np.ndarray, prompt_n: np.ndarray, prompts: int, resamples: int,
+                  rng: np.random.Generator) -> QueueAgreement:
+    """The pooled figure from each prompt's agreeing and compared pairs, bootstrapped over prompts."""
+    contributing = prompt_n > 0
+    low, high = _bootstrap_ci(prompt_agree[contributing], prompt_n[contributing],
+                              np.zeros(int(contributing.sum()), np.int64), 1, resamples, rng)
+    total_agree, total_n = int(prompt_agree.sum()), int(prompt_n.sum())
+    return QueueAgreement(
+        rate=total_agree / total_n if total_n else None,
+        n=total_n,
+        ci_low=None if np.isnan(low[0]) else float(low[0]),
+        ci_high=None if np.isnan(high[0]) else float(high[0]),
+        prompts=prompts,
+    )
 
 
 def _bootstrap_ci(agree: np.ndarray, n: np.ndarray, group: np.ndarray, n_groups: int, resamples: int,

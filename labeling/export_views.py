@@ -14,8 +14,7 @@ from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from annotate.api import StrictSerializer, role_permission
-from rewardtrain.api import Detail
+from annotate.api import StrictSerializer, download_schema, finished_file, role_permission
 from rewardtrain.forms import PairDatasetForm
 
 from . import exports
@@ -218,30 +217,15 @@ class ExportSnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
             raise serializers.ValidationError({"filters": [str(error)]}) from None
         return Response(ExportSnapshotSerializer(snapshot).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(
+    @download_schema(
         summary="Download the export's data file",
-        responses={
-            (200, "application/octet-stream"): OpenApiResponse(
-                OpenApiTypes.BINARY, description="The data file (JSONL, CSV or Parquet), as an attachment."
-            ),
-            409: OpenApiResponse(Detail, description="The export has not succeeded (yet)."),
-        },
-        examples=[
-            OpenApiExample(
-                "Not written yet",
-                value={"detail": "Export support-pairs-v3 is running; download it once it has succeeded."},
-                response_only=True,
-                status_codes=["409"],
-            )
-        ],
+        file="The data file (JSONL, CSV or Parquet), as an attachment.",
+        example="support-pairs-v3",
     )
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         snapshot = self.get_object()
-        if snapshot.status != ExportSnapshot.Status.SUCCEEDED:
-            reason = f": {snapshot.error}" if snapshot.error else ""
-            return Response(
-                {"detail": f"Export {snapshot} is {snapshot.status}{reason}; download it once it has succeeded."},
-                status=status.HTTP_409_CONFLICT,
-            )
-        return _download(snapshot)
+        return finished_file(
+            snapshot, path=exports.artifact(snapshot.file), filename=f"{snapshot}.{snapshot.format}",
+            content_type=exports.CONTENT_TYPES[snapshot.format],
+        )  # fmt: skip

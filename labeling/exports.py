@@ -39,10 +39,10 @@ from rewardtrain.pairs import expand_rankings
 
 from . import audit
 from .agreement import consensus_ranking
-from .agreement_report import queue_agreement
+from .agreement_report import pooled_queue_agreement
 from .csvsafe import csv_cell
 from .models import Answer, AnswerLabel, Demonstration, ExportSnapshot, Prompt, Queue, Ranking
-from .selectors import filtered_labels, ranking_labels
+from .selectors import filtered_labels, ranking_label_chunks
 
 DATASETS = ("sft", "comparisons", "pairs")
 FORMATS = ("jsonl", "csv", "parquet")
@@ -570,7 +570,7 @@ def dataset_card(
             "|---|---|---|---|---|",
         ]
         for queue in queues:
-            figure = queue_agreement(ranking_labels(answer__prompt__queue=queue)).queue
+            figure = pooled_queue_agreement(ranking_label_chunks(queue))  # bounded memory, whatever the queue
             interval = "n/a" if figure.ci_low is None else f"{figure.ci_low:.3f} to {figure.ci_high:.3f}"
             rate = "n/a" if figure.rate is None else f"{figure.rate:.3f}"
             lines.append(f"| {_cell(queue.name)} | {rate} | {interval} | {figure.n} | {figure.prompts} |")

@@ -2,7 +2,7 @@
 and the submitted labels that pair datasets and exports take, through their filters (filtered_labels).
 """
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import reduce
@@ -214,11 +214,25 @@ def queue_dashboard(*, now) -> QueueDashboard:
 
 
 def ranking_labels(**filters) -> pd.DataFrame:
-    """Submitted ranks, one row per (prompt, labeler, answer) as queue_agreement takes them, with the queue."""
-    rows = AnswerLabel.objects.filter(ranking__assignment__status=Assignment.Status.SUBMITTED, **filters).values_list(
-        "answer__prompt__queue_id", "answer__prompt_id", "ranking__assignment__labeler_id", "answer_id", "rank"
-    )
+    """Submitted ranks, one row per (prompt, labeler, answer) as queue_agreement takes them, with the queue.
+
+    In prompt order, so that the bootstrap intervals of every page (and of a card's chunks) draw the same.
+    """
+    rows = (
+        AnswerLabel.objects.filter(ranking__assignment__status=Assignment.Status.SUBMITTED, **filters)
+        .order_by("answer__prompt_id")
+        .values_list("answer__prompt__queue_id", "answer__prompt_id", "ranking__assignment__labeler_id", "answer_id",
+                     "rank")
+    )  # fmt: skip
     return pd.DataFrame.from_records(rows.iterator(chunk_size=10_000), columns=["queue_id", *LABEL_COLUMNS])
+
+
+def ranking_label_chunks(queue: Queue, *, chunk_prompts: int = 2_000) -> Iterator[pd.DataFrame]:
+    """The queue's ranking_labels, `chunk_prompts` prompts at a time, in prompt order (whole prompts per frame)."""
+    prompt_ids = list(Prompt.objects.filter(queue=queue).order_by("pk").values_list("pk", flat=True))
+    for start in range(0, len(prompt_ids), chunk_prompts):
+        first, last = prompt_ids[start], prompt_ids[min(start + chunk_prompts, len(prompt_ids)) - 1]
+        yield ranking_labels(answer__prompt__queue=queue, answer__prompt_id__gte=first, answer__prompt_id__lte=last)
 
 
 class FilteredLabels(NamedTuple):

@@ -7,19 +7,24 @@ from pathlib import Path
 
 import django_filters
 from django.conf import settings
-from django.http import FileResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from annotate.api import StrictModelSerializer, StrictSerializer, role_permission
+from annotate.api import (
+    Detail,
+    StrictModelSerializer,
+    StrictSerializer,
+    download_schema,
+    finished_file,
+    role_permission,
+)
 from labeling.models import Queue
 from labeling.roles import ML
 
 from . import datasets, runs
-from .models import JobStatus, PairDataset, RewardModel, TrainingRun
+from .models import PairDataset, RewardModel, TrainingRun
 
 MAX_SCORED_ANSWERS = 64
 
@@ -27,10 +32,6 @@ MAX_SCORED_ANSWERS = 64
 class _MLViewSet(viewsets.GenericViewSet):
     permission_classes = [permissions.IsAuthenticated, role_permission(ML)]
     ordering_fields = ["id", "created_at"]
-
-
-class Detail(serializers.Serializer):
-    detail = serializers.CharField()
 
 
 # Pair datasets ------------------------------------------------------------------------------------
@@ -125,31 +126,12 @@ class PairDatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
             raise serializers.ValidationError({"filters": [str(error)]}) from None
         return Response(PairDatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(
-        summary="Download the dataset's Parquet file",
-        responses={
-            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="The Parquet file."),
-            409: OpenApiResponse(Detail, description="The dataset is not built (yet)."),
-        },
-        examples=[
-            OpenApiExample(
-                "Not built yet",
-                value={"detail": "Dataset helpful-v2 is running; download it once it has succeeded."},
-                response_only=True,
-                status_codes=["409"],
-            )
-        ],
-    )
+    @download_schema(summary="Download the dataset's Parquet file", file="The Parquet file.", example="helpful-v2")
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         dataset = self.get_object()
-        if dataset.status != JobStatus.SUCCEEDED:
-            return Response(
-                {"detail": f"Dataset {dataset} is {dataset.status}; download it once it has succeeded."},
-                status=status.HTTP_409_CONFLICT,
-            )
         path = Path(settings.ARTIFACTS_DIR) / dataset.file
-        return FileResponse(path.open("rb"), as_attachment=True, filename=f"{dataset}.parquet")
+        return finished_file(dataset, path=path, filename=f"{dataset}.parquet")
 
 
 # Training runs ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.models import Group, User
+from playwright.sync_api import Browser, sync_playwright
 
 from annotate.celery import app
 from labeling.assignment import sync_tasks
@@ -177,3 +178,25 @@ def broker_down():
     yield
     app.conf.update(saved)
     app._after_fork()
+
+
+# Chromium for every browser test, wherever it lives: one per session (Playwright's sync API cannot run
+# two at once in one process). Debian's Chromium is used directly; `playwright install` is never run.
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Browser:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -4,24 +4,13 @@ and realistic queues (the same content feeds the screenshots in docs/screenshots
 Debian's Chromium is used directly (`playwright install` is never run). A JavaScript error on any
 page fails the test that caused it.
 """
-import os
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from labeling.assignment import sync_tasks
 from labeling.models import Answer, Prompt, Queue
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 LAPTOP = {"width": 1366, "height": 768}
 
 INSTRUCTIONS = """\
@@ -109,14 +98,6 @@ DEMONSTRATION_PROMPTS = [
     "for a week.",
     "Give me three tips for remembering people's names at a party.",
 ]
-
-
-@pytest.fixture(scope="session")
-def browser() -> Browser:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -297,3 +297,15 @@ def test_memory_grows_with_the_labels_not_with_prompts_times_answers():
         tracemalloc.stop()
     assert report.queue.rate == pytest.approx(2 / 3) and report.queue.prompts == prompts
     assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+@given(seed=st.integers(0, 10_000), chunk=st.integers(1, 7))
+@settings(max_examples=25, deadline=None)
+def test_the_pooled_figure_from_chunks_of_prompts_equals_the_whole_queues(seed, chunk):
+    labels = random_labels(random.Random(seed), prompts=15, pool=5, max_labelers=4, max_answers=5, tie_levels=3)
+    labels = labels.sort_values("prompt_id", kind="stable")
+    prompt_ids = labels["prompt_id"].unique()
+    chunks = (labels[labels["prompt_id"].isin(prompt_ids[i : i + chunk])] for i in range(0, len(prompt_ids), chunk))
+    assert agreement_report.pooled_queue_agreement(chunks, resamples=200, seed=3) == queue_agreement(
+        labels, resamples=200, seed=3
+    ).queue

@@ -11,7 +11,9 @@ from annotate.api import issue_token
 from labeling.assignment import lease_next_task, submit_demonstration, submit_ranking
 from labeling.models import Demonstration, ExportSnapshot, GenerationJob, ImportJob, Queue, Ranking, TaskKind
 from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
-from tests.browser.conftest import browser, page  # noqa: F401  (fixtures, for the Chromium test)
+from tests.browser.conftest import (
+    page,  # noqa: F401  (a fixture, for the Chromium test; browser is in tests/conftest.py)
+)
 from tests.conftest import make_queue, make_user
 
 # Each tries to run script when shown: a dialog, a global, or an element the tests look for.
