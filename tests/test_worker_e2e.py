@@ -1,5 +1,9 @@
 """End to end: a browser-style upload is imported by a real Celery worker on Redis and PostgreSQL."""
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,3 +48,19 @@ def test_worker_imports_an_uploaded_file(live_worker):
         ("r1", TaskKind.RANKING),
         ("r2", TaskKind.DEMONSTRATION),
     }
+
+
+@pytest.mark.worker
+def test_the_worker_health_probe_answers_while_it_runs_and_fails_once_it_is_gone(live_worker, redis_broker):
+    """The probe docs/operations.md gives orchestrators: `celery inspect ping` to one worker by name."""
+    probe = [str(Path(sys.executable).with_name("celery")), "-A", "annotate", "inspect", "ping",
+             "--destination", f"test0@{socket.gethostname()}", "--timeout", "10"]  # fmt: skip
+    env = {**os.environ, "CELERY_BROKER_URL": redis_broker}
+
+    alive = subprocess.run(probe, env=env, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60)
+    assert alive.returncode == 0 and "pong" in alive.stdout, alive.stdout + alive.stderr
+
+    live_worker.process.kill()
+    live_worker.process.wait()
+    gone = subprocess.run(probe, env=env, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60)
+    assert gone.returncode != 0
