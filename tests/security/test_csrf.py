@@ -29,6 +29,16 @@ GET_PAGES = [(name, path, who) for name, method, path, expected in MATRIX if met
              for who, status in zip(WHO, expected, strict=True) if status == 200]  # fmt: skip
 
 
+def html_pages(world):
+    """(name, who, html) of every HTML page each role may open, signed in as that role."""
+    client = Client()
+    for name, path, who in GET_PAGES:
+        sign_in(client, world["users"].get(who))
+        response = client.get(path.format(**world))
+        if response["Content-Type"].startswith("text/html"):
+            yield name, who, response.content.decode()
+
+
 def database_state() -> dict:
     """Every row of every table, to show that a refused request changed nothing."""
     return {model._meta.label: list(model.objects.order_by("pk").values()) for model in apps.get_models()}
@@ -80,15 +90,10 @@ class _PostForms(HTMLParser):
 
 
 def test_every_post_form_on_every_page_carries_the_csrf_token(world):
-    client = Client()
     checked = 0
-    for name, path, who in GET_PAGES:
-        sign_in(client, world["users"].get(who))
-        response = client.get(path.format(**world))
-        if not response["Content-Type"].startswith("text/html"):
-            continue
+    for name, who, html in html_pages(world):
         parser = _PostForms()
-        parser.feed(response.content.decode())
+        parser.feed(html)
         missing = [action for action, has_token in parser.forms if not has_token]
         assert missing == [], f"{name} as {who}: forms without the token: {missing}"
         checked += len(parser.forms)
