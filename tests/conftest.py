@@ -1,5 +1,6 @@
 """Shared fixtures: users in each role, a queue with prompts and answers."""
 import os
+import re
 import subprocess
 import sys
 import time
@@ -46,6 +47,12 @@ def queue_admin(db):
 @pytest.fixture
 def ml_user(db):
     return make_user("mlstaff", "ml")
+
+
+def shows_nan(html: str) -> bool:
+    """Whether a page shows NaN as a word (CSRF tokens, random letters, may contain "nan" by chance)."""
+    html = re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", html)
+    return re.search(r"\bnan\b", html, flags=re.IGNORECASE) is not None
 
 
 def make_queue(name="Q", *, prompts=3, answers=4, **fields) -> Queue:
