@@ -46,7 +46,10 @@ _client_ip: ContextVar[str | None] = ContextVar("audit_client_ip", default=None)
 def client_ip(request) -> str | None:
     """The client's address from settings.CLIENT_IP_HEADER (REMOTE_ADDR unless behind a proxy), if valid."""
     value = request.META.get(getattr(settings, "CLIENT_IP_HEADER", "REMOTE_ADDR"), "")
-    value = value.split(",")[0].strip()  # X-Forwarded-For style lists: the first is the client
+    # In an X-Forwarded-For list each proxy appends the address it saw: the last entry is the one our own
+    # proxy wrote; the ones before it are whatever the client sent, so trusting them would let a client
+    # pick its address (and its login failure count).
+    value = value.split(",")[-1].strip()
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:

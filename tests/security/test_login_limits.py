@@ -97,6 +97,17 @@ def test_behind_a_proxy_the_address_comes_from_the_configured_header(settings, c
                        HTTP_X_REAL_IP="192.0.2.2").status_code == 429  # fmt: skip
 
 
+def test_a_client_cannot_pick_its_address_through_x_forwarded_for(settings, clock):
+    """The proxy appends the address it saw; the entries a client put before it are not trusted."""
+    settings.CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    settings.LOGIN_FAILURE_IP_LIMIT = 2
+    client = Client()
+    for n, spoofed in enumerate(("198.51.100.1", "198.51.100.2", "198.51.100.3")):
+        response = client.post("/login/", {"username": f"guess{n}", "password": "x"},
+                               HTTP_X_FORWARDED_FOR=f"{spoofed}, 192.0.2.7")  # fmt: skip
+    assert response.status_code == 429  # three different "first" entries, one real address
+
+
 def test_login_never_redirects_to_another_site(client):
     make_user("lab1", "labeler")
     response = client.post("/login/?next=https://evil.example/", {"username": "lab1", "password": "pw-lab1",
