@@ -167,6 +167,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * MAX_TEXT_CHARS + 1024 * 1024
 # The push of prompts (POST /api/v1/queues/<id>/prompts/) may be larger than other API bodies, which
 # keep the limit above (annotate.api.JSONParser answers 413 past either).
 MAX_API_PUSH_BYTES = int(os.environ.get("MAX_API_PUSH_BYTES", str(20 * 1024 * 1024)))
+# Scoring with a reward model runs in the web process (docs/api.md has the measured times): one request
+# may cost at most SCORE_MAX_TOKENS tokens (answers x longest prompt + answer), and at most
+# SCORE_CONCURRENCY requests per machine score at once (annotate.slots); more get 503 at once, so
+# scoring never holds every web worker.
+SCORE_MAX_TOKENS = int(os.environ.get("SCORE_MAX_TOKENS", "8192"))
+SCORE_CONCURRENCY = int(os.environ.get("SCORE_CONCURRENCY", "1"))
+SLOTS_DIR = Path(os.environ.get("SLOTS_DIR", VAR_DIR / "slots"))
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):

@@ -20,6 +20,7 @@ from annotate.api import (
     finished_file,
     role_permission,
 )
+from annotate.slots import NoFreeSlot, slot
 from labeling.models import Queue
 from labeling.roles import ML
 
@@ -27,6 +28,7 @@ from . import datasets, runs
 from .models import PairDataset, RewardModel, TrainingRun
 
 MAX_SCORED_ANSWERS = 64
+SCORE_RETRY_SECONDS = 2  # a full-size score takes about that long on a 2-core CPU (docs/api.md)
 
 
 class _MLViewSet(viewsets.GenericViewSet):
@@ -279,27 +281,57 @@ class RewardModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _MLVi
     @extend_schema(
         summary="Score answers to a prompt",
         description="Scored in the web process with a cached model: one forward pass of the answers, no broker "
-        "round trip (bench/score_latency.py measures both ways).",
+        "round trip (bench/score_latency.py measures both ways). One request may cost at most `SCORE_MAX_TOKENS` "
+        "tokens (default 8,192): the number of answers times the longest prompt + answer sequence in tokens, "
+        "each capped at the model's `max_length`; past that it answers 400. At most `SCORE_CONCURRENCY` "
+        "requests (default 1) score at once on each web machine; another answers 503 with `Retry-After` at "
+        "once (docs/api.md).",
         request=ScoreRequest,
-        responses={200: ScoreResult, 409: OpenApiResponse(Detail, description="The model's files are gone.")},
+        responses={
+            200: ScoreResult,
+            409: OpenApiResponse(Detail, description="The model's files are gone."),
+            503: OpenApiResponse(Detail, description="Every scoring slot of this machine is busy; retry."),
+        },
         examples=[
             OpenApiExample(
                 "Two answers", value={"prompt": "Name a prime.", "answers": ["7", "9"]}, request_only=True
             ),
             OpenApiExample("Rewards", value={"model": 4, "rewards": [1.92, -0.85]}, response_only=True),
+            OpenApiExample(
+                "Busy",
+                value={"detail": "Every scoring slot is busy (1 on this machine); retry in 2 seconds."},
+                response_only=True,
+                status_codes=["503"],
+            ),
         ],
     )
     @action(detail=True, methods=["post"])
     def score(self, request, pk=None):
-        from .scoring import load_scorer  # torch loads on the first score, not when the URLs load
-
         model = self.get_object()
         body = ScoreRequest(data=request.data)
         body.is_valid(raise_exception=True)
+        try:
+            with slot("score", settings.SCORE_CONCURRENCY):
+                return self._score(model, **body.validated_data)
+        except NoFreeSlot:
+            detail = (
+                f"Every scoring slot is busy ({settings.SCORE_CONCURRENCY} on this machine); "
+                f"retry in {SCORE_RETRY_SECONDS} seconds."
+            )
+            return Response({"detail": detail}, status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                            headers={"Retry-After": str(SCORE_RETRY_SECONDS)})  # fmt: skip
+
+    @staticmethod
+    def _score(model: RewardModel, *, prompt: str, answers: list[str]) -> Response:
+        from .scoring import TooMuchToScore, load_scorer  # torch loads on the first score, not with the URLs
+
         try:
             scorer = load_scorer(model.path)
         except OSError as error:  # the model's directory was moved or deleted since it was trained
             return Response({"detail": f"Reward model {model.pk} cannot be loaded: {error}"},
                             status=status.HTTP_409_CONFLICT)  # fmt: skip
-        rewards = scorer.score(body.validated_data["prompt"], body.validated_data["answers"])
+        try:
+            rewards = scorer.score(prompt, answers, max_tokens=settings.SCORE_MAX_TOKENS)
+        except TooMuchToScore as error:
+            raise serializers.ValidationError({"answers": [str(error)]}) from None
         return Response({"model": model.pk, "rewards": [float(r) for r in rewards]})

@@ -4,6 +4,10 @@
 two most recently used ones (a model is ~100 MB to ~GBs; a worker rarely needs more than the current
 and the previous one). `Scorer.score(prompt, answers)` runs the K answers through the model in one
 forward pass, truncated exactly as in training, with the InstructGPT bias offset applied.
+
+A forward pass costs about answers x the longest (prompt + answer) sequence in tokens, each capped at
+the model's max_length; `max_tokens` bounds that product, so one call's time is bounded whatever
+the texts' length (the score API passes settings.SCORE_MAX_TOKENS; docs/api.md gives the figures).
 """
 from __future__ import annotations
 
@@ -18,6 +22,10 @@ import torch
 from .device import Precision, pick_device
 from .encoding import PairEncoder, ensure_padding, model_rewards
 from .train import CARD_FILE
+
+
+class TooMuchToScore(ValueError):
+    """The answers would cost more than the caller allows in one forward pass."""
 
 
 class Scorer:
@@ -43,11 +51,22 @@ class Scorer:
         self.offset = 0.0 if self.card.get("bias_applied", True) else float(self.card.get("bias_offset", 0.0))
         self._lock = threading.Lock()  # one forward at a time: threads share the model
 
-    def score(self, prompt: str, answers: Sequence[str]) -> list[float]:
-        """One reward per answer, from one forward pass over all of them."""
+    def score(self, prompt: str, answers: Sequence[str], *, max_tokens: int | None = None) -> list[float]:
+        """One reward per answer, from one forward pass over all of them.
+
+        With `max_tokens`, refuses (TooMuchToScore) a pass of more than answers x longest sequence tokens.
+        """
         if not answers:
             return []
-        inputs = {k: v.to(self.device) for k, v in self.encoder.collate(self.encoder.encode(prompt, answers)).items()}
+        sequences = self.encoder.encode(prompt, answers)
+        width = max(len(sequence) for sequence in sequences)
+        if max_tokens is not None and len(sequences) * width > max_tokens:
+            raise TooMuchToScore(
+                f"{len(sequences)} answers x {width} tokens (the longest prompt + answer, at most "
+                f"{self.encoder.max_length}) is {len(sequences) * width:,} tokens, over the limit of "
+                f"{max_tokens:,} per request; send fewer or shorter answers at once."
+            )
+        inputs = {k: v.to(self.device) for k, v in self.encoder.collate(sequences).items()}
         with self._lock, torch.inference_mode(), self.precision.autocast():
             rewards = model_rewards(self.model, inputs)
         return [float(r) - self.offset for r in rewards.cpu()]

@@ -22,7 +22,9 @@ def byte_level_tokenizer(processor) -> PreTrainedTokenizerFast:
     backend.train_from_iterator(
         CORPUS,
         trainers.BpeTrainer(
-            vocab_size=300, special_tokens=["<s>", "</s>", "<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+            vocab_size=300,
+            special_tokens=["<s>", "</s>", "<pad>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         ),
     )
     backend.post_processor = processor
