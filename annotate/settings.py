@@ -120,6 +120,11 @@ STORAGES = {
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 # Pair datasets (Parquet) and trained reward models; shared by web and workers in production.
 ARTIFACTS_DIR = Path(os.environ.get("ARTIFACTS_DIR", VAR_DIR / "artifacts"))
+# Base models and generators that runs and generation jobs may name, one directory each (written by
+# save_pretrained, or `hf download ORG/MODEL --local-dir MODELS_DIR/ORG/MODEL`); besides the bundled
+# ones, nothing else is loaded (rewardtrain.model_sources), and nothing is ever downloaded.
+MODELS_DIR = Path(os.environ.get("MODELS_DIR", VAR_DIR / "models"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # also for libraries that load files by themselves
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)

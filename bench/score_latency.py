@@ -27,6 +27,7 @@ import django  # noqa: E402
 django.setup()
 
 from rewardtrain.backbones import minilm_path  # noqa: E402
+from rewardtrain.model_sources import load_from_disk  # noqa: E402
 from rewardtrain.scoring import load_scorer  # noqa: E402
 from rewardtrain.tasks import score_answers_task  # noqa: E402
 
@@ -42,9 +43,9 @@ def reward_model_dir(folder: Path) -> Path:
     """MiniLM with a one-output head, saved like a trained reward model (same size and speed)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=1)
+    model = load_from_disk(AutoModelForSequenceClassification, minilm_path(), num_labels=1)
     model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(folder)
+    load_from_disk(AutoTokenizer, minilm_path()).save_pretrained(folder)
     return folder
 
 

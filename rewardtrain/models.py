@@ -4,6 +4,7 @@ The heavy work (building a Parquet file, training) runs in Celery tasks (rewardt
 records are how the pages, the API and the worker share its status, progress and results.
 """
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -58,10 +59,22 @@ class PairDataset(models.Model):
         return f"{self.name}-v{self.version}"
 
 
+def validate_base_model(name: str) -> None:
+    """Forms and API bodies refuse a base model the worker could not load (rewardtrain.model_sources)."""
+    from .runs import check_base_model  # runs imports these models
+
+    try:
+        check_base_model(name)
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+
+
 class TrainingRun(models.Model):
     dataset = models.ForeignKey(PairDataset, on_delete=models.PROTECT, related_name="runs")
     base_model = models.CharField(
-        max_length=500, help_text="A Hugging Face model id or a local path; “minilm” and “tiny” need no download."
+        max_length=500,
+        validators=[validate_base_model],
+        help_text="“minilm” or “tiny” (no download), or the name of a model directory in MODELS_DIR.",
     )
     max_length = models.PositiveIntegerField(default=256, validators=[MinValueValidator(16), MaxValueValidator(4096)])
     learning_rate = models.FloatField(default=3e-5, validators=[MinValueValidator(1e-7), MaxValueValidator(1e-2)])

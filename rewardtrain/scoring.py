@@ -21,6 +21,7 @@ import torch
 
 from .device import Precision, pick_device
 from .encoding import PairEncoder, ensure_padding, model_rewards
+from .model_sources import load_from_disk
 from .train import CARD_FILE
 
 
@@ -41,8 +42,8 @@ class Scorer:
         self.card = json.loads(card_path.read_text()) if card_path.is_file() else {}
         self.device = device or pick_device(None)
         self.precision = Precision.for_device(self.device)
-        tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir, num_labels=1)
+        tokenizer = load_from_disk(AutoTokenizer, self.model_dir)
+        self.model = load_from_disk(AutoModelForSequenceClassification, self.model_dir, num_labels=1)
         ensure_padding(tokenizer, self.model)
         self.model.to(self.device).eval()
         max_length = int(self.card.get("max_length") or min(512, tokenizer.model_max_length))

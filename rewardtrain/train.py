@@ -44,6 +44,7 @@ from .encoding import EncodedAnswer, PairEncoder, ensure_padding, model_rewards
 from .evaluate import evaluate_groups, group_pairs, pair_outcomes, pairwise_loss
 from .grouping import PromptGroup, collate_groups, encode_groups, group_by_prompt, plan_batches
 from .loss import grouped_loss
+from .model_sources import load_from_disk
 
 CARD_FILE = "reward_model_card.json"
 
@@ -334,10 +335,10 @@ def load_backbone(base_model: str):
     elif path.is_absolute() or base_model.startswith((".", "~")):
         raise BaseModelError(f"Base model {base_model!r} does not exist: give a directory written by save_pretrained.")
     else:
-        source = base_model  # a Hub id: loads only if it is in the local cache (no downloads here)
+        source = base_model  # a Hub id: loads only if it is in the local cache (never downloaded)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1)
+        tokenizer = load_from_disk(AutoTokenizer, source)
+        model = load_from_disk(AutoModelForSequenceClassification, source, num_labels=1)
     except (OSError, ValueError) as error:
         raise BaseModelError(
             f"Cannot load base model {base_model!r} (a local model directory, or a Hugging Face id "

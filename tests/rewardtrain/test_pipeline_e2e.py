@@ -30,9 +30,9 @@ def test_rankings_to_a_trained_reward_model_through_the_worker(live_worker, clie
     assert dataset.status == JobStatus.SUCCEEDED, dataset.error
     assert dataset.rows == 80 * 4 and dataset.validation_rows > 0
 
-    base = make_tiny_model(tmp_path / "tiny-marker", vocab_words=WORDS + [MARKER])
+    make_tiny_model(settings.MODELS_DIR / "tiny-marker", vocab_words=WORDS + [MARKER])
     run = runs.request_training_run(
-        dataset=dataset, user=staff, base_model=str(base), max_length=32, learning_rate=3e-3, epochs=6,
+        dataset=dataset, user=staff, base_model="tiny-marker", max_length=32, learning_rate=3e-3, epochs=6,
         prompts_per_batch=4, seed=0,
     )  # fmt: skip
 
@@ -59,7 +59,7 @@ def test_rankings_to_a_trained_reward_model_through_the_worker(live_worker, clie
 
     # A long run, cancelled from its page while the worker trains it.
     long_run = runs.request_training_run(
-        dataset=dataset, user=staff, base_model=str(base), max_length=32, learning_rate=1e-3, epochs=100,
+        dataset=dataset, user=staff, base_model="tiny-marker", max_length=32, learning_rate=1e-3, epochs=100,
         prompts_per_batch=1, seed=1,
     )  # fmt: skip
 

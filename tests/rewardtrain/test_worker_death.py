@@ -23,11 +23,11 @@ def test_a_killed_workers_run_resumes_from_its_checkpoint(start_worker, settings
     dataset = PairDataset.objects.create(name="marker", version=1, validation_fraction=0.2)
     dataset.queues.set([queue])
     datasets.build_pair_dataset(dataset)
-    base = make_tiny_model(tmp_path / "tiny", vocab_words=WORDS + [MARKER])
+    make_tiny_model(settings.MODELS_DIR / "tiny-marker", vocab_words=WORDS + [MARKER])
 
     first = start_worker(RUN_HEARTBEAT_TIMEOUT=HEARTBEAT_TIMEOUT)
     run = runs.request_training_run(
-        dataset=dataset, base_model=str(base), max_length=32, learning_rate=3e-3, epochs=12, prompts_per_batch=1,
+        dataset=dataset, base_model="tiny-marker", max_length=32, learning_rate=3e-3, epochs=12, prompts_per_batch=1,
         seed=0,
     )  # fmt: skip
     checkpoint = runs.run_dir(run) / CHECKPOINT_FILE

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from labeling.generation import SMOLLM2, answer_prompt, load_generator
+from labeling.generation import SMOLLM2, answer_prompt, load_generator, resolve_generator
 from labeling.models import MAX_ANSWERS, MIN_RANKED_ANSWERS
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "demo" / "ranking_prompts.jsonl"
@@ -57,7 +57,8 @@ class Command(BaseCommand):
 
         started = time.monotonic()
         device = pick_device()
-        generator, tokenizer = load_generator(model)
+        files = resolve_generator(model)
+        generator, tokenizer = load_generator(files.name_or_path, files.gguf_file)
         generator.to(device)
         self.stdout.write(f"Loaded {model} in {time.monotonic() - started:.0f} s; sampling {len(rows)} prompts.")
         for row in rows:
