@@ -150,10 +150,13 @@ else:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": VAR_DIR / "cache"}
     }
-# Failed logins: LOGIN_FAILURE_LIMIT per username, LOGIN_FAILURE_IP_LIMIT per client address (higher:
-# an office shares one), within LOGIN_FAILURE_WINDOW seconds; then the login page answers 429.
+# Failed logins within LOGIN_FAILURE_WINDOW seconds, then the login page answers 429: LOGIN_FAILURE_LIMIT
+# per username from one client address (a stranger elsewhere cannot lock the owner out), LOGIN_FAILURE_IP_LIMIT
+# per address (higher: an office shares one), LOGIN_FAILURE_USER_LIMIT per username from all addresses
+# together (much higher: it only stops guessing spread over many addresses).
 LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
 LOGIN_FAILURE_IP_LIMIT = int(os.environ.get("LOGIN_FAILURE_IP_LIMIT", "20"))
+LOGIN_FAILURE_USER_LIMIT = int(os.environ.get("LOGIN_FAILURE_USER_LIMIT", "100"))
 LOGIN_FAILURE_WINDOW = int(os.environ.get("LOGIN_FAILURE_WINDOW", "900"))
 # Where the client's address is: REMOTE_ADDR, or a header the TLS proxy sets and clients cannot
 # (e.g. HTTP_X_REAL_IP). Behind a proxy REMOTE_ADDR is the proxy, and everyone would share one count.
