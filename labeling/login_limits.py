@@ -15,6 +15,7 @@ import time
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.views import LoginView
+from django.core import checks
 from django.core.cache import cache
 
 from . import audit
@@ -89,6 +90,23 @@ def clear_login_failures(*, username: str, ip: str) -> None:
     Not the address's (others behind it may be guessing) nor the username's (others elsewhere may be).
     """
     cache.delete(_pair_key(username=normalize_username(username), ip=ip))
+
+
+def check_client_ip_header(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """annotate.W001 (check --deploy): behind a TLS proxy, REMOTE_ADDR is the proxy's address for every client."""
+    behind_proxy = getattr(settings, "SECURE_PROXY_SSL_HEADER", None) is not None
+    if settings.DEBUG or not behind_proxy or settings.CLIENT_IP_HEADER != "REMOTE_ADDR":
+        return []
+    return [
+        checks.Warning(
+            "SECURE_PROXY_SSL_HEADER is set but CLIENT_IP_HEADER is REMOTE_ADDR: behind the proxy every client has"
+            " the proxy's address, so LOGIN_FAILURE_IP_LIMIT failed logins by anyone lock everyone out, and the"
+            " audit log records the proxy.",
+            hint="Have the proxy set a header it overwrites (nginx: proxy_set_header X-Real-IP $remote_addr;)"
+            " and set CLIENT_IP_HEADER=HTTP_X_REAL_IP.",
+            id="annotate.W001",
+        )
+    ]
 
 
 class RateLimitedLoginView(LoginView):
