@@ -21,7 +21,10 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 	touch $@
 
 # Web server and a real Celery worker; SQLite and a filesystem broker in var/ unless
-# DATABASE_URL / CELERY_BROKER_URL say otherwise. Ctrl+C stops both.
+# DATABASE_URL / CELERY_BROKER_URL say otherwise. Ctrl+C stops both. runserver speaks plain HTTP only,
+# hence HTTPS=0 whatever HOST is; DEBUG stays off unless DEBUG=1.
+run: export HTTPS ?= 0
+run: export ALLOWED_HOSTS ?= 127.0.0.1,localhost,$(HOST)
 run: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
