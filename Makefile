@@ -21,11 +21,15 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 	touch $@
 
 # Web server and a real Celery worker; SQLite and a filesystem broker in var/ unless
-# DATABASE_URL / CELERY_BROKER_URL say otherwise. Ctrl+C stops both.
+# DATABASE_URL / CELERY_BROKER_URL say otherwise. Ctrl+C stops both. runserver speaks plain HTTP only,
+# hence HTTPS=0 whatever HOST is; DEBUG stays off unless DEBUG=1. umask 077: the shell opens var/worker.log
+# before the settings set it, and the log is as private as the rest of var/.
+run: export HTTPS ?= 0
+run: export ALLOWED_HOSTS ?= 127.0.0.1,localhost,$(HOST)
 run: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
-	@mkdir -p var; $(VENV)/bin/celery -A annotate worker -Q celery,training,generation --beat --schedule var/celerybeat-schedule \
+	@umask 077; mkdir -p var; $(VENV)/bin/celery -A annotate worker -Q celery,training,generation --beat --schedule var/celerybeat-schedule \
 	  --loglevel=INFO --concurrency=2 >>var/worker.log 2>&1 & \
 	worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	echo ""; echo "  Annotate is running at http://$(HOST):$(PORT)/  (Ctrl+C stops it)"; \

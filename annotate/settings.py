@@ -1,16 +1,26 @@
 """Settings, read only from environment variables.
 
-The defaults give the embedded run: SQLite in var/, a filesystem Celery broker in var/celery/,
-DEBUG on. Production sets DATABASE_URL (PostgreSQL), CELERY_BROKER_URL (Redis), CACHE_URL (Redis),
-SECRET_KEY, DEBUG=0 and ALLOWED_HOSTS; docs/security.md lists the HTTPS settings.
+The defaults give the embedded run: SQLite in var/, a filesystem Celery broker in var/celery/, a secret
+key made once in var/secret_key, plain HTTP on 127.0.0.1. DEBUG is off unless DEBUG=1. Production sets
+DATABASE_URL (PostgreSQL), CELERY_BROKER_URL (Redis), CACHE_URL (Redis), SECRET_KEY and ALLOWED_HOSTS;
+naming a host other than this machine turns HTTPS on. docs/security.md lists the HTTPS settings.
 """
 import os
+import secrets
 from pathlib import Path
 
 import dj_database_url
 
+# Whatever the app writes (the SQLite database, uploads, exports, reward models, the cache, the secret key)
+# is readable by its owner only: files 0600, directories 0700. Set here, at the first import of every
+# entry point (manage.py, gunicorn, celery), before anything is created.
+os.umask(0o077)
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("ANNOTATE_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+if VAR_DIR.stat().st_uid == os.geteuid():
+    VAR_DIR.chmod(0o700)  # installs older than the umask made it 0755: this closes everything already in it
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -20,13 +30,33 @@ def env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "embedded-development-key-not-for-production"
+def install_secret_key(path: Path) -> str:
+    """This install's own secret key, kept in `path` (0600) and made there by the first process to start."""
+    if not path.exists():
+        # Written aside, then linked into place: link() fails when the name exists, so when web and worker
+        # start at once one key wins, both read that one, and no one reads a half-written file.
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(secrets.token_urlsafe(50) + "\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    key = path.read_text().strip()
+    if not key:
+        raise RuntimeError(f"{path} is empty: delete it to have a new secret key made, or set SECRET_KEY")
+    return key
+
+
+DEBUG = env_bool("DEBUG", False)  # DEBUG=1 for development only: it shows stack traces and settings
+SECRET_KEY = os.environ.get("SECRET_KEY") or install_secret_key(VAR_DIR / "secret_key")
 ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h]
+# HTTPS: plain HTTP is redirected, cookies are sent over HTTPS only, HSTS, hashed static files (collectstatic).
+# On by default once ALLOWED_HOSTS names a host other than this machine, i.e. the site is served to others;
+# off for the embedded run and the tests on 127.0.0.1/localhost, which browsers reach over plain HTTP.
+HTTPS = env_bool("HTTPS", not set(ALLOWED_HOSTS) <= {"127.0.0.1", "localhost", "::1", "[::1]"})
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 INSTALLED_APPS = [
@@ -110,14 +140,20 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every request without it
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    # Hashed, compressed files in production (after collectstatic); plain files in the embedded run.
+    # Hashed, compressed files where the site is served for real (after collectstatic); plain files otherwise.
     "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-        if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if HTTPS
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# Without collectstatic (the embedded run, tests) WhiteNoise serves static/ and the apps' files where they are:
+# runserver serves none once DEBUG is off.
+WHITENOISE_USE_FINDERS = not HTTPS
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+# Django chmods every stored upload to 0644 unless told otherwise, whatever the umask.
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 # Pair datasets (Parquet) and trained reward models; shared by web and workers in production.
 ARTIFACTS_DIR = Path(os.environ.get("ARTIFACTS_DIR", VAR_DIR / "artifacts"))
 # Base models and generators that runs and generation jobs may name, one directory each (written by
@@ -127,16 +163,16 @@ MODELS_DIR = Path(os.environ.get("MODELS_DIR", VAR_DIR / "models"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # also for libraries that load files by themselves
 
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", HTTPS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
-# HTTPS only when DEBUG is off (docs/security.md). Behind a TLS proxy set SECURE_PROXY_SSL_HEADER=1: the
+# Plain HTTP is redirected when HTTPS is on (docs/security.md). Behind a TLS proxy set SECURE_PROXY_SSL_HEADER=1: the
 # proxy must then set X-Forwarded-Proto itself, or every request looks like plain HTTP and is redirected.
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000" if HTTPS else "0"))
 # Both bind every subdomain of the site's domain (preload: for years, in browsers' built-in lists), so
 # they are the domain owner's call: off unless set, and check --deploy is not asked to nag about them.
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
@@ -155,10 +191,13 @@ else:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": VAR_DIR / "cache"}
     }
-# Failed logins: LOGIN_FAILURE_LIMIT per username, LOGIN_FAILURE_IP_LIMIT per client address (higher:
-# an office shares one), within LOGIN_FAILURE_WINDOW seconds; then the login page answers 429.
+# Failed logins within LOGIN_FAILURE_WINDOW seconds, then the login page answers 429: LOGIN_FAILURE_LIMIT
+# per username from one client address (a stranger elsewhere cannot lock the owner out), LOGIN_FAILURE_IP_LIMIT
+# per address (higher: an office shares one), LOGIN_FAILURE_USER_LIMIT per username from all addresses
+# together (much higher: it only stops guessing spread over many addresses).
 LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
 LOGIN_FAILURE_IP_LIMIT = int(os.environ.get("LOGIN_FAILURE_IP_LIMIT", "20"))
+LOGIN_FAILURE_USER_LIMIT = int(os.environ.get("LOGIN_FAILURE_USER_LIMIT", "100"))
 LOGIN_FAILURE_WINDOW = int(os.environ.get("LOGIN_FAILURE_WINDOW", "900"))
 # Where the client's address is: REMOTE_ADDR, or a header the TLS proxy sets and clients cannot
 # (e.g. HTTP_X_REAL_IP). Behind a proxy REMOTE_ADDR is the proxy, and everyone would share one count.

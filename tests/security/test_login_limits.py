@@ -1,4 +1,4 @@
-"""Failed logins are limited per username and per client address (labeling.login_limits)."""
+"""Failed logins are limited per username at one address, per address and per username (labeling.login_limits)."""
 import pytest
 from django.test import Client
 
@@ -46,6 +46,50 @@ def test_after_five_failures_the_username_is_refused_with_429_until_the_window_e
     clock.now += 1
     response = log_in(client, "lab1", "pw-lab1")
     assert response.status_code == 302 and "_auth_user_id" in client.session
+
+
+def test_every_spelling_of_a_username_shares_one_count(settings, clock):
+    """The login form applies NFKC, so fullwidth and mathematical letters log in as the plain name."""
+    labeler3 = make_user("labeler3", "labeler")
+    client = Client()
+    response = log_in(client, "ｌａｂｅｌｅｒ３", "pw-labeler3")
+    assert response.status_code == 302 and client.session["_auth_user_id"] == str(labeler3.pk)
+    client.logout()
+
+    for spelling in ("labeler3", "LABELER3", "ｌａｂｅｌｅｒ３", "𝐥abeler3", "ＬＡＢＥＬＥＲ３"):
+        assert log_in(client, spelling, "wrong").status_code == 200
+    response = log_in(client, "labeler3", "pw-labeler3")
+    assert response.status_code == 429 and "_auth_user_id" not in client.session
+
+
+def test_a_stranger_failing_on_a_username_does_not_lock_its_owner_out(settings, clock):
+    make_user("labeler3", "labeler")
+    stranger, owner = Client(), Client()
+    for _ in range(6):
+        log_in(stranger, "labeler3", "guess", ip="203.0.113.9")
+    assert log_in(stranger, "labeler3", "pw-labeler3", ip="203.0.113.9").status_code == 429
+    response = log_in(owner, "labeler3", "pw-labeler3", ip="10.0.0.1")
+    assert response.status_code == 302 and "_auth_user_id" in owner.session
+
+
+def test_guessing_spread_over_many_addresses_is_stopped_by_the_username_limit(settings, clock):
+    settings.LOGIN_FAILURE_USER_LIMIT = 10
+    make_user("labeler3", "labeler")
+    make_user("lab2", "labeler")
+    client = Client()
+    for address in ("203.0.113.1", "203.0.113.2"):
+        for _ in range(4):  # each address stays under its own limit of 5 for the username
+            assert log_in(client, "labeler3", "guess", ip=address).status_code == 200
+    # 8 of 10: the owner still logs in, and that clears only their own address's count.
+    assert log_in(client, "labeler3", "pw-labeler3", ip="10.0.0.1").status_code == 302
+    client.logout()
+    for _ in range(2):
+        assert log_in(client, "labeler3", "guess", ip="203.0.113.3").status_code == 200
+
+    response = log_in(client, "labeler3", "pw-labeler3", ip="10.0.0.1")
+    assert response.status_code == 429 and response["Retry-After"] == "900"
+    assert "Too many failed logins." in response.content.decode()
+    assert log_in(client, "lab2", "pw-lab2", ip="203.0.113.3").status_code == 302  # other names are not held
 
 
 def test_others_still_log_in_while_one_username_is_locked(settings, clock):
