@@ -5,6 +5,7 @@ DEBUG on. Production sets DATABASE_URL (PostgreSQL), CELERY_BROKER_URL (Redis), 
 SECRET_KEY, DEBUG=0 and ALLOWED_HOSTS; docs/security.md lists the HTTPS settings.
 """
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -203,6 +204,22 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# Per-user limits on the expensive actions (annotate/throttles.py; docs/api.md), shared by the API and the
+# pages and counted in the cache above, so every web process sees one count. THROTTLE_<SCOPE>=N/second|minute|
+# hour|day, or "off" for no limit.
+_THROTTLE_DEFAULTS = {
+    "exports": "30/hour", "datasets": "30/hour", "runs": "20/hour", "generation": "10/hour", "push": "120/hour",
+    "score": "120/minute",
+}  # fmt: skip
+THROTTLE_RATES = {}
+for _scope, _default in _THROTTLE_DEFAULTS.items():
+    _rate = os.environ.get(f"THROTTLE_{_scope.upper()}", _default).strip().lower()
+    if _rate == "off":
+        _rate = None
+    elif not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", _rate):
+        raise RuntimeError(f"THROTTLE_{_scope.upper()} must look like 30/hour (or be off), not {_rate!r}")
+    THROTTLE_RATES[_scope] = _rate
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an unauthenticated request then gets 401 with a WWW-Authenticate header.
@@ -219,6 +236,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": THROTTLE_RATES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Annotate API",

@@ -14,6 +14,7 @@ from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from annotate import throttles
 from annotate.api import StrictSerializer, download_schema, finished_file, role_permission
 from rewardtrain.forms import PairDatasetForm
 
@@ -65,7 +66,8 @@ class ExportForm(PairDatasetForm):
 @role_required(ML)
 def export_list(request):
     form = ExportForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    wait = None
+    if request.method == "POST" and form.is_valid() and not (wait := throttles.check_page(request, "exports")):
         data = form.cleaned_data
         try:
             snapshot = exports.request_export(
@@ -79,7 +81,7 @@ def export_list(request):
             return redirect("ml-export", snapshot.pk)
     snapshots = ExportSnapshot.objects.select_related("created_by").prefetch_related("queues")
     rows = [(snapshot, exports.describe_filters(snapshot.filters)) for snapshot in snapshots]
-    return render(request, "labeling/export_list.html", {"form": form, "rows": rows})
+    return throttles.respond(render(request, "labeling/export_list.html", {"form": form, "rows": rows}), wait)
 
 
 @role_required(ML)
@@ -172,7 +174,8 @@ EXPORT_EXAMPLE = {
         description="Records the next version of `name` and has the worker write it; poll `status`, then download.",
         request=ExportRequest,
         responses={201: ExportSnapshotSerializer, 400: OpenApiResponse(OpenApiTypes.OBJECT, description="Bad input, "
-                   "by field.")},  # fmt: skip
+                   "by field."), 429: throttles.throttled_response("exports")},  # fmt: skip
+        parameters=[throttles.RETRY_AFTER],
         examples=[
             OpenApiExample(
                 "Pairs without low-agreement labelers",
@@ -196,9 +199,10 @@ EXPORT_EXAMPLE = {
         ],
     ),
 )
-class ExportSnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                            viewsets.GenericViewSet):  # fmt: skip
+class ExportSnapshotViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                            mixins.CreateModelMixin, viewsets.GenericViewSet):  # fmt: skip
     permission_classes = [permissions.IsAuthenticated, role_permission(ML)]
+    throttle_scopes = {"create": "exports"}
     serializer_class = ExportSnapshotSerializer
     queryset = ExportSnapshot.objects.select_related("created_by").prefetch_related("queues")
     filterset_class = ExportSnapshotFilter
