@@ -121,6 +121,12 @@ STORAGES = {
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 # Pair datasets (Parquet) and trained reward models; shared by web and workers in production.
 ARTIFACTS_DIR = Path(os.environ.get("ARTIFACTS_DIR", VAR_DIR / "artifacts"))
+# Days an export snapshot's file and card are kept once written; then beat's prune-exports task (or
+# `manage.py prune_exports`) deletes them and the record says so. 0 keeps them forever. Pair datasets are not
+# pruned: training runs and reward models name them (docs/exports.md).
+EXPORT_RETENTION_DAYS = int(os.environ.get("EXPORT_RETENTION_DAYS", "30"))
+if EXPORT_RETENTION_DAYS < 0:
+    raise RuntimeError("EXPORT_RETENTION_DAYS must be 0 (keep forever) or more")
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
@@ -189,6 +195,7 @@ RUN_HEARTBEAT_TIMEOUT = int(os.environ.get("RUN_HEARTBEAT_TIMEOUT", "120"))
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-runs": {"task": "rewardtrain.tasks.requeue_stale_runs_task", "schedule": 60.0},
     "requeue-stale-generation-jobs": {"task": "labeling.tasks.requeue_stale_generation_jobs_task", "schedule": 60.0},
+    "prune-exports": {"task": "labeling.tasks.prune_exports_task", "schedule": 3600.0},  # EXPORT_RETENTION_DAYS
 }
 # Heavy work (training, scoring) goes to its own queue, so a site can run it on GPU machines.
 CELERY_TASK_ROUTES = {
