@@ -8,6 +8,7 @@ import os
 import re
 from pathlib import Path
 
+import csp.constants as csp
 import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by us: no CDN at run time
+    "csp",  # django-csp: the Content-Security-Policy header (its checks catch old-style settings)
     "labeling",
     "rewardtrain",
 ]
@@ -55,6 +57,7 @@ MIDDLEWARE = [
     "labeling.audit.AuditMiddleware",  # the client's address for the audit log
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",  # CONTENT_SECURITY_POLICY below; a fresh nonce per request
     "annotate.middleware.DatabaseUnavailableMiddleware",
 ]
 
@@ -72,6 +75,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "labeling.roles.roles_context",
+                "csp.context_processors.nonce",  # {{ CSP_NONCE }}, for the rare inline script
             ],
         },
     },
@@ -132,6 +136,23 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy on every response (django-csp): scripts and styles come only from this site, so text
+# that slipped past the escaping could still run nothing. An inline script (only Swagger UI's start-up on
+# /api/docs/) must carry the request's fresh nonce, {{ CSP_NONCE }}. Chart.js and SortableJS style elements
+# through the CSSOM, which style-src does not govern; markup has no style attributes. img-src is spelled out so
+# that /api/docs/ can add data: images to it, Swagger UI's icons (annotate/api_urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF, csp.NONCE],
+        "style-src": [csp.SELF],
+        "img-src": [csp.SELF],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.SELF],
+        "frame-ancestors": [csp.NONE],
+        "form-action": [csp.SELF],
+    }
+}
 # HTTPS only when DEBUG is off (docs/security.md). Behind a TLS proxy set SECURE_PROXY_SSL_HEADER=1: the
 # proxy must then set X-Forwarded-Proto itself, or every request looks like plain HTTP and is redirected.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
