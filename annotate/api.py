@@ -167,13 +167,15 @@ class Detail(serializers.Serializer):
     detail = serializers.CharField()
 
 
-def download_schema(*, summary: str, file: str, example: str):
-    """The schema of a `download` action that answers a finished job's file, or 409 while it is not finished."""
+def download_schema(*, summary: str, file: str, example: str, more: dict | None = None):
+    """The schema of a `download` action that answers a finished job's file, or 409 while it is not finished;
+    `more`: other responses by status."""
     return extend_schema(
         summary=summary,
         responses={
             (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description=file),
             409: OpenApiResponse(Detail, description="Not finished (yet), or failed."),
+            **(more or {}),
         },
         examples=[
             OpenApiExample(

@@ -1,5 +1,6 @@
 """/api/v1/ (one router for every app's endpoints), the OpenAPI schema, its documentation page, and
 the page where ML staff make the tokens the API takes."""
+from csp.decorators import csp_update
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
@@ -8,6 +9,12 @@ from labeling import token_views
 from labeling.api import DemonstrationViewSet, PromptViewSet, QueueViewSet, RankingViewSet
 from labeling.export_views import ExportSnapshotViewSet
 from rewardtrain.api import PairDatasetViewSet, RewardModelViewSet, TrainingRunViewSet
+
+# Swagger UI in our page, whose start-up script carries the CSP nonce (templates/api_docs.html); its icons are
+# data: images, allowed on this page alone.
+api_docs = csp_update({"img-src": ["data:"]})(
+    SpectacularSwaggerView.as_view(url_name="api-schema", template_name="api_docs.html")
+)
 
 router = DefaultRouter()
 # basename "api-…": URL names such as api-queue-list stay apart from the pages' names.
@@ -23,7 +30,7 @@ router.register("exports", ExportSnapshotViewSet, basename="api-export")
 urlpatterns = [
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/", api_docs, name="api-docs"),
     path("ml/tokens/", token_views.token_list, name="ml-tokens"),
     path("ml/tokens/<int:token_id>/revoke/", token_views.token_revoke, name="ml-token-revoke"),
 ]

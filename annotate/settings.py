@@ -6,9 +6,11 @@ DATABASE_URL (PostgreSQL), CELERY_BROKER_URL (Redis), CACHE_URL (Redis), SECRET_
 naming a host other than this machine turns HTTPS on. docs/security.md lists the HTTPS settings.
 """
 import os
+import re
 import secrets
 from pathlib import Path
 
+import csp.constants as csp
 import dj_database_url
 
 # Whatever the app writes (the SQLite database, uploads, exports, reward models, the cache, the secret key)
@@ -70,6 +72,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by us: no CDN at run time
+    "csp",  # django-csp: the Content-Security-Policy header (its checks catch old-style settings)
     "labeling",
     "rewardtrain",
 ]
@@ -84,6 +87,7 @@ MIDDLEWARE = [
     "labeling.audit.AuditMiddleware",  # the client's address for the audit log
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",  # CONTENT_SECURITY_POLICY below; a fresh nonce per request
     "annotate.middleware.DatabaseUnavailableMiddleware",
 ]
 
@@ -101,6 +105,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "labeling.roles.roles_context",
+                "csp.context_processors.nonce",  # {{ CSP_NONCE }}, for the rare inline script
             ],
         },
     },
@@ -161,12 +166,36 @@ ARTIFACTS_DIR = Path(os.environ.get("ARTIFACTS_DIR", VAR_DIR / "artifacts"))
 # ones, nothing else is loaded (rewardtrain.model_sources), and nothing is ever downloaded.
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", VAR_DIR / "models"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # also for libraries that load files by themselves
+# Days an export snapshot's file and card are kept once written; then beat's prune-exports task (or
+# `manage.py prune_exports`) deletes them and the record says so. 0 keeps them forever. Pair datasets are not
+# pruned: training runs and reward models name them (docs/exports.md).
+EXPORT_RETENTION_DAYS = int(os.environ.get("EXPORT_RETENTION_DAYS", "30"))
+if EXPORT_RETENTION_DAYS < 0:
+    raise RuntimeError("EXPORT_RETENTION_DAYS must be 0 (keep forever) or more")
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", HTTPS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
 # Plain HTTP is redirected when HTTPS is on (docs/security.md). Behind a TLS proxy set SECURE_PROXY_SSL_HEADER=1: the
+# Content-Security-Policy on every response (django-csp): scripts and styles come only from this site, so text
+# that slipped past the escaping could still run nothing. An inline script (only Swagger UI's start-up on
+# /api/docs/) must carry the request's fresh nonce, {{ CSP_NONCE }}. Chart.js and SortableJS style elements
+# through the CSSOM, which style-src does not govern; markup has no style attributes. img-src is spelled out so
+# that /api/docs/ can add data: images to it, Swagger UI's icons (annotate/api_urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF, csp.NONCE],
+        "style-src": [csp.SELF],
+        "img-src": [csp.SELF],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.SELF],
+        "frame-ancestors": [csp.NONE],
+        "form-action": [csp.SELF],
+    }
+}
+# HTTPS only when DEBUG is off (docs/security.md). Behind a TLS proxy set SECURE_PROXY_SSL_HEADER=1: the
 # proxy must then set X-Forwarded-Proto itself, or every request looks like plain HTTP and is redirected.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
@@ -239,6 +268,7 @@ RUN_HEARTBEAT_TIMEOUT = int(os.environ.get("RUN_HEARTBEAT_TIMEOUT", "120"))
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-runs": {"task": "rewardtrain.tasks.requeue_stale_runs_task", "schedule": 60.0},
     "requeue-stale-generation-jobs": {"task": "labeling.tasks.requeue_stale_generation_jobs_task", "schedule": 60.0},
+    "prune-exports": {"task": "labeling.tasks.prune_exports_task", "schedule": 3600.0},  # EXPORT_RETENTION_DAYS
 }
 # Heavy work (training, scoring) goes to its own queue, so a site can run it on GPU machines.
 CELERY_TASK_ROUTES = {
@@ -253,6 +283,22 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Per-user limits on the expensive actions (annotate/throttles.py; docs/api.md), shared by the API and the
+# pages and counted in the cache above, so every web process sees one count. THROTTLE_<SCOPE>=N/second|minute|
+# hour|day, or "off" for no limit.
+_THROTTLE_DEFAULTS = {
+    "exports": "30/hour", "datasets": "30/hour", "runs": "20/hour", "generation": "10/hour", "push": "120/hour",
+    "score": "120/minute",
+}  # fmt: skip
+THROTTLE_RATES = {}
+for _scope, _default in _THROTTLE_DEFAULTS.items():
+    _rate = os.environ.get(f"THROTTLE_{_scope.upper()}", _default).strip().lower()
+    if _rate == "off":
+        _rate = None
+    elif not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", _rate):
+        raise RuntimeError(f"THROTTLE_{_scope.upper()} must look like 30/hour (or be off), not {_rate!r}")
+    THROTTLE_RATES[_scope] = _rate
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -270,6 +316,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": THROTTLE_RATES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Annotate API",

@@ -14,6 +14,7 @@ from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from annotate import throttles
 from annotate.api import StrictModelSerializer, StrictSerializer, role_permission
 
 from . import audit
@@ -108,10 +109,11 @@ class PushErrors(serializers.Serializer):
     ),
 )
 class QueueViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
-    viewsets.GenericViewSet,
+    throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+    mixins.UpdateModelMixin, viewsets.GenericViewSet,
 ):  # fmt: skip
     serializer_class = QueueSerializer
+    throttle_scopes = {"push_prompts": "push"}
     filterset_fields = ["task_kind", "is_open"]
     ordering_fields = ["id", "created_at", "priority"]
     http_method_names = ["get", "post", "patch", "head", "options"]
@@ -153,7 +155,8 @@ class QueueViewSet(
         "(or by content for rows without one). 201 when rows were created, 200 when all were already there. "
         "Bodies over MAX_API_PUSH_BYTES get 413.",
         request=PushRequest,
-        responses={201: PushResult, 200: PushResult, 400: PushErrors},
+        responses={201: PushResult, 200: PushResult, 400: PushErrors, 429: throttles.throttled_response("push")},
+        parameters=[throttles.RETRY_AFTER],
         examples=[
             OpenApiExample(
                 "Two prompts",

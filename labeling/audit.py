@@ -23,6 +23,7 @@ ACTIONS = {
     "import.request": "Import file uploaded",
     "import.push": "Prompts pushed (API)",
     "export.request": "Export requested",
+    "export.expire": "Export file removed (retention)",
     "pair_dataset.request": "Pair dataset requested",
     "generation.request": "Answer generation requested",
     "run.request": "Training run requested",

@@ -5,6 +5,7 @@ the same ones `manage.py export` calls.
 """
 import django_filters
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,7 +15,8 @@ from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from annotate.api import StrictSerializer, download_schema, finished_file, role_permission
+from annotate import throttles
+from annotate.api import Detail, StrictSerializer, download_schema, finished_file, role_permission
 from rewardtrain.forms import PairDatasetForm
 
 from . import exports
@@ -65,7 +67,8 @@ class ExportForm(PairDatasetForm):
 @role_required(ML)
 def export_list(request):
     form = ExportForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    wait = None
+    if request.method == "POST" and form.is_valid() and not (wait := throttles.check_page(request, "exports")):
         data = form.cleaned_data
         try:
             snapshot = exports.request_export(
@@ -79,35 +82,50 @@ def export_list(request):
             return redirect("ml-export", snapshot.pk)
     snapshots = ExportSnapshot.objects.select_related("created_by").prefetch_related("queues")
     rows = [(snapshot, exports.describe_filters(snapshot.filters)) for snapshot in snapshots]
-    return render(request, "labeling/export_list.html", {"form": form, "rows": rows})
+    context = {"form": form, "rows": rows, "retention_days": settings.EXPORT_RETENTION_DAYS}
+    return throttles.respond(render(request, "labeling/export_list.html", context), wait)
+
+
+def _snapshot(snapshot_id: int) -> ExportSnapshot:
+    return get_object_or_404(ExportSnapshot.objects.select_related("created_by").prefetch_related("queues"),
+                             pk=snapshot_id)  # fmt: skip
 
 
 @role_required(ML)
 def export_detail(request, snapshot_id: int):
-    snapshot = get_object_or_404(
-        ExportSnapshot.objects.select_related("created_by").prefetch_related("queues"), pk=snapshot_id
-    )
+    return _detail(request, _snapshot(snapshot_id))
+
+
+def _detail(request, snapshot: ExportSnapshot, *, status: int = 200):
     card = ""
     if snapshot.status == ExportSnapshot.Status.SUCCEEDED and snapshot.card:
         path = exports.artifact(snapshot.card)
         if path.is_file():
             # The YAML front matter is for the Hub; the page shows the card's text below it.
             card = path.read_text(encoding="utf-8").split("\n---\n", 1)[-1]
+    expired = exports.expired_message(snapshot) if snapshot.status == ExportSnapshot.Status.EXPIRED else ""
     return render(
         request,
         "labeling/export_detail.html",
-        {"snapshot": snapshot, "filters": exports.describe_filters(snapshot.filters), "card": card},
+        {"snapshot": snapshot, "filters": exports.describe_filters(snapshot.filters), "card": card, "expired": expired},
+        status=status,
     )
 
 
 @role_required(ML)
 def export_download(request, snapshot_id: int):
-    return _download(get_object_or_404(ExportSnapshot, pk=snapshot_id))
+    snapshot = _snapshot(snapshot_id)
+    if snapshot.status == ExportSnapshot.Status.EXPIRED:
+        return _detail(request, snapshot, status=410)  # an old link gets the page saying why, not a bare error
+    return _download(snapshot)
 
 
 @role_required(ML)
 def export_card(request, snapshot_id: int):
-    return _download(get_object_or_404(ExportSnapshot, pk=snapshot_id), card=True)
+    snapshot = _snapshot(snapshot_id)
+    if snapshot.status == ExportSnapshot.Status.EXPIRED:
+        return _detail(request, snapshot, status=410)
+    return _download(snapshot, card=True)
 
 
 # API ----------------------------------------------------------------------------------------------
@@ -117,14 +135,18 @@ class ExportSnapshotSerializer(serializers.ModelSerializer):
     label = serializers.CharField(source="__str__", read_only=True, help_text="name-vN, e.g. support-pairs-v3.")
     # A string, not an enum in the schema: a second set of choices named "status" (rewardtrain's has "cancelled")
     # makes drf-spectacular warn unless SPECTACULAR_SETTINGS names both with ENUM_NAME_OVERRIDES.
-    status = serializers.CharField(read_only=True, help_text="queued, running, succeeded or failed.")
+    status = serializers.CharField(
+        read_only=True,
+        help_text="queued, running, succeeded, failed, or expired (succeeded; then the retention rule removed its "
+        "file, at expired_at, after retention_days days).",
+    )
     created_by = serializers.CharField(source="created_by.username", read_only=True, allow_null=True)
 
     class Meta:
         model = ExportSnapshot
         fields = [
             "id", "label", "name", "version", "dataset", "format", "queues", "filters", "status", "error", "rows",
-            "bytes", "sha256", "created_by", "created_at", "started_at", "finished_at",
+            "bytes", "sha256", "created_by", "created_at", "started_at", "finished_at", "expired_at", "retention_days",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -154,7 +176,23 @@ EXPORT_EXAMPLE = {
     "status": "succeeded", "error": "", "rows": 5400, "bytes": 812345,
     "sha256": "9f2c4e0b5d1a7c3e8f6b2a4d9e0c1b3a5f7d9e2c4b6a8d0f1e3c5a7b9d2f4e6a", "created_by": "mlstaff",
     "created_at": "2026-11-30T11:00:00Z", "started_at": "2026-11-30T11:00:01Z", "finished_at": "2026-11-30T11:00:04Z",
+    "expired_at": None, "retention_days": None,
 }  # fmt: skip
+
+
+EXPIRED_RESPONSE = OpenApiResponse(
+    Detail,
+    description="Expired: the retention rule (EXPORT_RETENTION_DAYS) removed the file; the record stays.",
+    examples=[
+        OpenApiExample(
+            "Expired",
+            value={"detail": "The file of support-pairs-v3 was removed on 2026-12-30 04:00 by the retention rule "
+                   "(exports are kept 30 days); export it again for a new copy."},  # fmt: skip
+            response_only=True,
+            status_codes=["410"],
+        )
+    ],
+)
 
 
 @extend_schema_view(
@@ -172,7 +210,8 @@ EXPORT_EXAMPLE = {
         description="Records the next version of `name` and has the worker write it; poll `status`, then download.",
         request=ExportRequest,
         responses={201: ExportSnapshotSerializer, 400: OpenApiResponse(OpenApiTypes.OBJECT, description="Bad input, "
-                   "by field.")},  # fmt: skip
+                   "by field."), 429: throttles.throttled_response("exports")},  # fmt: skip
+        parameters=[throttles.RETRY_AFTER],
         examples=[
             OpenApiExample(
                 "Pairs without low-agreement labelers",
@@ -196,9 +235,10 @@ EXPORT_EXAMPLE = {
         ],
     ),
 )
-class ExportSnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                            viewsets.GenericViewSet):  # fmt: skip
+class ExportSnapshotViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                            mixins.CreateModelMixin, viewsets.GenericViewSet):  # fmt: skip
     permission_classes = [permissions.IsAuthenticated, role_permission(ML)]
+    throttle_scopes = {"create": "exports"}
     serializer_class = ExportSnapshotSerializer
     queryset = ExportSnapshot.objects.select_related("created_by").prefetch_related("queues")
     filterset_class = ExportSnapshotFilter
@@ -221,10 +261,13 @@ class ExportSnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
         summary="Download the export's data file",
         file="The data file (JSONL, CSV or Parquet), as an attachment.",
         example="support-pairs-v3",
+        more={410: EXPIRED_RESPONSE},
     )
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         snapshot = self.get_object()
+        if snapshot.status == ExportSnapshot.Status.EXPIRED:
+            return Response({"detail": exports.expired_message(snapshot)}, status=status.HTTP_410_GONE)
         return finished_file(
             snapshot, path=exports.artifact(snapshot.file), filename=f"{snapshot}.{snapshot.format}",
             content_type=exports.CONTENT_TYPES[snapshot.format],

@@ -16,7 +16,7 @@ import json
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from operator import attrgetter
 from pathlib import Path
@@ -666,3 +666,55 @@ def build_export(snapshot: ExportSnapshot, *, path: Path | None = None) -> Expor
     snapshot.started_at, snapshot.finished_at = started, timezone.now()
     snapshot.save()
     return snapshot
+
+
+# --- retention: old snapshots' files are deleted, their records kept ------------------------------
+
+
+def prune_exports(*, days: int | None = None, now: datetime | None = None) -> list[ExportSnapshot]:
+    """Delete the file and card of every snapshot written more than `days` days ago (EXPORT_RETENTION_DAYS unless
+    given; 0 keeps everything) and mark it expired, with when and the days kept; returns those snapshots.
+
+    The record stays (who, what, rows, SHA-256) so that a pairs row's dataset_version still names something,
+    and the pages and API say why there is nothing to download. Files outside ARTIFACTS_DIR (`manage.py export
+    --out`) are where the operator put them, theirs to keep: those snapshots are left alone. Pair datasets are
+    never pruned: training runs and reward models name them. Each snapshot is one transaction, with its audit
+    event; a file that cannot be deleted rolls it back, so the next run tries again.
+    """
+    days = settings.EXPORT_RETENTION_DAYS if days is None else days
+    if days <= 0:
+        return []
+    now = now or timezone.now()
+    old = ExportSnapshot.objects.filter(
+        status=ExportSnapshot.Status.SUCCEEDED, finished_at__lt=now - timedelta(days=days)
+    ).order_by("pk")
+    pruned = []
+    for snapshot in old:
+        if any(Path(stored).is_absolute() for stored in (snapshot.file, snapshot.card) if stored):
+            continue
+        with transaction.atomic():
+            # Locked and checked again: another beat, or the command, may be pruning it too.
+            if not ExportSnapshot.objects.select_for_update().filter(
+                pk=snapshot.pk, status=ExportSnapshot.Status.SUCCEEDED
+            ).exists():
+                continue
+            snapshot.status, snapshot.expired_at, snapshot.retention_days = ExportSnapshot.Status.EXPIRED, now, days
+            snapshot.save(update_fields=["status", "expired_at", "retention_days"])
+            audit.record(actor=None, action="export.expire", target=snapshot, detail={
+                "retention_days": days, "file": snapshot.file, "bytes": snapshot.bytes, "sha256": snapshot.sha256,
+            })  # fmt: skip
+            for stored in (snapshot.file, snapshot.card):
+                if stored:
+                    artifact(stored).unlink(missing_ok=True)
+        folder = artifact(snapshot.file).parent
+        if folder.parent == Path(settings.ARTIFACTS_DIR) / "exports" and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # the snapshot's own directory, now empty
+        pruned.append(snapshot)
+    return pruned
+
+
+def expired_message(snapshot: ExportSnapshot) -> str:
+    """Why an expired snapshot has no file, for the pages and the API."""
+    when = timezone.localtime(snapshot.expired_at).strftime("%Y-%m-%d %H:%M")
+    return (f"The file of {snapshot} was removed on {when} by the retention rule (exports are kept"
+            f" {snapshot.retention_days} days); export it again for a new copy.")  # fmt: skip

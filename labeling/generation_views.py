@@ -3,6 +3,8 @@ from django.contrib import messages
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 
+from annotate import throttles
+
 from . import generation
 from .forms import GenerationJobForm
 from .models import GenerationJob, Prompt
@@ -12,13 +14,14 @@ from .roles import ML, role_required
 @role_required(ML)
 def generation_list(request):
     form = GenerationJobForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    wait = None
+    if request.method == "POST" and form.is_valid() and not (wait := throttles.check_page(request, "generation")):
         data = form.cleaned_data
         job = generation.request_generation_job(user=request.user, **data)
         messages.success(request, f"Generation job {job.pk} is queued for a generation worker.")
         return redirect("ml-generation-job", job.pk)
     jobs = GenerationJob.objects.select_related("queue", "created_by")
-    return render(request, "labeling/generation_list.html", {"form": form, "jobs": jobs})
+    return throttles.respond(render(request, "labeling/generation_list.html", {"form": form, "jobs": jobs}), wait)
 
 
 @role_required(ML)

@@ -410,6 +410,7 @@ class ExportSnapshot(models.Model):
         RUNNING = "running"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        EXPIRED = "expired"  # succeeded, then its file and card were deleted by the retention rule
 
     name = models.SlugField(max_length=100)
     version = models.PositiveIntegerField()
@@ -429,6 +430,10 @@ class ExportSnapshot(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When the retention rule (EXPORT_RETENTION_DAYS, labeling.exports.prune_exports) deleted the file and card,
+    # and the days it kept them then: the record stays, saying why there is nothing to download.
+    expired_at = models.DateTimeField(null=True, blank=True)
+    retention_days = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -439,7 +444,7 @@ class ExportSnapshot(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.EXPIRED)
 
 
 class ApiToken(models.Model):

@@ -229,11 +229,12 @@ def prompt_review(*, queue: Queue, prompt_id: int) -> PromptReview:
 
 
 def _rank_cell(rank: int, answers: int, label: AnswerLabel | None = None) -> dict:
-    """A rank with its colour: green for the best, red for the worst."""
+    """A rank with its colour, a hue step of static/css/app.css (a class: the CSP allows no style attributes):
+    12 (green) for the best, 0 (red) for the worst."""
     share = (rank - 1) / max(answers - 1, 1)
     return {
         "rank": rank,
-        "color": f"hsl({round((1 - share) * 120)}, 60%, 85%)",
+        "hue": round(min(max(1 - share, 0), 1) * 12),
         "rating": label.rating if label else None,
         "flags": label.flags if label else [],
     }

@@ -397,7 +397,9 @@ def queue_agreement_page(*, queue: Queue) -> QueueAgreementPage:
 
 
 def _cell(rate, n: int) -> dict:
-    """A heat-map cell: red at 0 agreement, yellow at 0.5, green at 1; grey when undefined."""
+    """A heat-map cell: red at 0 agreement, yellow at 0.5, green at 1; grey when undefined. `color` for the chart,
+    `hue` (a step of 10 degrees) for the table's class: the CSP allows no style attributes."""
     if rate is None or pd.isna(rate):
-        return {"rate": None, "n": int(n), "color": "#eef0f3"}
-    return {"rate": float(rate), "n": int(n), "color": f"hsl({round(float(rate) * 120)}, 65%, 82%)"}
+        return {"rate": None, "n": int(n), "color": "#eef0f3", "hue": None}
+    hue = round(float(rate) * 120)
+    return {"rate": float(rate), "n": int(n), "color": f"hsl({hue}, 65%, 82%)", "hue": round(hue / 10)}

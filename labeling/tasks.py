@@ -4,7 +4,7 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
-from .exports import build_export
+from .exports import build_export, prune_exports
 from .generation import requeue_stale_generation_jobs, run_generation_job
 from .importing import import_prompts
 from .models import ExportSnapshot, ImportJob
@@ -66,3 +66,9 @@ def build_export_task(snapshot_id: int) -> None:
         build_export(snapshot)
     except Exception:
         log.exception("export snapshot %s failed", snapshot_id)
+
+
+# Hourly on the default queue (settings.CELERY_BEAT_SCHEDULE): files older than EXPORT_RETENTION_DAYS go.
+@shared_task
+def prune_exports_task() -> int:
+    return len(prune_exports())

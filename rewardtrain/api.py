@@ -12,6 +12,7 @@ from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from annotate import throttles
 from annotate.api import (
     Detail,
     StrictModelSerializer,
@@ -93,7 +94,8 @@ DATASET_EXAMPLE = {
         summary="Build a pair dataset",
         description="Records the next version of `name` and has the worker build it; poll `status`.",
         request=PairDatasetRequest,
-        responses={201: PairDatasetSerializer},
+        responses={201: PairDatasetSerializer, 429: throttles.throttled_response("datasets")},
+        parameters=[throttles.RETRY_AFTER],
         examples=[
             OpenApiExample(
                 "Consensus pairs",
@@ -106,8 +108,10 @@ DATASET_EXAMPLE = {
         ],
     ),
 )
-class PairDatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, _MLViewSet):
+class PairDatasetViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                         mixins.CreateModelMixin, _MLViewSet):  # fmt: skip
     serializer_class = PairDatasetSerializer
+    throttle_scopes = {"create": "datasets"}
     queryset = PairDataset.objects.select_related("created_by").prefetch_related("queues")
     filterset_class = PairDatasetFilter
 
@@ -180,15 +184,18 @@ RUN_EXAMPLE = {
     create=extend_schema(
         summary="Train a reward model on a finished pair dataset",
         request=TrainingRunRequest,
-        responses={201: TrainingRunSerializer},
+        responses={201: TrainingRunSerializer, 429: throttles.throttled_response("runs")},
+        parameters=[throttles.RETRY_AFTER],
         examples=[
             OpenApiExample("MiniLM", value={"dataset": 5, "base_model": "minilm", "epochs": 2}, request_only=True),
             OpenApiExample("Queued", value=RUN_EXAMPLE | {"status": "queued", "step": 0}, response_only=True),
         ],
     ),
 )
-class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, _MLViewSet):
+class TrainingRunViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                         mixins.CreateModelMixin, _MLViewSet):  # fmt: skip
     serializer_class = TrainingRunSerializer
+    throttle_scopes = {"create": "runs"}
     queryset = TrainingRun.objects.all()
     filterset_fields = ["status", "dataset"]
 
@@ -260,8 +267,10 @@ MODEL_EXAMPLE = {
         summary="One reward model", examples=[OpenApiExample("A model", value=MODEL_EXAMPLE, response_only=True)]
     ),
 )
-class RewardModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _MLViewSet):
+class RewardModelViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                         _MLViewSet):  # fmt: skip
     serializer_class = RewardModelSerializer
+    throttle_scopes = {"score": "score"}
     queryset = RewardModel.objects.select_related("run")
     filterset_fields = ["is_active", "run"]
 
@@ -290,8 +299,10 @@ class RewardModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _MLVi
         responses={
             200: ScoreResult,
             409: OpenApiResponse(Detail, description="The model's files are gone."),
+            429: throttles.throttled_response("score"),
             503: OpenApiResponse(Detail, description="Every scoring slot of this machine is busy; retry."),
         },
+        parameters=[throttles.RETRY_AFTER],
         examples=[
             OpenApiExample(
                 "Two answers", value={"prompt": "Name a prime.", "answers": ["7", "9"]}, request_only=True

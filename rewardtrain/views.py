@@ -5,6 +5,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from annotate import throttles
 from labeling.roles import ML, role_required
 
 from . import datasets, runs
@@ -15,7 +16,8 @@ from .models import PairDataset, RewardModel, TrainingRun
 @role_required(ML)
 def dataset_list(request):
     form = PairDatasetForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    wait = None
+    if request.method == "POST" and form.is_valid() and not (wait := throttles.check_page(request, "datasets")):
         data = form.cleaned_data
         dataset = datasets.request_pair_dataset(
             name=data["name"],
@@ -28,7 +30,7 @@ def dataset_list(request):
         messages.success(request, f"Building {dataset}; the worker is on it.")
         return redirect("ml-dataset", dataset.pk)
     items = PairDataset.objects.prefetch_related("queues").select_related("created_by")
-    return render(request, "rewardtrain/dataset_list.html", {"form": form, "datasets": items})
+    return throttles.respond(render(request, "rewardtrain/dataset_list.html", {"form": form, "datasets": items}), wait)
 
 
 @role_required(ML)
@@ -56,13 +58,14 @@ def dataset_detail(request, dataset_id: int):
 @role_required(ML)
 def run_list(request):
     form = TrainingRunForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    wait = None
+    if request.method == "POST" and form.is_valid() and not (wait := throttles.check_page(request, "runs")):
         fields = {name: value for name, value in form.cleaned_data.items() if name != "dataset"}
         run = runs.request_training_run(dataset=form.cleaned_data["dataset"], user=request.user, **fields)
         messages.success(request, f"Run {run.pk} is queued for a training worker.")
         return redirect("ml-run", run.pk)
     items = TrainingRun.objects.select_related("dataset", "created_by")
-    return render(request, "rewardtrain/run_list.html", {"form": form, "runs": items})
+    return throttles.respond(render(request, "rewardtrain/run_list.html", {"form": form, "runs": items}), wait)
 
 
 @role_required(ML)

@@ -21,6 +21,13 @@ from labeling.models import Answer, Prompt, Queue
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
+@pytest.fixture(autouse=True)
+def no_throttles(settings):
+    """No per-user limits on exports, datasets, runs, generation, pushes and scoring: tests make them by the dozen,
+    and the cache outlives a test. tests/security/test_throttles.py sets its own limits."""
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {}}
+
+
 def make_user(username: str, *roles: str) -> User:
     user = User.objects.create_user(username=username, password="pw-" + username)
     for role in roles:

@@ -49,7 +49,7 @@
       .then(function (run) {
         if (run.finished) { window.location.reload(); return; }
         status.textContent = run.status;
-        bar.style.width = Math.round(run.progress_percent) + "%";
+        bar.value = Math.round(run.progress_percent);
         text.textContent = "Step " + run.step + " of " + run.total_steps + " · " + Math.round(run.progress_percent) + "%" +
           (run.eta_seconds ? " · about " + run.eta_seconds + " s left" : "");
         chart.data.datasets[0].data = series(run.history, "train_loss");

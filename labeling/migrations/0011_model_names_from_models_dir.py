@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('labeling', '0009_audit_event'),
+        ('labeling', '0010_export_retention'),
     ]
 
     operations = [
