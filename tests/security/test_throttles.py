@@ -49,7 +49,7 @@ def built(queue):
 class FakeScorer:
     calls = 0
 
-    def score(self, prompt, answers):
+    def score(self, prompt, answers, *, max_tokens=None):
         FakeScorer.calls += 1
         return [0.0] * len(answers)
 
