@@ -2,14 +2,14 @@
 
 Rules live in labeling.assignment; these views translate HTTP to those calls and back.
 """
-import json
-
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
+
+from annotate import jsonlimits
 
 from . import assignment as service
 from .models import Assignment, Flag, Queue, SkipReason, TaskKind
@@ -132,8 +132,8 @@ def task_submit(request, assignment_id: int):
             )
         else:
             try:
-                groups = json.loads(request.POST.get("groups") or "[]")
-            except json.JSONDecodeError:
+                groups = jsonlimits.loads(request.POST.get("groups") or "[]")
+            except jsonlimits.JSONInputError:
                 raise service.InvalidLabel("The ranking could not be read; please rank the answers again.") from None
             answer_ids = [int(pk) for pk in assignment.answer_order]
             result = service.submit_ranking(
