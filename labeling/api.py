@@ -14,7 +14,7 @@ from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from annotate.api import StrictModelSerializer, StrictSerializer, role_permission
+from annotate.api import FilterSet, StrictModelSerializer, StrictSerializer, parse_id, role_permission
 
 from . import audit
 from .assignment import queues_open_to
@@ -209,7 +209,7 @@ class PromptSerializer(serializers.ModelSerializer):
         fields = ["id", "queue", "external_id", "text", "meta", "priority", "excluded", "created_at", "answers"]
 
 
-class PromptFilter(django_filters.FilterSet):
+class PromptFilter(FilterSet):
     created_after = django_filters.DateFilter(
         field_name="created_at", lookup_expr="date__gte", label="Created on or after this date (YYYY-MM-DD)."
     )
@@ -253,7 +253,7 @@ class PromptViewSet(viewsets.ReadOnlyModelViewSet):
 # Demonstrations and rankings ----------------------------------------------------------------------
 
 
-class LabelFilter(django_filters.FilterSet):
+class LabelFilter(FilterSet):
     """Filters shared by demonstrations and rankings; both reach their prompt through the assignment."""
 
     queue = django_filters.NumberFilter(field_name="assignment__task__prompt__queue", label="Queue id.")
@@ -263,8 +263,9 @@ class LabelFilter(django_filters.FilterSet):
     created_before = PromptFilter.base_filters["created_before"]
 
     def filter_labeler(self, queryset, name, value):
-        if value.isdigit():
-            return queryset.filter(assignment__labeler_id=int(value))
+        labeler_id = parse_id(value, parameter=name)
+        if labeler_id is not None:
+            return queryset.filter(assignment__labeler_id=labeler_id)
         return queryset.filter(assignment__labeler__username=value)
 
 
