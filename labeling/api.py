@@ -377,7 +377,7 @@ class DemonstrationViewSet(_LabelViewSet):
 @extend_schema_view(
     list=extend_schema(
         summary="Rankings",
-        description="Admins and ML staff see all, with `gold_groups`; a labeler sees their own, gold items left out.",
+        description="Admins and ML staff see all, with `gold_groups`; a labeler sees their own, without it.",
         examples=[OpenApiExample("A page of rankings", value=RANKING_EXAMPLE, response_only=True)],
     ),
     retrieve=extend_schema(
@@ -398,7 +398,6 @@ class RankingViewSet(_LabelViewSet):
         rankings = Ranking.objects.select_related("assignment__task__prompt", "assignment__labeler").prefetch_related(
             "answer_labels"
         )
-        if not _is_staff(self.request.user):
-            # A labeler must not learn which prompts are gold, so gold rankings stay out of their view.
-            rankings = rankings.filter(assignment__task__gold_groups__isnull=True)
+        # A labeler sees all their rankings, gold or not, in the same fields (RankingSerializer): leaving
+        # out the gold ones told them which prompts are gold the moment a ranking of theirs disappeared.
         return _own_labels(rankings, self.request.user)
