@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from annotate import jsonlimits
 
 from . import assignment as service
-from .models import Assignment, Flag, Queue, SkipReason, TaskKind
+from .models import Assignment, Flag, SkipReason, TaskKind
 from .rendering import render_markdown
 from .roles import ADMIN, LABELER, ML, has_role, role_required
 from .selectors import labeler_queues
@@ -39,7 +39,13 @@ def _next_url(queue_id: int | None, kind: str | None) -> str:
 
 @role_required(LABELER)
 def next_task(request, queue_id: int | None = None):
-    queue = get_object_or_404(Queue, pk=queue_id) if queue_id is not None else None
+    queue = None
+    if queue_id is not None:
+        # A queue that is paused, or restricted to other labelers, answers exactly like an id that does not
+        # exist: its name is not this labeler's to learn. The page helps one whose queue was just paused.
+        queue = service.queues_open_to(request.user).filter(pk=queue_id).first()
+        if queue is None:
+            return render(request, "labeling/no_task.html", {"queue": None, "not_open": True}, status=404)
     kind = request.GET.get("kind") or None
     if kind is not None and kind not in TaskKind.values:
         return HttpResponseBadRequest("Unknown task kind.")
