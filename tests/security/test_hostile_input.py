@@ -132,6 +132,14 @@ def test_numbers_that_no_column_holds_are_refused_by_name(place, path, body, fie
     assert (answer if field == "detail" else answer[0]).startswith(message), answer
 
 
+@pytest.mark.parametrize("seed", [HUGE, "-" + HUGE, str(2**31)])
+def test_the_dataset_page_refuses_a_seed_no_column_holds(place, seed):
+    form = {"name": "d", "queues": [place["queue"].pk], "seed": seed, "validation_fraction": "0.1"}
+    response = as_user(place["users"]["ml"]).post("/ml/datasets/", form)
+    assert response.status_code == 200 and "seed" in response.context["form"].errors
+    assert PairDataset.objects.count() == 1  # the place's own
+
+
 # Filters ------------------------------------------------------------------------------------------
 
 # (list, filter): every filter that takes an id.
