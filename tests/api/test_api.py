@@ -106,6 +106,19 @@ def test_a_labeler_sees_only_the_queues_open_to_them(api, labeler):
     assert len(api.get(f"{V1}/queues/").json()["results"]) == 3
 
 
+def test_a_queue_not_open_to_a_labeler_answers_the_api_like_an_unknown_id(api, labeler):
+    restricted = make_queue("Team B", prompts=1)
+    restricted.labelers.add(make_user("other", "labeler"))
+    paused = make_queue("Paused", prompts=1, is_open=False)
+    unknown = max(restricted.pk, paused.pk) + 1000
+    api.force_authenticate(labeler)
+    for path in ["/queues/{}/", "/queues/{}/prompts/"]:
+        send = api.get if path == "/queues/{}/" else api.post
+        answers = [send(V1 + path.format(pk)) for pk in (unknown, restricted.pk, paused.pk)]
+        assert len({(response.status_code, response.content) for response in answers}) == 1, path
+        assert answers[0].status_code == (404 if send == api.get else 403)
+
+
 def test_a_labeler_sees_only_their_own_labels(api, labeled, labeler, labeler2):
     api.force_authenticate(labeler)
     for kind, model in [("demonstrations", Demonstration), ("rankings", Ranking)]:
