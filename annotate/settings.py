@@ -304,7 +304,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an unauthenticated request then gets 401 with a WWW-Authenticate header.
         "annotate.api.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "annotate.api.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON only, with a size limit (annotate.api.JSONParser).
@@ -312,7 +312,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "annotate.api.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "annotate.api.FilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

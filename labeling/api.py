@@ -15,7 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from annotate import throttles
-from annotate.api import StrictModelSerializer, StrictSerializer, role_permission
+from annotate.api import FilterSet, StrictModelSerializer, StrictSerializer, parse_id, role_permission
 
 from . import audit
 from .assignment import queues_open_to
@@ -212,7 +212,7 @@ class PromptSerializer(serializers.ModelSerializer):
         fields = ["id", "queue", "external_id", "text", "meta", "priority", "excluded", "created_at", "answers"]
 
 
-class PromptFilter(django_filters.FilterSet):
+class PromptFilter(FilterSet):
     created_after = django_filters.DateFilter(
         field_name="created_at", lookup_expr="date__gte", label="Created on or after this date (YYYY-MM-DD)."
     )
@@ -256,7 +256,7 @@ class PromptViewSet(viewsets.ReadOnlyModelViewSet):
 # Demonstrations and rankings ----------------------------------------------------------------------
 
 
-class LabelFilter(django_filters.FilterSet):
+class LabelFilter(FilterSet):
     """Filters shared by demonstrations and rankings; both reach their prompt through the assignment."""
 
     queue = django_filters.NumberFilter(field_name="assignment__task__prompt__queue", label="Queue id.")
@@ -266,8 +266,9 @@ class LabelFilter(django_filters.FilterSet):
     created_before = PromptFilter.base_filters["created_before"]
 
     def filter_labeler(self, queryset, name, value):
-        if value.isdigit():
-            return queryset.filter(assignment__labeler_id=int(value))
+        labeler_id = parse_id(value, parameter=name)
+        if labeler_id is not None:
+            return queryset.filter(assignment__labeler_id=labeler_id)
         return queryset.filter(assignment__labeler__username=value)
 
 
@@ -379,7 +380,7 @@ class DemonstrationViewSet(_LabelViewSet):
 @extend_schema_view(
     list=extend_schema(
         summary="Rankings",
-        description="Admins and ML staff see all, with `gold_groups`; a labeler sees their own, gold items left out.",
+        description="Admins and ML staff see all, with `gold_groups`; a labeler sees their own, without it.",
         examples=[OpenApiExample("A page of rankings", value=RANKING_EXAMPLE, response_only=True)],
     ),
     retrieve=extend_schema(
@@ -400,7 +401,6 @@ class RankingViewSet(_LabelViewSet):
         rankings = Ranking.objects.select_related("assignment__task__prompt", "assignment__labeler").prefetch_related(
             "answer_labels"
         )
-        if not _is_staff(self.request.user):
-            # A labeler must not learn which prompts are gold, so gold rankings stay out of their view.
-            rankings = rankings.filter(assignment__task__gold_groups__isnull=True)
+        # A labeler sees all their rankings, gold or not, in the same fields (RankingSerializer): leaving
+        # out the gold ones told them which prompts are gold the moment a ranking of theirs disappeared.
         return _own_labels(rankings, self.request.user)

@@ -3,7 +3,6 @@
 Thin: checking, versioning and building are labeling.exports services (request_export, build_export),
 the same ones `manage.py export` calls.
 """
-import django_filters
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -16,7 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from annotate import throttles
-from annotate.api import Detail, StrictSerializer, download_schema, finished_file, role_permission
+from annotate.api import Detail, FilterSet, StrictSerializer, download_schema, finished_file, role_permission
 from rewardtrain.forms import PairDatasetForm
 
 from . import exports
@@ -164,7 +163,7 @@ class ExportRequest(StrictSerializer):
     )
 
 
-class ExportSnapshotFilter(django_filters.FilterSet):
+class ExportSnapshotFilter(FilterSet):
     class Meta:
         model = ExportSnapshot
         fields = ["dataset", "status", "name"]

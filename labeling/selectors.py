@@ -26,7 +26,7 @@ class KindProgress:
     label: str
     done_by_me: int  # submitted by this labeler
     skipped_by_me: int
-    available: int  # tasks that still need labels and that this labeler has not done or skipped
+    available: int  # tasks this labeler may still be given: see labeler_queues
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,13 @@ class LabelerQueue:
 
 
 def labeler_queues(*, labeler) -> list[LabelerQueue]:
-    """The open queues this labeler may work on, each with their own progress per task kind."""
+    """The open queues this labeler may work on, each with their own progress per task kind.
+
+    `available` counts the tasks that still need labels and that this labeler has not done or skipped,
+    and, while there are any, the gold tasks they have not done or skipped either (when the queue hands
+    out gold): each submit then lowers it by one, gold or not. Counting regular tasks only, a gold submit
+    left it unchanged and told the labeler that the prompt they had just ranked was gold.
+    """
     queues = list(queues_open_to(labeler).order_by("-priority", "name"))
     mine = Assignment.objects.filter(labeler=labeler, task__prompt__queue__in=queues)
     my_counts = {
@@ -49,14 +55,22 @@ def labeler_queues(*, labeler) -> list[LabelerQueue]:
     finished_by_me = Assignment.objects.filter(
         task=OuterRef("pk"), labeler=labeler, status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED]
     )
-    available = {
-        (row["prompt__queue"], row["kind"]): row["n"]
-        for row in Task.objects.filter(
-            prompt__queue__in=queues, submitted_count__lt=F("overlap"), gold_groups__isnull=True, prompt__excluded=False
-        )
+    open_tasks = (
+        Task.objects.filter(prompt__queue__in=queues, prompt__excluded=False)
+        .filter(Q(submitted_count__lt=F("overlap")) | Q(gold_groups__isnull=False))
         .exclude(Exists(finished_by_me))
         .values("prompt__queue", "kind")
-        .annotate(n=Count("pk"))
+        .annotate(
+            regular=Count("pk", filter=Q(gold_groups__isnull=True)),
+            gold=Count("pk", filter=Q(gold_groups__isnull=False)),
+        )
+    )
+    gold_handed_out = {queue.pk for queue in queues if queue.gold_rate > 0}
+    # Gold is handed out only in place of a regular task (labeling.assignment), so only while one is left.
+    available = {
+        (row["prompt__queue"], row["kind"]): row["regular"]
+        + (row["gold"] if row["regular"] and row["prompt__queue"] in gold_handed_out else 0)
+        for row in open_tasks
     }
     result = []
     for queue in queues:

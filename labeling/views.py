@@ -2,8 +2,6 @@
 
 Rules live in labeling.assignment; these views translate HTTP to those calls and back.
 """
-import json
-
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponse, HttpResponseBadRequest
@@ -11,8 +9,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from annotate import jsonlimits
+
 from . import assignment as service
-from .models import Assignment, Flag, Queue, SkipReason, TaskKind
+from .models import Assignment, Flag, SkipReason, TaskKind
 from .rendering import render_markdown
 from .roles import ADMIN, LABELER, ML, has_role, role_required
 from .selectors import labeler_queues
@@ -39,7 +39,13 @@ def _next_url(queue_id: int | None, kind: str | None) -> str:
 
 @role_required(LABELER)
 def next_task(request, queue_id: int | None = None):
-    queue = get_object_or_404(Queue, pk=queue_id) if queue_id is not None else None
+    queue = None
+    if queue_id is not None:
+        # A queue that is paused, or restricted to other labelers, answers exactly like an id that does not
+        # exist: its name is not this labeler's to learn. The page helps one whose queue was just paused.
+        queue = service.queues_open_to(request.user).filter(pk=queue_id).first()
+        if queue is None:
+            return render(request, "labeling/no_task.html", {"queue": None, "not_open": True}, status=404)
     kind = request.GET.get("kind") or None
     if kind is not None and kind not in TaskKind.values:
         return HttpResponseBadRequest("Unknown task kind.")
@@ -132,8 +138,8 @@ def task_submit(request, assignment_id: int):
             )
         else:
             try:
-                groups = json.loads(request.POST.get("groups") or "[]")
-            except json.JSONDecodeError:
+                groups = jsonlimits.loads(request.POST.get("groups") or "[]")
+            except jsonlimits.JSONInputError:
                 raise service.InvalidLabel("The ranking could not be read; please rank the answers again.") from None
             answer_ids = [int(pk) for pk in assignment.answer_order]
             result = service.submit_ranking(

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from annotate import throttles
 from annotate.api import (
     Detail,
+    FilterSet,
     StrictModelSerializer,
     StrictSerializer,
     download_schema,
@@ -65,7 +66,7 @@ class PairDatasetRequest(StrictSerializer):
     seed = serializers.IntegerField(default=0)
 
 
-class PairDatasetFilter(django_filters.FilterSet):
+class PairDatasetFilter(FilterSet):
     queue = django_filters.NumberFilter(field_name="queues", label="Datasets built from this queue (id).")
 
     class Meta:

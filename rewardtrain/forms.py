@@ -45,7 +45,8 @@ class PairDatasetForm(forms.Form):
         help_text="Leave out labelers whose agreement with the queue's gold rankings is below this.",
     )
     validation_fraction = forms.FloatField(initial=0.1, min_value=0.01, max_value=0.9)
-    seed = forms.IntegerField(initial=0)
+    # The bounds of the IntegerField column it is stored in: beyond them the save was a DataError (500).
+    seed = forms.IntegerField(initial=0, min_value=-(2**31), max_value=2**31 - 1)
 
     def clean(self):
         data = super().clean()

@@ -9,6 +9,7 @@ from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from labeling import review
 from labeling.models import Answer, Demonstration, InstructionsVersion, Prompt, Queue, Ranking, Task
 from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
 from tests.api.conftest import label_everything, token_header
@@ -105,6 +106,19 @@ def test_a_labeler_sees_only_the_queues_open_to_them(api, labeler):
     assert len(api.get(f"{V1}/queues/").json()["results"]) == 3
 
 
+def test_a_queue_not_open_to_a_labeler_answers_the_api_like_an_unknown_id(api, labeler):
+    restricted = make_queue("Team B", prompts=1)
+    restricted.labelers.add(make_user("other", "labeler"))
+    paused = make_queue("Paused", prompts=1, is_open=False)
+    unknown = max(restricted.pk, paused.pk) + 1000
+    api.force_authenticate(labeler)
+    for path in ["/queues/{}/", "/queues/{}/prompts/"]:
+        send = api.get if path == "/queues/{}/" else api.post
+        answers = [send(V1 + path.format(pk)) for pk in (unknown, restricted.pk, paused.pk)]
+        assert len({(response.status_code, response.content) for response in answers}) == 1, path
+        assert answers[0].status_code == (404 if send == api.get else 403)
+
+
 def test_a_labeler_sees_only_their_own_labels(api, labeled, labeler, labeler2):
     api.force_authenticate(labeler)
     for kind, model in [("demonstrations", Demonstration), ("rankings", Ranking)]:
@@ -117,20 +131,24 @@ def test_a_labeler_sees_only_their_own_labels(api, labeled, labeler, labeler2):
     assert len(api.get(f"{V1}/rankings/").json()["results"]) == 4
 
 
-def test_gold_rankings_are_hidden_from_labelers_and_shown_to_staff(api, labeled, labeler, ml_user):
-    ranking = Ranking.objects.filter(assignment__labeler=labeler).first()
-    gold = ranking.groups
-    Task.objects.filter(pk=ranking.assignment.task_id).update(gold_groups=gold)
-
+def test_a_labelers_rankings_look_the_same_whether_or_not_their_prompt_is_gold(api, labeled, labeler, ml_user):
+    """A ranking that vanished when its prompt became gold told the labeler which prompt was gold."""
     api.force_authenticate(labeler)
-    listed = api.get(f"{V1}/rankings/").json()["results"]
-    assert ranking.pk not in [row["id"] for row in listed] and len(listed) == 1
-    assert all("gold_groups" not in row for row in listed)
-    assert api.get(f"{V1}/rankings/{ranking.pk}/").status_code == 404
+    ranking = Ranking.objects.filter(assignment__labeler=labeler).select_related("assignment__task__prompt").first()
+    before_list = api.get(f"{V1}/rankings/").json()
+    before_one = api.get(f"{V1}/rankings/{ranking.pk}/").json()
+    before_filtered = api.get(f"{V1}/rankings/?prompt={ranking.assignment.task.prompt_id}").json()
+    reference = [[pk] for pk in sorted(ranking.assignment.task.prompt.answers.values_list("pk", flat=True))]
+    review.set_gold(queue=labeled, prompt_id=ranking.assignment.task.prompt_id, groups=reference,
+                    reason="a clear case", user=make_user("boss2", "admin"))  # fmt: skip
+
+    assert api.get(f"{V1}/rankings/").json() == before_list
+    assert api.get(f"{V1}/rankings/{ranking.pk}/").json() == before_one
+    assert api.get(f"{V1}/rankings/?prompt={ranking.assignment.task.prompt_id}").json() == before_filtered
+    assert ranking.pk in [row["id"] for row in before_list["results"]] and "gold_groups" not in before_one
 
     api.force_authenticate(ml_user)
-    shown = api.get(f"{V1}/rankings/{ranking.pk}/").json()
-    assert shown["gold_groups"] == gold
+    assert api.get(f"{V1}/rankings/{ranking.pk}/").json()["gold_groups"] == reference
 
 
 # What the endpoints return ------------------------------------------------------------------------

@@ -301,6 +301,42 @@ def test_the_rank_page_of_a_gold_task_does_not_say_gold(client, labeler, monkeyp
     assert "gold" not in response.content.decode().lower()
 
 
+def test_the_labelers_progress_moves_the_same_after_a_gold_task_as_after_a_regular_one(db, monkeypatch):
+    """"Left for you" counted regular tasks only, so it stayed put after a gold submit: the labeler learnt
+    that the prompt they had just ranked was gold."""
+    from labeling.selectors import labeler_queues
+
+    queue = make_queue("Progress", prompts=4, ranking_overlap=1, gold_rate=0.5)
+    (gold,) = make_gold(queue, "Prompt 3")
+    who = labelers(1)[0]
+
+    def left() -> int:
+        [mine] = labeler_queues(labeler=who)
+        return mine.kinds[0].available
+
+    shown = [left()]
+    for draw in (True, False, False):  # gold, then two regular prompts
+        monkeypatch.setattr(service, "_draw_gold", lambda rate, draw=draw: draw)
+        lease = lease_next_task(labeler=who)
+        assert (lease.task == gold) is draw
+        shown.append(left())  # while leased: as before
+        rank_shown(lease, who)
+        shown.append(left())
+    assert shown == [4, 4, 3, 3, 2, 2, 1]
+    # The last regular prompt: once it is done no gold is handed out any more, so nothing is left.
+    rank_shown(lease_next_task(labeler=who), who)
+    assert left() == 0 and lease_next_task(labeler=who) is None
+
+
+def test_a_queue_that_hands_out_no_gold_does_not_count_its_gold_tasks(db):
+    from labeling.selectors import labeler_queues
+
+    queue = make_queue("No gold rate", prompts=3, ranking_overlap=1, gold_rate=0)
+    make_gold(queue, "Prompt 2")
+    [mine] = labeler_queues(labeler=labelers(1)[0])
+    assert mine.kinds[0].available == 2
+
+
 # --- gold_scores -------------------------------------------------------------------------------
 
 

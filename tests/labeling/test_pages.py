@@ -1,6 +1,7 @@
 """Pages through Django's test client: who may open what, and the labeler and admin flows."""
 
 import json
+import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -243,7 +244,25 @@ def test_admin_pauses_a_queue_and_labelers_get_nothing(client, queue_admin, labe
     client.post(reverse("manage-queue-toggle", args=[ranking_queue.pk]))
     client.force_login(labeler)
     response = client.get(reverse("queue-next-task", args=[ranking_queue.pk]))
-    assert response.status_code == 200 and "Nothing left to label" in response.content.decode()
+    # As if the queue did not exist (see the test below), with a page that says why there is nothing.
+    assert response.status_code == 404 and "Nothing left to label" in response.content.decode()
+    assert "may have been paused" in response.content.decode()
+    assert not Assignment.objects.exists()
+
+
+def test_a_queue_not_open_to_a_labeler_answers_like_one_that_does_not_exist(client, labeler):
+    """Its next-task page named the queue: a labeler could read the names of other teams' queues by id."""
+    restricted = make_queue("Team B secret", prompts=1, answers=2)
+    restricted.labelers.add(make_user("team-b", "labeler"))
+    paused = make_queue("Paused secret", prompts=1, answers=2, is_open=False)
+    unknown = max(restricted.pk, paused.pk) + 1000
+    client.force_login(labeler)
+    answers = [client.get(reverse("queue-next-task", args=[pk])) for pk in (unknown, restricted.pk, paused.pk)]
+    assert [response.status_code for response in answers] == [404, 404, 404]
+    # The same page but for the CSRF token of the logout form, which is masked anew on each page.
+    bodies = [re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", r.content.decode()) for r in answers]
+    assert bodies[1] == bodies[0] and bodies[2] == bodies[0]
+    assert "secret" not in bodies[0]
     assert not Assignment.objects.exists()
 
 

@@ -66,6 +66,43 @@ def test_clean_groups_refuses_malformed_rankings(groups, message):
         clean_groups(groups, ANSWERS)
 
 
+@pytest.mark.parametrize(
+    "item",
+    [
+        10**4000,  # str() of it works, but the message must stay short
+        -(10**30),
+        "9" * 5000,  # int() refuses more than 4,300 digits
+        "9" * 20,  # more digits than any bigint id
+        float("nan"),
+        float("inf"),
+        "\x00",
+        "\ud800",
+        {"id": 3},
+        [[[[3]]]],
+    ],
+)
+def test_clean_groups_refuses_any_other_item_with_a_short_message(item):
+    with pytest.raises(RankingError) as refused:
+        clean_groups([[3], [4], [5], [item]], ANSWERS)
+    assert len(str(refused.value)) < 80 and "not an answer id" in str(refused.value)
+
+
+def test_clean_groups_of_a_deep_list_does_not_recurse():
+    deep: list = [3]
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(RankingError, match="a list is not an answer id"):
+        clean_groups([deep], ANSWERS)
+
+
+@pytest.mark.parametrize("key", [10**4000, "9" * 5000, "\x00" * 1000])
+def test_ratings_and_flags_of_any_key_are_refused_with_a_short_message(key):
+    for clean in (lambda: clean_ratings({key: 3}, ANSWERS), lambda: clean_flags({key: []}, ANSWERS, FLAGS)):
+        with pytest.raises(RankingError) as refused:
+            clean()
+        assert len(str(refused.value)) < 120
+
+
 def test_missing_answers_are_counted_in_the_message():
     with pytest.raises(RankingError, match=r"\(2 not placed yet\)"):
         clean_groups([[3], [4]], ANSWERS)
@@ -101,7 +138,9 @@ def test_ratings_accept_one_to_seven_as_int_or_string_and_empty_values():
     assert cleaned == {3: 1, 4: 7, 5: None, 7: None}
 
 
-@pytest.mark.parametrize("value", [0, 8, -1, "0", "8", 3.5, "3.5", "three", True, False, [3], " 3", "²"])
+@pytest.mark.parametrize(
+    "value", [0, 8, -1, "0", "8", 3.5, "3.5", "three", True, False, [3], " 3", "²", "9" * 5000, 10**4000, {"a": 1}]
+)
 def test_ratings_outside_one_to_seven_are_refused(value):
     with pytest.raises(RankingError, match="from 1 to 7"):
         clean_ratings({3: value}, ANSWERS)
