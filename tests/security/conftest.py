@@ -11,6 +11,7 @@ from annotate.api import issue_token
 from labeling.assignment import lease_next_task, submit_demonstration, submit_ranking
 from labeling.models import Demonstration, ExportSnapshot, GenerationJob, ImportJob, Queue, Ranking, TaskKind
 from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
+from tests.api.conftest import label_everything
 from tests.browser.conftest import (
     page,  # noqa: F401  (a fixture, for the Chromium test; browser is in tests/conftest.py)
 )
@@ -45,6 +46,21 @@ def private_cache(settings):
 def fast_passwords(settings):
     # These tests make many users and log in often; the real hasher's cost is not what they test.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def labeled_place(users: dict, *, name: str, answers: int) -> dict:
+    """A queue of two prompts that `users["labeler"]` labeled whole, and one of each ML object on it.
+
+    The place the hostile-input and property tests throw their requests at.
+    """
+    queue = make_queue(name, prompts=2, answers=answers, task_kind=Queue.Kinds.BOTH, ranking_overlap=3)
+    label_everything(queue, users["labeler"])
+    dataset = PairDataset.objects.create(name="d", version=1, status=JobStatus.SUCCEEDED)
+    dataset.queues.add(queue)
+    run = TrainingRun.objects.create(dataset=dataset, base_model="tiny")
+    model = RewardModel.objects.create(run=run, name="rm", path="/nowhere")
+    ExportSnapshot.objects.create(name="e", version=1, dataset="pairs", format="jsonl").queues.add(queue)
+    return {"users": users, "queue": queue, "dataset": dataset, "run": run, "model": model}
 
 
 @pytest.fixture

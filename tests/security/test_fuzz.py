@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from annotate.api_urls import router
 from labeling.assignment import lease_next_task
-from labeling.models import Assignment, ExportSnapshot, Queue, TaskKind
-from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
-from tests.api.conftest import label_everything
-from tests.conftest import make_queue, make_user
+from labeling.models import Assignment, TaskKind
+from tests.conftest import make_user
+
+from .conftest import labeled_place
 
 pytestmark = pytest.mark.django_db
 
@@ -85,13 +85,8 @@ def place(db) -> dict:
     """A signed-in client per role (and the roles that may read each API list), a labeled queue, one of each ML
     object, and a leased ranking task."""
     users = {role: make_user(role, *([role] if role in ("labeler", "admin", "ml") else [])) for role in ROLES[1:]}
-    queue = make_queue("Fuzz", prompts=2, answers=4, task_kind=Queue.Kinds.BOTH, ranking_overlap=3)
-    label_everything(queue, users["labeler"])
-    dataset = PairDataset.objects.create(name="d", version=1, status=JobStatus.SUCCEEDED)
-    dataset.queues.add(queue)
-    run = TrainingRun.objects.create(dataset=dataset, base_model="tiny")
-    model = RewardModel.objects.create(run=run, name="rm", path="/nowhere")
-    ExportSnapshot.objects.create(name="e", version=1, dataset="pairs", format="jsonl").queues.add(queue)
+    built = labeled_place(users, name="Fuzz", answers=4)
+    queue = built["queue"]
     clients = {"anonymous": Client()}
     for role, user in users.items():
         clients[role] = Client()
@@ -102,8 +97,7 @@ def place(db) -> dict:
     ranker_client.force_login(ranker)
     readers = {prefix: [role for role in ROLES if clients[role].get(f"/api/v1/{prefix}/").status_code == 200]
                for prefix, _, _ in router.registry}  # fmt: skip
-    return {"clients": clients, "queue": queue, "dataset": dataset, "run": run, "model": model, "leased": leased,
-            "ranker": ranker_client, "readers": readers}  # fmt: skip
+    return built | {"clients": clients, "leased": leased, "ranker": ranker_client, "readers": readers}
 
 
 def rolled_back(send):

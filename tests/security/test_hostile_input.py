@@ -11,10 +11,11 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils.html import escape
 
 from labeling.assignment import lease_next_task
-from labeling.models import Assignment, ExportSnapshot, Queue, Ranking, TaskKind
-from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
-from tests.api.conftest import label_everything
-from tests.conftest import make_queue, make_user
+from labeling.models import Assignment, Ranking, TaskKind
+from rewardtrain.models import PairDataset
+from tests.conftest import make_user
+
+from .conftest import labeled_place
 
 pytestmark = pytest.mark.django_db
 
@@ -33,14 +34,7 @@ def place(db) -> dict:
         "admin": make_user("boss", "admin"),
         "ml": make_user("mlstaff", "ml"),
     }
-    queue = make_queue("Place", prompts=2, answers=3, task_kind=Queue.Kinds.BOTH, ranking_overlap=2)
-    label_everything(queue, users["labeler"])
-    dataset = PairDataset.objects.create(name="d", version=1, status=JobStatus.SUCCEEDED)
-    dataset.queues.add(queue)
-    run = TrainingRun.objects.create(dataset=dataset, base_model="tiny")
-    model = RewardModel.objects.create(run=run, name="rm", path="/nowhere")
-    ExportSnapshot.objects.create(name="e", version=1, dataset="pairs", format="jsonl").queues.add(queue)
-    return {"users": users, "queue": queue, "dataset": dataset, "run": run, "model": model}
+    return labeled_place(users, name="Place", answers=3)
 
 
 def as_user(user, **client_options) -> Client:
