@@ -306,3 +306,11 @@ def test_an_oversized_submit_gets_a_clear_page_and_stores_nothing(client, labele
     response = client.post(reverse("task-submit", args=[assignment.pk]), {"text": just_over})
     assert response.status_code == 400 and "the limit is" in response.content.decode()
     assert not Demonstration.objects.exists()
+
+
+def test_every_page_names_an_icon_that_is_served(client, db):
+    """Browsers ask for an icon on every page; a missing one is a failed request in each console."""
+    page = client.get(reverse("login")).content.decode()
+    icon = re.search(r'<link rel="icon" href="([^"]+)"', page).group(1)
+    response = client.get(icon)
+    assert response.status_code == 200 and b"<svg" in b"".join(response.streaming_content)
