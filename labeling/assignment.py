@@ -1,10 +1,12 @@
 """Leasing tasks to labelers and taking their labels: the rules that must never be wrong.
 
-- Next task: the highest-priority task in an open queue the labeler may work on, that still needs
-  labels of its kind, that this labeler has not labeled or skipped, and whose live leases plus
-  submissions are fewer than its overlap. The task row is locked with SKIP LOCKED, so concurrent
-  requests take different tasks, and the room is re-counted under the lock with a fresh statement.
-  Excluded prompts and gold tasks are never candidates.
+- Next task: the first task, by queue priority, then prompt priority, then oldest prompt (lowest id),
+  in an open queue the labeler may work on, that still needs labels of its kind, that this labeler
+  has not labeled or skipped, and whose live leases plus submissions are fewer than its overlap. Each
+  queue's open tasks are read in that order from one partial index (Task.task_open_in_order), so the
+  cost does not grow with the queue. The task row is locked with SKIP LOCKED, so concurrent requests
+  take different tasks, and the room is re-counted under the lock with a fresh statement. Excluded
+  prompts and gold tasks are never candidates.
 - Gold: once a ranking candidate is locked (so the labeler has real work in that queue), with the
   queue's gold rate the labeler gets instead a gold task of that queue they have never been given.
   Gold tasks are shared by every labeler: no room check, and their labels count against no overlap.
@@ -88,10 +90,33 @@ def _live_lease(now) -> Q:
     return Q(status=Assignment.Status.LEASED, lease_expires_at__gt=now)
 
 
-def _candidate_tasks(*, labeler, queue: Queue | None, kind: str | None, now) -> QuerySet[Task]:
+def _work_lists(*, labeler, queue: Queue | None, kind: str | None) -> list[list[tuple[int, str]]]:
+    """The (queue id, task kind) lists this labeler may take tasks from, by queue priority, highest first.
+
+    Lists of queues with the same priority share a level: their tasks compete by task order. A queue
+    switched to one kind keeps its tasks of the other kind (they may hold labels); they are left out.
+    """
+    if queue is not None:  # whether it is open to the labeler, the candidate query checks
+        queues = [(queue.pk, queue.priority, queue.task_kind)]
+    else:
+        queues = queues_open_to(labeler).order_by("-priority", "pk").values_list("pk", "priority", "task_kind")
+    levels: dict[int, list[tuple[int, str]]] = {}
+    for queue_id, priority, task_kind in queues:
+        kinds = TaskKind.values if task_kind == Queue.Kinds.BOTH else [task_kind]
+        levels.setdefault(priority, []).extend((queue_id, k) for k in kinds if kind is None or k == kind)
+    return [lists for lists in levels.values() if lists]
+
+
+def _candidate_tasks(*, labeler, queue_id: int, kind: str, now) -> QuerySet[Task]:
+    """One list's tasks this labeler may take, in order; read from the index task_open_in_order.
+
+    The labeler's own labels are left out with NOT IN over their task ids, which PostgreSQL hashes once
+    (from the index assignment_labeler_status), so the tasks they labeled that are still open cost a
+    hash lookup each while the index is read, and the live leases are counted only for the task taken.
+    """
     done_by_me = Assignment.objects.filter(
-        task=OuterRef("pk"), labeler=labeler, status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED]
-    )
+        labeler=labeler, status__in=[Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED]
+    ).values("task_id")
     live = (
         Assignment.objects.filter(_live_lease(now), task=OuterRef("pk"))
         .order_by()
@@ -99,24 +124,34 @@ def _candidate_tasks(*, labeler, queue: Queue | None, kind: str | None, now) -> 
         .annotate(n=Count("pk"))
         .values("n")
     )
-    tasks = Task.objects.filter(
-        prompt__queue__in=queues_open_to(labeler),
-        prompt__excluded=False,
-        gold_groups__isnull=True,
-        submitted_count__lt=F("overlap"),
-    )
-    # A queue switched to one kind keeps its tasks of the other kind (they may hold labels); skip them.
-    tasks = tasks.filter(Q(prompt__queue__task_kind=Queue.Kinds.BOTH) | Q(kind=F("prompt__queue__task_kind")))
-    if queue is not None:
-        tasks = tasks.filter(prompt__queue=queue)
-    if kind is not None:
-        tasks = tasks.filter(kind=kind)
     return (
-        tasks.exclude(Exists(done_by_me))
+        # The index's condition, word for word, so that the planner reads the index.
+        Task.objects.filter(
+            queue_id=queue_id, kind=kind, submitted_count__lt=F("overlap"), gold_groups__isnull=True, excluded=False
+        )
+        .filter(queue__in=queues_open_to(labeler))
+        .exclude(pk__in=done_by_me)
         .annotate(live_leases=Coalesce(Subquery(live, output_field=IntegerField()), 0))
         .filter(live_leases__lt=F("overlap") - F("submitted_count"))
-        .order_by("-prompt__queue__priority", "-prompt__priority", "prompt__created_at", "prompt_id", "pk")
+        .order_by("-priority", "prompt_id", "pk")
     )
+
+
+def _first_candidate(*, labeler, levels, now, passed_over: list[int], skip_locked: bool) -> Task | None:
+    """The next task of the highest level that has one, locked (FOR UPDATE; SKIP LOCKED unless told not to)."""
+    for lists in levels:
+        found = [
+            _candidate_tasks(labeler=labeler, queue_id=queue_id, kind=kind, now=now)
+            .exclude(pk__in=passed_over)
+            .select_related("prompt__queue")
+            .select_for_update(skip_locked=skip_locked, of=("self",))
+            .first()
+            for queue_id, kind in lists
+        ]
+        found = [task for task in found if task is not None]
+        if found:
+            return min(found, key=lambda task: (-task.priority, task.prompt_id, task.pk))
+    return None
 
 
 def _draw_gold(rate: float) -> bool:
@@ -128,9 +163,7 @@ def _gold_task(*, labeler, queue: Queue) -> Task | None:
     """A gold task of `queue` this labeler was never given (leased, submitted or skipped), if any."""
     mine = Assignment.objects.filter(task=OuterRef("pk"), labeler=labeler)
     return (
-        Task.objects.filter(
-            prompt__queue=queue, prompt__excluded=False, kind=TaskKind.RANKING, gold_groups__isnull=False
-        )
+        Task.objects.filter(queue=queue, excluded=False, kind=TaskKind.RANKING, gold_groups__isnull=False)
         .exclude(Exists(mine))
         .select_related("prompt__queue")
         .order_by("-prompt__priority", "pk")
@@ -162,31 +195,28 @@ def _lease_next_task(*, labeler, queue: Queue | None, kind: str | None) -> Assig
         own = Assignment.objects.filter(
             _live_lease(now),
             labeler=labeler,
-            task__prompt__queue__in=queues_open_to(labeler),
+            task__queue__in=queues_open_to(labeler),
             # An exclusion takes effect at once; the lease is left to lapse (a submit is still taken).
-            task__prompt__excluded=False,
+            task__excluded=False,
         ).filter(
             # An overlap lowered under a live lease can leave the task full; then it is not resumed.
             # Gold tasks count against no overlap.
             Q(task__submitted_count__lt=F("task__overlap")) | Q(task__gold_groups__isnull=False)
         )
         if queue is not None:
-            own = own.filter(task__prompt__queue=queue)
+            own = own.filter(task__queue=queue)
         if kind is not None:
             own = own.filter(task__kind=kind)
         resumed = own.select_related("task__prompt__queue").order_by("leased_at").first()
         if resumed is not None:
             return resumed
 
-        candidates = _candidate_tasks(labeler=labeler, queue=queue, kind=kind, now=now)
+        levels = _work_lists(labeler=labeler, queue=queue, kind=kind)
         passed_over: list[int] = []
         skip_locked = True
         for _ in range(MAX_LEASE_ATTEMPTS):
-            task = (
-                candidates.exclude(pk__in=passed_over)
-                .select_related("prompt__queue")
-                .select_for_update(skip_locked=skip_locked, of=("self",))
-                .first()
+            task = _first_candidate(
+                labeler=labeler, levels=levels, now=now, passed_over=passed_over, skip_locked=skip_locked
             )
             if task is None:
                 if not skip_locked:
@@ -398,7 +428,10 @@ def sync_tasks(queue: Queue) -> int:
             prompts = Prompt.objects.filter(queue=queue).exclude(tasks__kind=kind)
             if kind == TaskKind.RANKING:
                 prompts = prompts.annotate(n=Count("answers")).filter(n__gte=MIN_RANKED_ANSWERS)
-            new = [Task(prompt_id=pk, kind=kind, overlap=overlap) for pk in prompts.values_list("pk", flat=True)]
+            new = [
+                Task(prompt_id=pk, queue=queue, priority=priority, excluded=excluded, kind=kind, overlap=overlap)
+                for pk, priority, excluded in prompts.values_list("pk", "priority", "excluded")
+            ]
             Task.objects.bulk_create(new, batch_size=1000)
             created += len(new)
             wanted = overlap + F("extra_overlap")

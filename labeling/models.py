@@ -157,15 +157,38 @@ class Task(models.Model):
     extra_overlap = models.PositiveSmallIntegerField(default=0)
     submitted_count = models.PositiveSmallIntegerField(default=0)
     gold_groups = models.JSONField(null=True, blank=True)
+    # Copies of the prompt's queue, priority and exclusion, so that one index holds each queue's open tasks
+    # in the order they are handed out: the next task is found by reading that index from its start,
+    # whatever the size of the queue. Set when the task is made; a database trigger (migration 0012)
+    # copies every later change of the prompt's priority or exclusion.
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="tasks")
+    priority = models.IntegerField(default=0, db_default=0)
+    excluded = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["prompt", "kind"], name="task_unique_kind"),
             models.CheckConstraint(condition=Q(submitted_count__lte=F("overlap")), name="task_not_over_overlap"),
         ]
+        indexes = [
+            # The tasks that may still be handed out, in the order they are: highest priority, then oldest
+            # prompt. Leaving the condition (full, excluded, made gold) takes a task out of the index.
+            models.Index(
+                fields=["queue", "kind", "-priority", "prompt", "id"],
+                name="task_open_in_order",
+                condition=Q(submitted_count__lt=F("overlap"), gold_groups__isnull=True, excluded=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} of prompt {self.prompt_id}"
+
+    def save(self, *args, **kwargs):
+        if self.queue_id is None:  # a task made one at a time (tests, the shell) copies its prompt's order
+            self.queue_id, self.priority, self.excluded = (
+                Prompt.objects.filter(pk=self.prompt_id).values_list("queue_id", "priority", "excluded").get()
+            )
+        super().save(*args, **kwargs)
 
 
 class SkipReason(models.TextChoices):
@@ -202,7 +225,8 @@ class Assignment(models.Model):
         constraints = [models.UniqueConstraint(fields=["task", "labeler"], name="assignment_once_per_labeler")]
         indexes = [
             models.Index(fields=["task", "status", "lease_expires_at"], name="assignment_task_status"),
-            models.Index(fields=["labeler", "status"], name="assignment_labeler_status"),
+            # With the task: the ids of a labeler's labels are read from the index alone (the next task).
+            models.Index(fields=["labeler", "status", "task"], name="assignment_labeler_status"),
         ]
 
     def __str__(self) -> str:
