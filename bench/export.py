@@ -117,8 +117,9 @@ def generate(connection: psycopg.Connection, prompts: int, corpus_mb: int, seed:
            for a, text in enumerate(answer_texts, start=1)))  # fmt: skip
     del answer_texts
     _copy(connection, "labeling_task",
-          ["id", "prompt_id", "kind", "overlap", "extra_overlap", "submitted_count", "gold_groups"],
-          ((p, p, "ranking", LABELERS_PER_PROMPT, 0, LABELERS_PER_PROMPT, None) for p in prompt_ids.tolist()))
+          ["id", "prompt_id", "queue_id", "kind", "overlap", "extra_overlap", "submitted_count", "gold_groups"],
+          ((p, p, small.pk if p <= in_small else rest.pk, "ranking", LABELERS_PER_PROMPT, 0, LABELERS_PER_PROMPT, None)
+           for p in prompt_ids.tolist()))  # fmt: skip
 
     rankings = prompts * LABELERS_PER_PROMPT
     ranking_prompt = np.repeat(prompt_ids, LABELERS_PER_PROMPT)
