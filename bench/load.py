@@ -8,14 +8,17 @@ gunicorn (2 x cores + 1 sync workers, DEBUG=0) and one Celery worker on Redis db
 emptied), and waits for /healthz.
 
 Each simulated labeler is an asyncio coroutine with its own HTTP client (httpx) and cookies. It logs in
-once, then loops with no think time: next task -> task page (answer ids from its data-answer-id
-attributes) -> skip (5%), let the lease expire (3%: wait past it, then submit late or abandon the task),
-or submit a random ranking with ties, some ratings and flags; 5% of submits are sent twice (half of those
-both at once, as a double click). Every request is logged: endpoint, status, latency, assignment, what
+once (spread over --ramp seconds), then loops: next task -> task page (answer ids from its data-answer-id
+attributes) -> think (--think seconds +-50%, none by default) -> skip (5%), let the lease expire (3%: wait
+past it, then submit late or abandon the task), or submit a random ranking with ties, some ratings and
+flags; 5% of submits are sent twice (half of those both at once, as a double click). Every request is logged: endpoint, status, latency, assignment, what
 was sent and the outcome, read from the message the server queued for the next page (Django's messages
 cookie): stored, already stored, refused (e.g. a late submit whose prompt is full).
 
-It prints requests/s and p50/p95/p99 latency per endpoint, then checks the database against the log and
+It prints requests/s and p50/p95/p99 latency per endpoint (and again for the steady state after the
+logins), the server's CPU time per labeler cycle in that window (web processes, the worker and PostgreSQL,
+from their own /proc counters, exited processes included, divided by the cycles: submits and skips), then
+checks the database against the log and
 exits 1 when any check fails: every submit answered "stored" is stored exactly once, with the groups sent;
 a repeated submit is stored once; no ranking is stored that the client was not told about; no task has
 more labels than its overlap; no labeler labeled a prompt twice; no 5xx and no transport error. Last, the
@@ -23,6 +26,7 @@ SQL queries of one request of each endpoint, counted with Django's test client i
 
 Run from the project root (PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379):
   DATABASE_URL=postgres://postgres@127.0.0.1:5432/annotate .venv/bin/python -m bench.load [--duration 300]
+  ... -m bench.load --labelers 1000 --think 30 --duration 300     (1,000 labelers at a human pace)
 """
 from __future__ import annotations
 
@@ -73,6 +77,7 @@ class Call:
     outcome: str = ""  # submits: stored | already | refused | invalid | error; skips: skipped | refused | error
     groups: list | None = None
     message: str = ""
+    at: float = 0.0  # time.monotonic() when the answer came (the steady-state window is cut on it)
 
 
 @dataclass
@@ -81,6 +86,8 @@ class Plan:
     p_expire: float
     p_double: float
     lease_seconds: int
+    think: float = 0.0  # mean seconds a labeler spends on a task page (uniform, +-50%); 0: none
+    ramp: float = 0.0  # labelers log in spread over this many seconds
 
 
 def random_groups(answer_ids: list[int], rng: random.Random) -> list[list[int]]:
@@ -138,10 +145,11 @@ class Labeler:
             response = await self.client.request(method, url, **kwargs)
         except httpx.HTTPError as error:
             ms = (time.perf_counter() - started) * 1000
-            self.log.append(Call(self.number, endpoint, 0, ms, assignment, "error", groups, repr(error)))
+            self.log.append(Call(self.number, endpoint, 0, ms, assignment, "error", groups, repr(error),
+                                 time.monotonic()))  # fmt: skip
             return None
         ms = (time.perf_counter() - started) * 1000
-        entry = Call(self.number, endpoint, response.status_code, ms, assignment, groups=groups)
+        entry = Call(self.number, endpoint, response.status_code, ms, assignment, groups=groups, at=time.monotonic())
         if endpoint in SUBMITS or endpoint == "skip":
             entry.outcome, entry.message = message_outcome(response)
         elif endpoint == "login":
@@ -162,8 +170,9 @@ class Labeler:
         done = await self.call("login", "POST", "/login/", data=form)
         return done is not None and done.status_code == 302
 
-    async def run(self, deadline: float) -> None:
+    async def run(self, deadline: float, labelers: int) -> None:
         async with self.client:
+            await asyncio.sleep(self.plan.ramp * self.number / labelers)  # a login storm is not the steady state
             if not await self.login():
                 return
             next_url = f"/queues/{self.queue_id}/next/"
@@ -188,6 +197,8 @@ class Labeler:
         rng, plan = self.rng, self.plan
         token = CSRF.search(html).group(1)
         answer_ids = list(dict.fromkeys(int(pk) for pk in ANSWER_ID.findall(html)))
+        if plan.think:  # reading the answers and ranking them
+            await asyncio.sleep(max(0.0, min(plan.think * rng.uniform(0.5, 1.5), deadline - time.monotonic())))
         draw = rng.random()
         if draw < plan.p_skip:
             reason = rng.choice(SKIP_REASONS)
@@ -225,7 +236,9 @@ class Labeler:
         return first.headers.get("location") if first is not None else None
 
 
-async def run_labelers(*, labelers: int, duration: float, base_url: str, queue_id: int, plan: Plan, seed: int):
+async def run_labelers(*, labelers: int, duration: float, base_url: str, queue_id: int, plan: Plan, seed: int,
+                       on_window=None):
+    """The crowd for `duration` seconds; `on_window(start)` is called once the ramp is over, then again at the end."""
     log: list[Call] = []
     deadline = time.monotonic() + duration
     started = time.perf_counter()
@@ -233,7 +246,16 @@ async def run_labelers(*, labelers: int, duration: float, base_url: str, queue_i
         Labeler(n, base_url=base_url, queue_id=queue_id, plan=plan, log=log, seed=seed * 1000 + n)
         for n in range(labelers)
     ]
-    await asyncio.gather(*(labeler.run(deadline) for labeler in crowd))
+
+    async def window() -> None:
+        await asyncio.sleep(min(plan.ramp, duration))
+        if on_window:
+            on_window("start")
+        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        if on_window:
+            on_window("end")
+
+    await asyncio.gather(window(), *(labeler.run(deadline, labelers) for labeler in crowd))
     return log, time.perf_counter() - started
 
 
@@ -268,6 +290,83 @@ def print_figures(log: list[Call], elapsed: float) -> None:
     loops = sum(1 for c in log if c.endpoint == "next" and c.status == 302)
     print(f"tasks leased {loops:,} ({loops / elapsed:.1f}/s); median of all requests "
           f"{statistics.median(c.ms for c in log):.1f} ms")  # fmt: skip
+
+
+# --- server CPU ------------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[int, int, int] | None:
+    """(parent pid, own CPU ticks, reaped children's CPU ticks) of a live process, from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return int(fields[1]), utime + stime, cutime + cstime
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds used so far by `root` and its descendants, the exited ones included.
+
+    A live process counts its own time plus its reaped children's (which the kernel adds to the parent
+    when it waits for them), so a gunicorn worker or PostgreSQL backend that exited still counts.
+    """
+    stats = {pid: st for pid in (int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit())
+             if (st := _stat(pid)) is not None}  # fmt: skip
+    children = defaultdict(list)
+    for pid, (parent, _, _) in stats.items():
+        children[parent].append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][1] + stats[pid][2]
+            todo.extend(children[pid])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores, /proc/stat), for a cross-check."""
+    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
+def postmaster_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW data_directory")
+        data_directory = Path(cursor.fetchone()[0])
+    return int((data_directory / "postmaster.pid").read_text().split()[0])
+
+
+class CpuMeter:
+    """Server CPU between the start and the end of the steady-state window: web, worker, PostgreSQL."""
+
+    def __init__(self, parts: dict[str, int]):
+        self.parts, self.samples = parts, {}
+
+    def __call__(self, moment: str) -> None:
+        sample = {name: tree_cpu(pid) for name, pid in self.parts.items()}
+        sample["machine"] = machine_busy_seconds()
+        sample["bench client"] = sum(os.times()[:2])
+        self.samples[moment] = (time.monotonic(), sample)
+
+    def report(self, cycles: int) -> float | None:
+        if "start" not in self.samples or "end" not in self.samples:
+            return None
+        (t0, start), (t1, end) = self.samples["start"], self.samples["end"]
+        used = {name: end[name] - start[name] for name in start}
+        server = sum(used[name] for name in self.parts)
+        print(f"\nserver CPU in the steady-state window ({t1 - t0:.0f} s, {cycles:,} labeler cycles):")
+        for name in [*self.parts, "bench client", "machine"]:
+            per = f"{used[name] / cycles * 1000:7.1f} ms/cycle" if cycles else ""
+            print(f"  {name:<28} {used[name]:8.1f} s  {used[name] / (t1 - t0) * 100:5.0f}% of a core  {per}")
+        if not cycles:
+            return None
+        print(f"  server total (web + worker + PostgreSQL): {server / cycles * 1000:.1f} ms per cycle "
+              "(goal: 15 ms or less)")  # fmt: skip
+        return server / cycles
 
 
 # --- the checks ------------------------------------------------------------------------------------
@@ -481,7 +580,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=5000)
     parser.add_argument("--answers", type=int, default=9)
     parser.add_argument("--overlap", type=int, default=3)
-    parser.add_argument("--lease-seconds", type=int, default=30)
+    parser.add_argument("--lease-seconds", type=int, default=None,
+                        help="default 30, or 3 x --think when labelers think")  # fmt: skip
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="mean seconds a labeler spends on a task page (uniform, +-50%%; default 0: none)")
+    parser.add_argument("--ramp", type=float, default=None,
+                        help="seconds over which labelers log in; figures and CPU are taken after it (default: "
+                             "0, or 60 with --think)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1, help="gunicorn workers")
     parser.add_argument("--p-skip", type=float, default=0.05)
     parser.add_argument("--p-expire", type=float, default=0.03)
@@ -491,6 +596,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the database at the end")
     args = parser.parse_args(argv)
+    if args.lease_seconds is None:
+        args.lease_seconds = max(30, round(3 * args.think))
+    if args.ramp is None:
+        args.ramp = 60.0 if args.think else 0.0
 
     url, config = bench_url(os.environ.get("DATABASE_URL", ""), args.database)
     with _connect(config, "postgres") as admin:
@@ -542,13 +651,25 @@ def main(argv: list[str] | None = None) -> int:
                 processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT))
         wait_healthy(base_url, processes, logs)
         print(f"gunicorn ({args.workers} workers) on {base_url} and a Celery worker on {args.redis_url}: healthy; "
-              f"{args.labelers} labelers for {args.duration:.0f} s, no think time, {os.cpu_count()} cores")  # fmt: skip
+              f"{args.labelers} labelers for {args.duration:.0f} s, think time "
+              f"{f'{args.think:g} s +-50%' if args.think else 'none'}, logins over {args.ramp:g} s, "
+              f"{os.cpu_count()} cores")  # fmt: skip
 
         print("load average (1, 5, 15 min) before the run: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-        plan = Plan(args.p_skip, args.p_expire, args.p_double, args.lease_seconds)
+        plan = Plan(args.p_skip, args.p_expire, args.p_double, args.lease_seconds, args.think, args.ramp)
+        meter = CpuMeter({"web (gunicorn)": processes[0].pid, "worker (celery)": processes[1].pid,
+                          "PostgreSQL (whole server)": postmaster_pid()})  # fmt: skip
         log, elapsed = asyncio.run(run_labelers(labelers=args.labelers, duration=args.duration, base_url=base_url,
-                                                queue_id=queue_id, plan=plan, seed=args.seed))  # fmt: skip
+                                                queue_id=queue_id, plan=plan, seed=args.seed,
+                                                on_window=meter))  # fmt: skip
         print_figures(log, elapsed)
+        if args.ramp and "start" in meter.samples:
+            window_start, window_end = meter.samples["start"][0], meter.samples["end"][0]
+            print(f"\nafter the logins ({args.ramp:g} s), the steady state:", end="")
+            print_figures([c for c in log if window_start <= c.at], window_end - window_start)
+        window_start = meter.samples.get("start", (0.0,))[0]
+        cycles = sum(1 for c in log if c.at >= window_start and c.endpoint in ("submit", "submit late", "skip"))
+        meter.report(cycles)
         print("load average (1, 5, 15 min) at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         ok = print_checks(check(log, read_facts(queue_id)))
         stored = sum(1 for c in log if c.outcome == "stored")
