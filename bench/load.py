@@ -11,9 +11,10 @@ Each simulated labeler is an asyncio coroutine with its own HTTP client (httpx) 
 once (spread over --ramp seconds), then loops: next task -> task page (answer ids from its data-answer-id
 attributes) -> think (--think seconds +-50%, none by default) -> skip (5%), let the lease expire (3%: wait
 past it, then submit late or abandon the task), or submit a random ranking with ties, some ratings and
-flags; 5% of submits are sent twice (half of those both at once, as a double click). Every request is logged: endpoint, status, latency, assignment, what
-was sent and the outcome, read from the message the server queued for the next page (Django's messages
-cookie): stored, already stored, refused (e.g. a late submit whose prompt is full).
+flags; 5% of submits are sent twice (half of those both at once, as a double click). Every request is
+logged: endpoint, status, latency, assignment, what was sent and the outcome, read from the message the
+server queued for the next page (Django's messages cookie): stored, already stored, refused (e.g. a late
+submit whose prompt is full).
 
 It prints requests/s and p50/p95/p99 latency per endpoint (and again for the steady state after the
 logins), the server's CPU time per labeler cycle in that window (web processes, the worker and PostgreSQL,

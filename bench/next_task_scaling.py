@@ -202,14 +202,13 @@ def explain(queue) -> str:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from labeling.assignment import _candidate_tasks
+    from labeling.assignment import candidate_query
 
     veteran = User.objects.get(username="veteran")
-    candidates = _candidate_tasks(labeler=veteran, queue_id=queue.pk, kind="ranking", now=timezone.now())
-    query = candidates.select_for_update(skip_locked=True, of=("self",))[:1]
+    sql, params = candidate_query(labeler=veteran, queue_id=queue.pk, kind="ranking", now=timezone.now(),
+                                  lock="FOR UPDATE OF t SKIP LOCKED")  # fmt: skip
     with transaction.atomic(), connection.cursor() as cursor:
-        compiled, params = query.query.sql_with_params()
-        cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {compiled}", params)
+        cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)
         return "\n".join(row[0] for row in cursor.fetchall())
 
 

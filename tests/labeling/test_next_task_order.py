@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from labeling import review
-from labeling.assignment import _candidate_tasks, lease_next_task, submit_ranking
+from labeling.assignment import candidate_query, lease_next_task, submit_ranking
 from labeling.models import Prompt, Queue, Task
 from tests.conftest import make_queue
 
@@ -82,10 +82,9 @@ def test_the_candidate_query_reads_the_open_task_index_and_not_the_queue(labeler
     Task.objects.filter(queue=queue, prompt__text__in=[f"Prompt {i}" for i in range(300)]).update(submitted_count=1)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE labeling_task; ANALYZE labeling_assignment")
-    candidates = _candidate_tasks(labeler=labeler, queue_id=queue.pk, kind="ranking", now=timezone.now())
-    query = candidates.select_for_update(skip_locked=True, of=("self",))[:1]
+    sql, params = candidate_query(labeler=labeler, queue_id=queue.pk, kind="ranking", now=timezone.now(),
+                                  lock="FOR UPDATE OF t SKIP LOCKED")  # fmt: skip
     with transaction.atomic(), connection.cursor() as cursor:
-        sql, params = query.query.sql_with_params()
         cursor.execute(f"EXPLAIN {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "task_open_in_order" in plan, plan
