@@ -114,7 +114,10 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'annotate.sqlite3'}"),
-        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
+        # Each process keeps its connection (checked before reuse): a new PostgreSQL connection costs a backend
+        # process and cold catalog caches, which cost more CPU than the request itself (docs/load.md).
+        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "600")),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -220,6 +223,8 @@ else:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": VAR_DIR / "cache"}
     }
+# Sessions are read from the cache (written through to the database): no query per request for them.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 # Failed logins within LOGIN_FAILURE_WINDOW seconds, then the login page answers 429: LOGIN_FAILURE_LIMIT
 # per username from one client address (a stranger elsewhere cannot lock the owner out), LOGIN_FAILURE_IP_LIMIT
 # per address (higher: an office shares one), LOGIN_FAILURE_USER_LIMIT per username from all addresses
