@@ -3,7 +3,11 @@
 markdown-it runs with raw HTML disabled, so `<script>` in a model's answer is shown as text;
 nh3 then sanitises the output as a second line of defence (links, attributes, schemes).
 """
+import functools
+import hashlib
+
 import nh3
+from django.core.cache import cache
 from markdown_it import MarkdownIt
 
 # breaks: a single newline is a line break, as model answers (poems, addresses) expect.
@@ -29,8 +33,29 @@ def _alignment_as_class(state) -> None:
 _markdown.core.ruler.push("alignment_as_class", _alignment_as_class)
 
 
+# Cached HTML is keyed on this: change it with the options or the allowed tags above.
+RENDERING = "md1"
+RENDERED_FOR = 7 * 24 * 3600  # seconds the shared cache keeps a rendering
+
+
+@functools.lru_cache(maxsize=512)
 def render_markdown(text: str) -> str:
-    """Safe HTML for `text`; images keep only their alt text (no remote loads from untrusted input)."""
+    """Safe HTML for `text`; images keep only their alt text (no remote loads from untrusted input).
+
+    Rendering costs about 1 ms per 700 characters, and a task page shows the instructions, the prompt
+    and up to nine answers that other labelers' pages show too: each text is rendered once, then read
+    from this process's memory or from the shared cache (Redis in production).
+    """
+    key = f"markdown:{RENDERING}:{hashlib.sha256((text or '').encode('utf-8', 'surrogatepass')).hexdigest()}"
+    html = cache.get(key)
+    if html is None:
+        html = markdown_to_html(text)
+        cache.set(key, html, RENDERED_FOR)
+    return html
+
+
+def markdown_to_html(text: str) -> str:
+    """render_markdown without the caches: for text seen once (the editor's live preview)."""
     html = _markdown.render(text or "")
     return nh3.clean(
         html,

@@ -1,0 +1,57 @@
+"""Markdown is rendered once per text: then read from the process's memory or the shared cache."""
+import pytest
+from django.core.cache import cache
+from django.urls import reverse
+
+from labeling import rendering
+from tests.conftest import make_user
+
+
+@pytest.fixture(autouse=True)
+def empty_caches(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "md"}}
+    cache.clear()
+    rendering.render_markdown.cache_clear()
+    yield
+    rendering.render_markdown.cache_clear()
+
+
+@pytest.fixture
+def renders(monkeypatch) -> list[str]:
+    done = []
+    real = rendering.markdown_to_html
+
+    def counting(text):
+        done.append(text)
+        return real(text)
+
+    monkeypatch.setattr(rendering, "markdown_to_html", counting)
+    return done
+
+
+def test_a_text_is_rendered_once_and_then_read_from_memory_or_the_shared_cache(renders):
+    html = rendering.render_markdown("**Water** the basil <script>x</script>")
+    assert "<strong>Water</strong>" in html and "&lt;script&gt;" in html
+    assert rendering.render_markdown("**Water** the basil <script>x</script>") == html
+    rendering.render_markdown.cache_clear()  # as another web process would start: only the shared cache has it
+    assert rendering.render_markdown("**Water** the basil <script>x</script>") == html
+    assert renders == ["**Water** the basil <script>x</script>"]
+    rendering.render_markdown("Another text")
+    assert len(renders) == 2
+
+
+def test_the_cached_html_is_keyed_on_the_rendering_rules(renders, monkeypatch):
+    rendering.render_markdown("# Title")
+    rendering.render_markdown.cache_clear()
+    monkeypatch.setattr(rendering, "RENDERING", "changed-rules")
+    rendering.render_markdown("# Title")
+    assert renders == ["# Title", "# Title"]
+
+
+@pytest.mark.django_db
+def test_the_live_preview_renders_without_filling_the_cache(client, renders):
+    client.force_login(make_user("lab", "labeler"))
+    response = client.post(reverse("markdown-preview"), {"text": "*typed* just now"})
+    assert response.content.decode().strip() == "<p><em>typed</em> just now</p>"
+    assert renders == ["*typed* just now"]
+    assert not any(key for key in cache._cache if "markdown" in key)  # noqa: SLF001 (locmem's store)
