@@ -13,7 +13,7 @@ from annotate import jsonlimits
 
 from . import assignment as service
 from .models import Assignment, Flag, SkipReason, TaskKind
-from .rendering import markdown_to_html
+from . import rendering
 from .roles import ADMIN, LABELER, ML, has_role, role_required
 from .selectors import labeler_queues
 
@@ -188,4 +188,4 @@ def task_skip(request, assignment_id: int):
 def markdown_preview(request):
     text = request.POST.get("text", "").replace("\r\n", "\n")[: settings.MAX_TEXT_CHARS]
     # Not cached: a preview's text is seen once, and every keystroke would add an entry.
-    return HttpResponse(markdown_to_html(text.replace("\x00", "")), content_type="text/html; charset=utf-8")
+    return HttpResponse(rendering.markdown_to_html(text.replace("\x00", "")), content_type="text/html; charset=utf-8")
