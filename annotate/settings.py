@@ -126,6 +126,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
 else:
     DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get("TEST_DATABASE_NAME")
+    # Behind PgBouncer in transaction mode (docs/scaling.md) consecutive transactions may run on different server
+    # connections: a server-side cursor left open by .iterator() outside a transaction would be lost. Prepared
+    # statements are not a concern: Django binds parameters client-side, which prepares nothing.
+    if os.environ.get("DATABASE_POOLER", "").lower() == "transaction":
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
