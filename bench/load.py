@@ -7,8 +7,11 @@ expire during the run). Then it starts the platform as README "Running it for re
 gunicorn (2 x cores + 1 sync workers, DEBUG=0) and one Celery worker on Redis db 5 (only that db is
 emptied), and waits for /healthz.
 
-Each simulated labeler is an asyncio coroutine with its own HTTP client (httpx) and cookies. It logs in
-once (spread over --ramp seconds), then loops: next task -> task page (answer ids from its data-answer-id
+Each simulated labeler is an asyncio coroutine with its own HTTP client (httpx) and cookies. The first
+--form-logins of them (default 50) log in through the login form, spread over --ramp seconds; the others
+arrive signed in, with a session the bench made as a login does (Django's force_login), as labelers who
+signed in earlier in their two-week session would: 1,000 logins at once would be ~500 s of PBKDF2, a morning's
+logins, not a steady state. Then each loops: next task -> task page (answer ids from its data-answer-id
 attributes) -> think (--think seconds +-50%, none by default) -> skip (5%), let the lease expire (3%: wait
 past it, then submit late or abandon the task), or submit a random ranking with ties, some ratings and
 flags; 5% of submits are sent twice (half of those both at once, as a double click). Every request is
@@ -131,12 +134,16 @@ def message_outcome(response) -> tuple[str, str]:
 class Labeler:
     """One simulated labeler: an HTTP client with its own cookies, looping with no think time."""
 
-    def __init__(self, number: int, *, base_url: str, queue_id: int, plan: Plan, log: list[Call], seed: int):
+    def __init__(self, number: int, *, base_url: str, queue_id: int, plan: Plan, log: list[Call], seed: int,
+                 session: tuple[str, str] | None = None):
         import httpx
 
         self.number, self.queue_id, self.plan, self.log = number, queue_id, plan, log
         self.rng = random.Random(seed)
         self.client = httpx.AsyncClient(base_url=base_url, follow_redirects=False, timeout=120)
+        self.signed_in = session is not None
+        if session is not None:
+            self.client.cookies.set(*session)
 
     async def call(self, endpoint: str, method: str, url: str, *, assignment=None, groups=None, **kwargs):
         import httpx
@@ -174,7 +181,7 @@ class Labeler:
     async def run(self, deadline: float, labelers: int) -> None:
         async with self.client:
             await asyncio.sleep(self.plan.ramp * self.number / labelers)  # a login storm is not the steady state
-            if not await self.login():
+            if not self.signed_in and not await self.login():
                 return
             next_url = f"/queues/{self.queue_id}/next/"
             while time.monotonic() < deadline:
@@ -238,15 +245,18 @@ class Labeler:
 
 
 async def run_labelers(*, labelers: int, duration: float, base_url: str, queue_id: int, plan: Plan, seed: int,
-                       on_window=None):
-    """The crowd for `duration` seconds; `on_window(start)` is called once the ramp is over, then again at the end."""
+                       on_window=None, sessions: dict[int, tuple[str, str]] | None = None):
+    """The crowd for `duration` seconds; `on_window(start)` is called once the ramp is over, then again at the end.
+    sessions: labeler number -> session cookie (name, value) for those who arrive signed in."""
     log: list[Call] = []
     deadline = time.monotonic() + duration
     started = time.perf_counter()
+    sessions = sessions or {}
     crowd = [
-        Labeler(n, base_url=base_url, queue_id=queue_id, plan=plan, log=log, seed=seed * 1000 + n)
+        Labeler(n, base_url=base_url, queue_id=queue_id, plan=plan, log=log, seed=seed * 1000 + n,
+                session=sessions.get(n))
         for n in range(labelers)
-    ]
+    ]  # fmt: skip
 
     async def window() -> None:
         await asyncio.sleep(min(plan.ramp, duration))
@@ -539,6 +549,21 @@ def create_data(*, labelers: int, prompts: int, answers: int, overlap: int, leas
     return queue.pk
 
 
+def signed_in_sessions(numbers: range) -> dict[int, tuple[str, str]]:
+    """Labeler number -> session cookie, made as a login makes it (with the servers' SECRET_KEY and database)."""
+    from django.conf import settings
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    users = User.objects.in_bulk([f"labeler-{n:02d}" for n in numbers], field_name="username")
+    sessions = {}
+    for n in numbers:
+        client = Client()
+        client.force_login(users[f"labeler-{n:02d}"])
+        sessions[n] = (settings.SESSION_COOKIE_NAME, client.cookies[settings.SESSION_COOKIE_NAME].value)
+    return sessions
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -588,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ramp", type=float, default=None,
                         help="seconds over which labelers log in; figures and CPU are taken after it (default: "
                              "0, or 60 with --think)")  # fmt: skip
+    parser.add_argument("--form-logins", type=int, default=50,
+                        help="labelers who log in through the form; the others arrive signed in (default 50)")
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1, help="gunicorn workers")
     parser.add_argument("--p-skip", type=float, default=0.05)
     parser.add_argument("--p-expire", type=float, default=0.03)
@@ -653,16 +680,18 @@ def main(argv: list[str] | None = None) -> int:
         wait_healthy(base_url, processes, logs)
         print(f"gunicorn ({args.workers} workers) on {base_url} and a Celery worker on {args.redis_url}: healthy; "
               f"{args.labelers} labelers for {args.duration:.0f} s, think time "
-              f"{f'{args.think:g} s +-50%' if args.think else 'none'}, logins over {args.ramp:g} s, "
+              f"{f'{args.think:g} s +-50%' if args.think else 'none'}, "
+              f"{min(args.form_logins, args.labelers)} logins through the form over {args.ramp:g} s, "
               f"{os.cpu_count()} cores")  # fmt: skip
 
         print("load average (1, 5, 15 min) before the run: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         plan = Plan(args.p_skip, args.p_expire, args.p_double, args.lease_seconds, args.think, args.ramp)
         meter = CpuMeter({"web (gunicorn)": processes[0].pid, "worker (celery)": processes[1].pid,
                           "PostgreSQL (whole server)": postmaster_pid()})  # fmt: skip
+        sessions = signed_in_sessions(range(min(args.form_logins, args.labelers), args.labelers))
         log, elapsed = asyncio.run(run_labelers(labelers=args.labelers, duration=args.duration, base_url=base_url,
-                                                queue_id=queue_id, plan=plan, seed=args.seed,
-                                                on_window=meter))  # fmt: skip
+                                                queue_id=queue_id, plan=plan, seed=args.seed, on_window=meter,
+                                                sessions=sessions))  # fmt: skip
         print_figures(log, elapsed)
         if args.ramp and "start" in meter.samples:
             window_start, window_end = meter.samples["start"][0], meter.samples["end"][0]
