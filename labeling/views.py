@@ -12,8 +12,8 @@ from django.views.decorators.http import require_POST
 from annotate import jsonlimits
 
 from . import assignment as service
-from .models import Assignment, Flag, SkipReason, TaskKind
 from . import rendering
+from .models import Assignment, Flag, SkipReason, TaskKind
 from .roles import ADMIN, LABELER, ML, has_role, role_required
 from .selectors import labeler_queues
 

@@ -10,9 +10,13 @@ from django.db import connection
 
 
 def database_settings(**env) -> dict:
-    code = "import json; from django.conf import settings; print(json.dumps(settings.DATABASES['default'], default=str))"
+    code = (
+        "import json, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'annotate.settings'; "
+        "from django.conf import settings; "
+        "print(json.dumps(settings.DATABASES['default'], default=str))"
+    )
     result = subprocess.run(
-        [sys.executable, "-c", f"import django, os; os.environ['DJANGO_SETTINGS_MODULE']='annotate.settings'; {code}"],
+        [sys.executable, "-c", code],
         cwd=settings.BASE_DIR, env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     return json.loads(result.stdout)

@@ -76,7 +76,7 @@ def test_the_checks_catch_overfull_tasks_double_labels_5xx_and_double_successes(
 
 @pytest.mark.postgres
 def test_a_short_run_of_the_bench_passes_its_checks():
-    """5 labelers (2 log in through the form) for 8 s on 200 prompts, with a 3 s lease that can expire: under a minute."""
+    """5 labelers (2 log in through the form), 8 s, 200 prompts, a 3 s lease that can expire: under a minute."""
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         pytest.skip("bench.load needs PostgreSQL: set DATABASE_URL")
     url = os.environ["DATABASE_URL"]
