@@ -8,8 +8,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from annotate.celery import app as celery_app
-from labeling.assignment import lease_next_task
-from labeling.models import Assignment, Demonstration, ImportJob, Queue, Ranking
+from labeling.assignment import lease_next_task, sync_tasks
+from labeling.models import Answer, Assignment, Demonstration, ImportJob, Prompt, Queue, Ranking
 from tests.conftest import make_queue, make_user
 
 ROLES = {"anonymous": None, "labeler": "labeler", "admin": "admin", "ml": "ml"}
@@ -314,3 +314,17 @@ def test_every_page_names_an_icon_that_is_served(client, db):
     icon = re.search(r'<link rel="icon" href="([^"]+)"', page).group(1)
     response = client.get(icon)
     assert response.status_code == 200 and b"<svg" in b"".join(response.streaming_content)
+
+
+def test_ids_on_the_task_page_are_never_localized(client, labeler, settings):
+    """With a thousands separator on, answer 12345 must still read data-answer-id="12345" (the page's script and
+    the submitted ranking use it)."""
+    settings.USE_THOUSAND_SEPARATOR = True
+    queue = Queue.objects.create(name="Big ids", ranking_overlap=1)
+    prompt = Prompt.objects.create(queue=queue, text="A prompt", content_hash="big-ids")
+    Answer.objects.bulk_create(Answer(pk=12345 + j, prompt=prompt, position=j, text=f"Answer {j}") for j in range(2))
+    sync_tasks(queue)
+    client.force_login(labeler)
+    page = client.get(client.get(reverse("queue-next-task", args=[queue.pk])).url).content.decode()
+    assert 'data-answer-id="12345"' in page and 'name="rating-12346"' in page
+    assert "12,345" not in page
