@@ -410,6 +410,9 @@ def submit_ranking(
             for answer_id in answer_ids
         )
         _close(assignment, Assignment.Status.SUBMITTED, now, time_spent_ms)
+        from . import aggregates  # here: aggregates reads labels through selectors, which import this module
+
+        aggregates.ranking_stored(prompt_id=assignment.task.prompt_id)
     return SubmitResult(assignment, already_submitted=False)
 
 
