@@ -235,8 +235,9 @@ def refresh_intervals(*, queue_id: int) -> None:
     """Draw the queue's and its labelers' bootstrap intervals again from the stored per-prompt counts: the
     intervals queue_agreement draws from the labels, with the same seed."""
     cache.delete(_intervals_key(queue_id))  # rankings counted from now on schedule the next draw
+    own_transaction = not connection.in_atomic_block
     with transaction.atomic():
-        if connection.vendor == "postgresql":  # both reads from one snapshot, while updates go on
+        if own_transaction and connection.vendor == "postgresql":  # both reads from one snapshot, while updates go on
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         prompts = _frame(PromptAgreement.objects.filter(queue_id=queue_id, n__gt=0).order_by("prompt_id"),

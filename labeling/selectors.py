@@ -14,10 +14,20 @@ from django.db.models import Count, Exists, F, Model, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from .agreement_report import LABEL_COLUMNS, AgreementReport, QueueAgreement, queue_agreement
+from .agreement_report import LABEL_COLUMNS, QueueAgreement, queue_agreement
 from .assignment import queues_open_to
 from .gold import gold_scores
-from .models import AnswerLabel, Assignment, Prompt, Queue, Task, TaskKind
+from .models import (
+    AnswerLabel,
+    Assignment,
+    LabelerAgreement,
+    LabelerPairAgreement,
+    Prompt,
+    Queue,
+    QueueAgreementTotals,
+    Task,
+    TaskKind,
+)
 
 
 @dataclass(frozen=True)
@@ -143,8 +153,6 @@ def _progress(queue: Queue, counts: dict[tuple[int, str], dict]) -> list[QueueKi
 
 
 DASHBOARD_DAYS = 30
-# The list page bootstraps every queue's interval on each load; fewer resamples keep it fast.
-DASHBOARD_RESAMPLES = 200
 
 
 @dataclass(frozen=True)
@@ -156,7 +164,7 @@ class QueueSummary:
     labels_per_day: list[int]  # submitted labels (gold included) on each dashboard day, oldest first
     median_seconds: float | None  # per submitted task
     skip_rate: float | None  # skipped / finished assignments
-    agreement: QueueAgreement
+    agreement: QueueAgreement  # the stored figures (labeling.aggregates)
 
     @property
     def recent_labels(self) -> int:
@@ -203,11 +211,7 @@ def queue_dashboard(*, now) -> QueueDashboard:
     per_queue = work.groupby("queue_id").agg(
         finished=("status", "size"), skipped=("skipped", "sum"), ms=("submitted_ms", "median")
     )
-    # Every queue's rankings in one query; the report is then computed queue by queue.
-    agreement = {
-        queue_id: queue_agreement(group, resamples=DASHBOARD_RESAMPLES).queue
-        for queue_id, group in ranking_labels().groupby("queue_id")
-    }
+    agreement = {totals.queue_id: _queue_figure(totals) for totals in QueueAgreementTotals.objects.all()}
     summaries = []
     for queue in queues:
         done = per_queue.loc[queue.pk] if queue.pk in per_queue.index else None
@@ -319,8 +323,59 @@ def labelers_below(*, queues: Sequence[Queue], filters: dict) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
+class StoredAgreement:
+    """A queue's agreement figures as labeling.aggregates stores them: `queue`, `pairs` and `labelers` as in
+    AgreementReport (equal to queue_agreement on the queue's labels once the intervals are drawn again), and
+    how fresh they are."""
+
+    queue: QueueAgreement
+    pairs: pd.DataFrame  # labeler_a, labeler_b, prompts, agree, n, rate
+    # labeler_id, rankings, agree, n, rate, rate_ci_low, rate_ci_high, consensus_agree, consensus_n, consensus_rate
+    labelers: pd.DataFrame
+    counted_at: datetime | None  # the last ranking counted
+    intervals_at: datetime | None  # when the intervals were drawn; older than counted_at while a draw is due
+
+
+def stored_agreement(*, queue: Queue) -> StoredAgreement:
+    """The queue's stored agreement figures, in three indexed queries whatever the size of the queue."""
+    totals = QueueAgreementTotals.objects.filter(queue=queue).first()
+    pairs = pd.DataFrame.from_records(
+        LabelerPairAgreement.objects.filter(queue=queue, prompts__gt=0).order_by("labeler_a", "labeler_b")
+        .values_list("labeler_a", "labeler_b", "prompts", "agree", "n"),
+        columns=["labeler_a", "labeler_b", "prompts", "agree", "n"],
+    )  # fmt: skip
+    labelers = pd.DataFrame.from_records(
+        LabelerAgreement.objects.filter(queue=queue, rankings__gt=0).order_by("labeler")
+        .values_list("labeler", "rankings", "agree", "n", "ci_low", "ci_high", "consensus_agree", "consensus_n"),
+        columns=["labeler_id", "rankings", "agree", "n", "rate_ci_low", "rate_ci_high", "consensus_agree",
+                 "consensus_n"],
+    )  # fmt: skip
+    pairs["rate"] = _rates(pairs["agree"], pairs["n"])
+    labelers["rate"] = _rates(labelers["agree"], labelers["n"])
+    labelers["consensus_rate"] = _rates(labelers["consensus_agree"], labelers["consensus_n"])
+    return StoredAgreement(
+        queue=_queue_figure(totals),
+        pairs=pairs,
+        labelers=labelers,
+        counted_at=totals.counted_at if totals else None,
+        intervals_at=totals.intervals_at if totals else None,
+    )
+
+
+def _rates(agree: pd.Series, n: pd.Series) -> list[float | None]:
+    return [a / b if b else None for a, b in zip(agree, n, strict=True)]
+
+
+def _queue_figure(totals: QueueAgreementTotals | None) -> QueueAgreement:
+    if totals is None:  # nothing counted yet
+        return QueueAgreement(None, 0, None, None, 0)
+    return QueueAgreement(rate=totals.agree / totals.n if totals.n else None, n=totals.n, ci_low=totals.ci_low,
+                          ci_high=totals.ci_high, prompts=totals.prompts)
+
+
+@dataclass(frozen=True)
 class QueueAgreementPage:
-    report: AgreementReport
+    report: StoredAgreement
     labelers: list[dict]  # one per labeler: username, tasks, skips, skip rate, median seconds, agreement, gold
     matrix_labels: list[str]
     matrix: list[tuple[str, list[dict | None]]]  # (labeler, cells by labeler pair; None on the diagonal)
@@ -333,8 +388,8 @@ LOW_AGREEMENT_GAP = 0.10
 
 
 def queue_agreement_page(*, queue: Queue) -> QueueAgreementPage:
-    """Every figure of a queue's agreement page, from three queries plus gold_scores' whatever the queue's size."""
-    report = queue_agreement(ranking_labels(answer__prompt__queue=queue))
+    """Every figure of a queue's agreement page, from a fixed number of queries whatever the queue's size."""
+    report = stored_agreement(queue=queue)
     work = pd.DataFrame.from_records(
         Assignment.objects.filter(task__prompt__queue=queue, task__kind=TaskKind.RANKING)
         .exclude(status=Assignment.Status.LEASED)

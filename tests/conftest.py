@@ -13,6 +13,7 @@ from django.contrib.auth.models import Group, User
 from playwright.sync_api import Browser, sync_playwright
 
 from annotate.celery import app
+from labeling import aggregates
 from labeling.assignment import sync_tasks
 from labeling.models import Answer, Prompt, Queue
 
@@ -26,6 +27,17 @@ def no_throttles(settings):
     """No per-user limits on exports, datasets, runs, generation, pushes and scoring: tests make them by the dozen,
     and the cache outlives a test. tests/security/test_throttles.py sets its own limits."""
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {}}
+
+
+@pytest.fixture(autouse=True)
+def agreement_counted_at_once(request, monkeypatch):
+    """A stored ranking updates the stored agreement figures (labeling.aggregates) at once, intervals included,
+    as the worker does after the commit: a test's transaction never commits. Tests marked aggregates_on_commit
+    keep the real path (a task sent on commit, intervals a while later)."""
+    if request.node.get_closest_marker("aggregates_on_commit"):
+        return
+    monkeypatch.setattr(aggregates, "ranking_stored", aggregates.refresh_prompt_agreement)
+    monkeypatch.setattr(aggregates, "schedule_intervals", aggregates.refresh_intervals)
 
 
 def make_user(username: str, *roles: str) -> User:
