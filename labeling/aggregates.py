@@ -248,14 +248,19 @@ def refresh_intervals(*, queue_id: int) -> None:
         )
     low, high, labelers = agreement_intervals(prompts, prompt_labelers, resamples=AGREEMENT_RESAMPLES,
                                               seed=AGREEMENT_SEED)
+    drawn = {int(row.labeler_id): row for row in labelers.itertuples() if not pd.isna(row.rate_ci_low)}
     with transaction.atomic():
+        _lock_queue(queue_id, exclusive=False)
+        # Labeler rows, then the queue's: the order every update locks them in.
+        rows = list(LabelerAgreement.objects.select_for_update().filter(queue_id=queue_id).order_by("labeler_id"))
+        for row in rows:
+            row.ci_low, row.ci_high = (
+                (float(drawn[row.labeler_id].rate_ci_low), float(drawn[row.labeler_id].rate_ci_high))
+                if row.labeler_id in drawn else (None, None)
+            )
+        LabelerAgreement.objects.bulk_update(rows, ["ci_low", "ci_high"])
         QueueAgreementTotals.objects.filter(queue_id=queue_id).update(
             ci_low=low, ci_high=high, intervals_at=timezone.now(), intervals_n=int(prompts["n"].sum()))
-        LabelerAgreement.objects.filter(queue_id=queue_id).update(ci_low=None, ci_high=None)
-        for row in labelers.itertuples():
-            if not pd.isna(row.rate_ci_low):
-                LabelerAgreement.objects.filter(queue_id=queue_id, labeler_id=int(row.labeler_id)).update(
-                    ci_low=float(row.rate_ci_low), ci_high=float(row.rate_ci_high))
 
 
 def _frame(queryset, columns: list[str]) -> pd.DataFrame:

@@ -380,7 +380,8 @@ class LabelerPairAgreement(models.Model):
     queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="+", db_index=False)
     labeler_a = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     labeler_b = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    prompts = models.PositiveIntegerField(default=0)
+    # Plain integers, no CHECK (x >= 0): PostgreSQL checks an upsert's proposed row, whose deltas may be negative.
+    prompts = models.IntegerField(default=0)
     agree = models.BigIntegerField(default=0)
     n = models.BigIntegerField(default=0)
 
@@ -398,7 +399,7 @@ class LabelerAgreement(models.Model):
 
     queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="+", db_index=False)
     labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    rankings = models.PositiveIntegerField(default=0)
+    rankings = models.IntegerField(default=0)  # no CHECK, as above
     agree = models.BigIntegerField(default=0)
     n = models.BigIntegerField(default=0)
     consensus_agree = models.BigIntegerField(default=0)
