@@ -7,7 +7,8 @@ labeling.agreement_report.queue_agreement from every label on each request (docs
   difference to the pair, labeler and queue sums in place (`x = x + delta`), so two workers never lose a count.
   Gold items and excluded prompts count like any other prompt on these pages, so those decisions change nothing.
 - The bootstrap intervals need every prompt: they are drawn again from the stored per-prompt counts at most once
-  every AGREEMENT_INTERVALS_SECONDS per queue, a while after the first ranking counted since the last draw.
+  every AGREEMENT_INTERVALS_SECONDS per queue (or DRAW_SPACING times the last draw's duration, if longer), that
+  long after the first ranking counted since the last draw.
 - rebuild_queue_agreement counts a queue from scratch (`manage.py rebuild_agreement`); the first ranking of a
   queue that has no stored figures yet (a new queue, or one labeled before migration 0013) has it done.
 
@@ -17,6 +18,7 @@ waited recounts its prompt against the rebuilt rows, which then changes nothing)
 (prompt, pairs, labelers, queue), so concurrent updates cannot deadlock.
 """
 import logging
+import time
 
 import pandas as pd
 from django.conf import settings
@@ -43,6 +45,10 @@ log = logging.getLogger(__name__)
 # The intervals of the agreement page and the queue list: as queue_agreement draws them by default.
 AGREEMENT_RESAMPLES = 1000
 AGREEMENT_SEED = 0
+# Between two draws of a queue's intervals, at least this many times as long as the last draw took.
+DRAW_SPACING = 5
+# A draw that was due this long ago and never ran (its message lost) no longer holds the next one back.
+_LOST_DRAW_SECONDS = 3600
 _ADVISORY_LOCK_CLASS = 0x61677265  # "agre": the first key of the per-queue advisory lock
 
 
@@ -221,9 +227,10 @@ def schedule_intervals(*, queue_id: int) -> None:
     ranking counted before the draw starts is in it, and at most one draw per queue waits at a time."""
     from .tasks import refresh_agreement_intervals_task  # here: the tasks module imports this one
 
-    seconds = settings.AGREEMENT_INTERVALS_SECONDS
-    # The key outlives a lost task by a while, then the next ranking schedules a draw again.
-    if cache.add(_intervals_key(queue_id), True, timeout=seconds * 10 + 60):
+    if cache.add(_intervals_key(queue_id), True, timeout=_LOST_DRAW_SECONDS):
+        last = QueueAgreementTotals.objects.filter(queue_id=queue_id).values_list("intervals_seconds", flat=True)
+        # A draw that takes long (a minute at a million prompts) waits longer, so the worker is not drawing all day.
+        seconds = max(settings.AGREEMENT_INTERVALS_SECONDS, DRAW_SPACING * (last.first() or 0))
         try:
             refresh_agreement_intervals_task.apply_async((queue_id,), countdown=seconds)
         except Exception:
@@ -235,6 +242,7 @@ def refresh_intervals(*, queue_id: int) -> None:
     """Draw the queue's and its labelers' bootstrap intervals again from the stored per-prompt counts: the
     intervals queue_agreement draws from the labels, with the same seed."""
     cache.delete(_intervals_key(queue_id))  # rankings counted from now on schedule the next draw
+    started = time.perf_counter()
     own_transaction = not connection.in_atomic_block
     with transaction.atomic():
         if own_transaction and connection.vendor == "postgresql":  # both reads from one snapshot, while updates go on
@@ -260,7 +268,8 @@ def refresh_intervals(*, queue_id: int) -> None:
             )
         LabelerAgreement.objects.bulk_update(rows, ["ci_low", "ci_high"])
         QueueAgreementTotals.objects.filter(queue_id=queue_id).update(
-            ci_low=low, ci_high=high, intervals_at=timezone.now(), intervals_n=int(prompts["n"].sum()))
+            ci_low=low, ci_high=high, intervals_at=timezone.now(), intervals_n=int(prompts["n"].sum()),
+            intervals_seconds=time.perf_counter() - started)
 
 
 def _frame(queryset, columns: list[str]) -> pd.DataFrame:

@@ -327,6 +327,7 @@ class QueueAgreementTotals(models.Model):
     counted_at = models.DateTimeField(null=True, blank=True, help_text="When the last ranking was counted.")
     intervals_at = models.DateTimeField(null=True, blank=True, help_text="When the intervals were drawn.")
     intervals_n = models.BigIntegerField(default=0, help_text="The pairs counted when the intervals were drawn.")
+    intervals_seconds = models.FloatField(default=0, help_text="How long the last draw took.")
     rebuilt_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:

@@ -145,6 +145,10 @@ def test_a_committed_submit_sends_the_task_that_updates_the_figures(db, monkeypa
     assert figure.queue.ci_low is None and figure.intervals_at < figure.counted_at
     tasks.refresh_agreement_intervals_task(queue.pk)
     assert stored_agreement(queue=queue).intervals_at > figure.counted_at
+    # A draw that took 20 s: the next one waits 5 times as long.
+    QueueAgreementTotals.objects.filter(queue=queue).update(intervals_seconds=20)
+    aggregates.schedule_intervals(queue_id=queue.pk)
+    assert intervals[-1] == ((queue.pk,), 100)
 
 
 def test_the_review_list_reads_a_page_of_stored_rows(client, db):
