@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.db import transaction
 from playwright.sync_api import Browser, sync_playwright
 
 from annotate.celery import app
@@ -31,12 +32,18 @@ def no_throttles(settings):
 
 @pytest.fixture(autouse=True)
 def agreement_counted_at_once(request, monkeypatch):
-    """A stored ranking updates the stored agreement figures (labeling.aggregates) at once, intervals included,
-    as the worker does after the commit: a test's transaction never commits. Tests marked aggregates_on_commit
-    keep the real path (a task sent on commit, intervals a while later)."""
+    """A stored ranking updates the stored agreement figures (labeling.aggregates) here, intervals included, as
+    the worker does after the commit: at once, since a test's transaction never commits, or on commit in tests
+    whose transactions do commit (so that, as in the worker, no lock of the submit is held meanwhile). Tests
+    marked aggregates_on_commit keep the real path (a task sent on commit, intervals a while later)."""
     if request.node.get_closest_marker("aggregates_on_commit"):
         return
-    monkeypatch.setattr(aggregates, "ranking_stored", aggregates.refresh_prompt_agreement)
+    count = aggregates.refresh_prompt_agreement
+    if {"transactional_db", "live_server"} & set(request.fixturenames):
+        monkeypatch.setattr(aggregates, "ranking_stored",
+                            lambda *, prompt_id: transaction.on_commit(lambda: count(prompt_id=prompt_id)))
+    else:
+        monkeypatch.setattr(aggregates, "ranking_stored", count)
     monkeypatch.setattr(aggregates, "schedule_intervals", aggregates.refresh_intervals)
 
 
