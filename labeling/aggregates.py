@@ -6,7 +6,8 @@ labeling.agreement_report.queue_agreement from every label on each request (docs
   a task that counts that prompt again from its labels (a prompt has a few rankings: a fixed cost) and adds the
   difference to the pair, labeler and queue sums in place (`x = x + delta`), so two workers never lose a count.
   Gold items and excluded prompts count like any other prompt on these pages, so those decisions change nothing.
-- The bootstrap intervals need every prompt: they are drawn again from the stored per-prompt counts at most once
+- The bootstrap intervals need every prompt, and the labeler table's skips and median seconds every finished
+  task: they are drawn again from the stored per-prompt counts at most once
   every AGREEMENT_INTERVALS_SECONDS per queue (or DRAW_SPACING times the last draw's duration, if longer), that
   long after the first ranking counted since the last draw.
 - rebuild_queue_agreement counts a queue from scratch (`manage.py rebuild_agreement`); the first ranking of a
@@ -30,6 +31,7 @@ from django.utils import timezone
 
 from .agreement_report import agreement_intervals, prompt_contributions
 from .models import (
+    Assignment,
     LabelerAgreement,
     LabelerPairAgreement,
     Prompt,
@@ -37,6 +39,7 @@ from .models import (
     PromptLabelerAgreement,
     Queue,
     QueueAgreementTotals,
+    TaskKind,
 )
 from .selectors import ranking_label_chunks, ranking_labels
 
@@ -257,6 +260,10 @@ def refresh_intervals(*, queue_id: int) -> None:
     low, high, labelers = agreement_intervals(prompts, prompt_labelers, resamples=AGREEMENT_RESAMPLES,
                                               seed=AGREEMENT_SEED)
     drawn = {int(row.labeler_id): row for row in labelers.itertuples() if not pd.isna(row.rate_ci_low)}
+    work = _labeler_work(queue_id)
+    # A row for each labeler who only skipped, made before the rows are locked (in the order updates lock them).
+    LabelerAgreement.objects.bulk_create([LabelerAgreement(queue_id=queue_id, labeler_id=labeler) for labeler in work],
+                                         ignore_conflicts=True)
     with transaction.atomic():
         _lock_queue(queue_id, exclusive=False)
         # Labeler rows, then the queue's: the order every update locks them in.
@@ -266,10 +273,32 @@ def refresh_intervals(*, queue_id: int) -> None:
                 (float(drawn[row.labeler_id].rate_ci_low), float(drawn[row.labeler_id].rate_ci_high))
                 if row.labeler_id in drawn else (None, None)
             )
-        LabelerAgreement.objects.bulk_update(rows, ["ci_low", "ci_high"])
+            row.skips, row.median_ms = work.get(row.labeler_id, (0, None))
+        LabelerAgreement.objects.bulk_update(rows, ["ci_low", "ci_high", "skips", "median_ms"], batch_size=1_000)
         QueueAgreementTotals.objects.filter(queue_id=queue_id).update(
             ci_low=low, ci_high=high, intervals_at=timezone.now(), intervals_n=int(prompts["n"].sum()),
             intervals_seconds=time.perf_counter() - started)
+
+
+def _labeler_work(queue_id: int) -> dict[int, tuple[int, float | None]]:
+    """Per labeler of the queue's finished ranking tasks: (skips, median milliseconds per submitted ranking)."""
+    finished = Assignment.objects.filter(task__queue_id=queue_id, task__kind=TaskKind.RANKING).exclude(
+        status=Assignment.Status.LEASED)
+    sql, params = finished.values_list("labeler_id", "status", "time_spent_ms").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = pd.DataFrame(cursor.fetchall(), columns=["labeler_id", "status", "time_spent_ms"])
+    skipped = rows["status"] == Assignment.Status.SKIPPED
+    ms = pd.to_numeric(rows["time_spent_ms"]).where(rows["status"] == Assignment.Status.SUBMITTED)
+    per_labeler = pd.DataFrame({"labeler_id": rows["labeler_id"], "skipped": skipped, "ms": ms}).groupby(
+        "labeler_id").agg(skips=("skipped", "sum"), ms=("ms", "median"))
+    return {int(labeler): (int(row.skips), None if pd.isna(row.ms) else float(row.ms))
+            for labeler, row in per_labeler.iterrows()}
+
+
+def task_skipped(*, queue_id: int) -> None:
+    """Called in the transaction that stores a skip of a ranking task: the next draw counts it."""
+    transaction.on_commit(lambda: schedule_intervals(queue_id=queue_id))
 
 
 def _frame(queryset, columns: list[str]) -> pd.DataFrame:

@@ -396,7 +396,7 @@ class LabelerPairAgreement(models.Model):
 
 
 class LabelerAgreement(models.Model):
-    """A labeler's agreement in a queue: with the others, with the others' consensus, and its interval."""
+    """A labeler's agreement in a queue: with the others, with the others' consensus, its interval, and work."""
 
     queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="+", db_index=False)
     labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
@@ -407,6 +407,9 @@ class LabelerAgreement(models.Model):
     consensus_n = models.BigIntegerField(default=0)
     ci_low = models.FloatField(null=True, blank=True)
     ci_high = models.FloatField(null=True, blank=True)
+    # Drawn with the intervals, from the labeler's finished ranking tasks of the queue: the labeler table's work.
+    skips = models.IntegerField(default=0, db_default=0)  # db_default: the upserts of labeling.aggregates leave it out
+    median_ms = models.FloatField(null=True, blank=True, help_text="Median time spent per submitted ranking.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["queue", "labeler"], name="labeler_agreement_once")]

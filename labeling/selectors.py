@@ -332,24 +332,29 @@ class StoredAgreement:
     pairs: pd.DataFrame  # labeler_a, labeler_b, prompts, agree, n, rate
     # labeler_id, rankings, agree, n, rate, rate_ci_low, rate_ci_high, consensus_agree, consensus_n, consensus_rate
     labelers: pd.DataFrame
+    # labeler_id, rankings, skips, median_ms (as of the last draw) of every labeler who finished a ranking task
+    work: pd.DataFrame
     counted_at: datetime | None  # the last ranking counted
     intervals_at: datetime | None  # when the intervals were drawn; older than counted_at while a draw is due
 
 
 def stored_agreement(*, queue: Queue) -> StoredAgreement:
-    """The queue's stored agreement figures, in three indexed queries whatever the size of the queue."""
+    """The queue's stored agreement figures and labeler work, in three indexed queries whatever the queue's size."""
     totals = QueueAgreementTotals.objects.filter(queue=queue).first()
     pairs = pd.DataFrame.from_records(
         LabelerPairAgreement.objects.filter(queue=queue, prompts__gt=0).order_by("labeler_a", "labeler_b")
         .values_list("labeler_a", "labeler_b", "prompts", "agree", "n"),
         columns=["labeler_a", "labeler_b", "prompts", "agree", "n"],
     )  # fmt: skip
-    labelers = pd.DataFrame.from_records(
-        LabelerAgreement.objects.filter(queue=queue, rankings__gt=0).order_by("labeler")
-        .values_list("labeler", "rankings", "agree", "n", "ci_low", "ci_high", "consensus_agree", "consensus_n"),
+    rows = pd.DataFrame.from_records(
+        LabelerAgreement.objects.filter(queue=queue).order_by("labeler")
+        .values_list("labeler", "rankings", "agree", "n", "ci_low", "ci_high", "consensus_agree", "consensus_n",
+                     "skips", "median_ms"),
         columns=["labeler_id", "rankings", "agree", "n", "rate_ci_low", "rate_ci_high", "consensus_agree",
-                 "consensus_n"],
+                 "consensus_n", "skips", "median_ms"],
     )  # fmt: skip
+    labelers = rows[rows["rankings"] > 0].drop(columns=["skips", "median_ms"]).reset_index(drop=True)
+    work = rows[(rows["rankings"] > 0) | (rows["skips"] > 0)][["labeler_id", "rankings", "skips", "median_ms"]]
     pairs["rate"] = _rates(pairs["agree"], pairs["n"])
     labelers["rate"] = _rates(labelers["agree"], labelers["n"])
     labelers["consensus_rate"] = _rates(labelers["consensus_agree"], labelers["consensus_n"])
@@ -357,6 +362,7 @@ def stored_agreement(*, queue: Queue) -> StoredAgreement:
         queue=_queue_figure(totals),
         pairs=pairs,
         labelers=labelers,
+        work=work.reset_index(drop=True),
         counted_at=totals.counted_at if totals else None,
         intervals_at=totals.intervals_at if totals else None,
     )
@@ -390,25 +396,14 @@ LOW_AGREEMENT_GAP = 0.10
 def queue_agreement_page(*, queue: Queue) -> QueueAgreementPage:
     """Every figure of a queue's agreement page, from a fixed number of queries whatever the queue's size."""
     report = stored_agreement(queue=queue)
-    work = pd.DataFrame.from_records(
-        Assignment.objects.filter(task__prompt__queue=queue, task__kind=TaskKind.RANKING)
-        .exclude(status=Assignment.Status.LEASED)
-        .values_list("labeler_id", "status", "time_spent_ms")
-        .iterator(chunk_size=10_000),
-        columns=["labeler_id", "status", "time_spent_ms"],
-    )
     gold = gold_scores(queue=queue).set_index("labeler_id")
-    ids = sorted(set(work["labeler_id"]) | set(report.labelers["labeler_id"]) | set(gold.index))
+    ids = sorted(set(report.work["labeler_id"]) | set(report.labelers["labeler_id"]) | set(gold.index))
     names = dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username"))
     by_labeler = report.labelers.set_index("labeler_id")
     threshold = None if report.queue.rate is None else report.queue.rate - LOW_AGREEMENT_GAP
-    # Per-labeler work figures in one pass over the assignments, not one filter per labeler.
-    work["submitted"] = work["status"] == Assignment.Status.SUBMITTED
-    work["skipped"] = work["status"] == Assignment.Status.SKIPPED
-    work["submitted_ms"] = work["time_spent_ms"].where(work["submitted"])
-    per_labeler = work.groupby("labeler_id").agg(
-        finished=("status", "size"), tasks=("submitted", "sum"), skips=("skipped", "sum"), ms=("submitted_ms", "median")
-    )
+    work = report.work.set_index("labeler_id")
+    per_labeler = pd.DataFrame({"tasks": work["rankings"], "skips": work["skips"], "ms": work["median_ms"],
+                                "finished": work["rankings"] + work["skips"]})
     labelers = []
     for labeler_id in ids:
         done = per_labeler.loc[labeler_id] if labeler_id in per_labeler.index else None

@@ -32,19 +32,22 @@ def no_throttles(settings):
 
 @pytest.fixture(autouse=True)
 def agreement_counted_at_once(request, monkeypatch):
-    """A stored ranking updates the stored agreement figures (labeling.aggregates) here, intervals included, as
+    """A stored ranking or skip updates the stored agreement figures (labeling.aggregates) here, draws included, as
     the worker does after the commit: at once, since a test's transaction never commits, or on commit in tests
     whose transactions do commit (so that, as in the worker, no lock of the submit is held meanwhile). Tests
     marked aggregates_on_commit keep the real path (a task sent on commit, intervals a while later)."""
     if request.node.get_closest_marker("aggregates_on_commit"):
         return
-    count = aggregates.refresh_prompt_agreement
+    count, draw = aggregates.refresh_prompt_agreement, aggregates.refresh_intervals
     if {"transactional_db", "live_server"} & set(request.fixturenames):
         monkeypatch.setattr(aggregates, "ranking_stored",
                             lambda *, prompt_id: transaction.on_commit(lambda: count(prompt_id=prompt_id)))
+        monkeypatch.setattr(aggregates, "task_skipped",
+                            lambda *, queue_id: transaction.on_commit(lambda: draw(queue_id=queue_id)))
     else:
         monkeypatch.setattr(aggregates, "ranking_stored", count)
-    monkeypatch.setattr(aggregates, "schedule_intervals", aggregates.refresh_intervals)
+        monkeypatch.setattr(aggregates, "task_skipped", draw)
+    monkeypatch.setattr(aggregates, "schedule_intervals", draw)
 
 
 def make_user(username: str, *roles: str) -> User:

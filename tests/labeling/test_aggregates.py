@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from labeling import aggregates, review, tasks
 from labeling.agreement_report import queue_agreement
-from labeling.assignment import lease_next_task, submit_ranking
+from labeling.assignment import lease_next_task, skip_task, submit_ranking
 from labeling.models import (
     Assignment,
     LabelerPairAgreement,
@@ -21,7 +21,7 @@ from labeling.models import (
     QueueAgreementTotals,
     Ranking,
 )
-from labeling.selectors import ranking_labels, stored_agreement
+from labeling.selectors import queue_agreement_page, ranking_labels, stored_agreement
 from tests.conftest import make_queue, make_user
 
 
@@ -204,3 +204,18 @@ def test_concurrent_updates_of_one_labeler_pair_all_count(transactional_db):
     pair = LabelerPairAgreement.objects.get(queue=queue)
     assert (pair.prompts, pair.agree, pair.n) == (prompts, 3 * prompts, 3 * prompts)
     assert_stored_equal_scratch(queue)
+
+
+def test_the_labeler_table_reads_skips_and_median_seconds_drawn_with_the_intervals(db):
+    queue = make_queue("Work", prompts=3, answers=3, task_kind=Queue.Kinds.RANKING, ranking_overlap=2)
+    ana, ben = make_user("ana", "labeler"), make_user("ben", "labeler")
+    for seconds in (10, 30):
+        assignment = lease_next_task(labeler=ana, queue=queue)
+        submit_ranking(assignment_id=assignment.pk, labeler=ana, groups=[list(assignment.answer_order)])
+        Assignment.objects.filter(pk=assignment.pk).update(time_spent_ms=seconds * 1000)
+    # The skip has the next draw count it (at once in tests), and the times above with it.
+    skip_task(assignment_id=lease_next_task(labeler=ben, queue=queue).pk, labeler=ben, reason="unclear")
+    rows = {row["username"]: row for row in queue_agreement_page(queue=queue).labelers}
+    assert (rows["ana"]["tasks"], rows["ana"]["skips"], rows["ana"]["median_seconds"]) == (2, 0, 20.0)
+    assert (rows["ben"]["tasks"], rows["ben"]["skips"], rows["ben"]["skip_rate"]) == (0, 1, 1.0)
+    assert rows["ben"]["median_seconds"] is None and rows["ben"]["rate"] is None
