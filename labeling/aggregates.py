@@ -261,9 +261,12 @@ def refresh_intervals(*, queue_id: int) -> None:
                                               seed=AGREEMENT_SEED)
     drawn = {int(row.labeler_id): row for row in labelers.itertuples() if not pd.isna(row.rate_ci_low)}
     work = _labeler_work(queue_id)
-    # A row for each labeler who only skipped, made before the rows are locked (in the order updates lock them).
-    LabelerAgreement.objects.bulk_create([LabelerAgreement(queue_id=queue_id, labeler_id=labeler) for labeler in work],
-                                         ignore_conflicts=True)
+    with transaction.atomic():  # a row for each labeler who only skipped, committed before the rows are locked
+        _lock_queue(queue_id, exclusive=False)  # not while a rebuild deletes and makes them
+        LabelerAgreement.objects.bulk_create(
+            [LabelerAgreement(queue_id=queue_id, labeler_id=labeler) for labeler in sorted(work)],
+            ignore_conflicts=True,
+        )
     with transaction.atomic():
         _lock_queue(queue_id, exclusive=False)
         # Labeler rows, then the queue's: the order every update locks them in.
