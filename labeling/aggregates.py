@@ -232,7 +232,7 @@ def schedule_intervals(*, queue_id: int) -> None:
 
     if cache.add(_intervals_key(queue_id), True, timeout=_LOST_DRAW_SECONDS):
         last = QueueAgreementTotals.objects.filter(queue_id=queue_id).values_list("intervals_seconds", flat=True)
-        # A draw that takes long (a minute at a million prompts) waits longer, so the worker is not drawing all day.
+        # A draw that takes long (two minutes at a million prompts) waits longer, so the worker is not drawing all day.
         seconds = max(settings.AGREEMENT_INTERVALS_SECONDS, DRAW_SPACING * (last.first() or 0))
         try:
             refresh_agreement_intervals_task.apply_async((queue_id,), countdown=seconds)
