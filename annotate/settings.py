@@ -177,6 +177,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # also for libraries that load fil
 # Days an export snapshot's file and card are kept once written; then beat's prune-exports task (or
 # `manage.py prune_exports`) deletes them and the record says so. 0 keeps them forever. Pair datasets are not
 # pruned: training runs and reward models name them (docs/exports.md).
+# The stored agreement intervals (labeling.aggregates) are drawn again at most this often per queue: a draw
+# reads every prompt's counts (seconds at a million prompts), while the pooled figures follow each ranking.
+AGREEMENT_INTERVALS_SECONDS = int(os.environ.get("AGREEMENT_INTERVALS_SECONDS", "60"))
+if AGREEMENT_INTERVALS_SECONDS < 0:
+    raise RuntimeError("AGREEMENT_INTERVALS_SECONDS must be 0 or more")
 EXPORT_RETENTION_DAYS = int(os.environ.get("EXPORT_RETENTION_DAYS", "30"))
 if EXPORT_RETENTION_DAYS < 0:
     raise RuntimeError("EXPORT_RETENTION_DAYS must be 0 (keep forever) or more")

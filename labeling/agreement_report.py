@@ -82,6 +82,119 @@ def queue_agreement(labels: pd.DataFrame, *, resamples: int = 1000, seed: int = 
                                _labeler_frame(labeler_ids, *[np.zeros(0, np.int64)] * 5, None, None),
                                _prompt_frame([], [], [], []))
 
+    a = _contribution_arrays(labels, labeler_ids)
+    n_labelers = len(labeler_ids)
+    q_low, q_high, low, high = _intervals(a.prompt_agree, a.prompt_n, a.ranking_labeler, a.ranking_agree, a.ranking_n,
+                                          n_labelers, resamples, rng)
+    queue = _queue_result(a.prompt_agree, a.prompt_n, int((a.labelers_per_prompt >= 2).sum()), q_low, q_high)
+
+    pair_key = a.pair_a * n_labelers + a.pair_b
+    keys, pair_index = np.unique(pair_key, return_inverse=True)
+    pairs = _pair_frame(labeler_ids, keys // n_labelers, keys % n_labelers,
+                        np.bincount(pair_index, weights=a.pair_agree, minlength=len(keys)),
+                        np.bincount(pair_index, weights=a.pair_n, minlength=len(keys)))
+
+    def per_labeler(weights=None):
+        return np.bincount(a.ranking_labeler, weights=weights, minlength=n_labelers)
+
+    labelers = _labeler_frame(
+        labeler_ids, per_labeler(), per_labeler(a.ranking_agree), per_labeler(a.ranking_n),
+        per_labeler(a.consensus_agree), per_labeler(a.consensus_n), low, high,
+    )
+    prompts = _prompt_frame(a.prompt_ids, a.labelers_per_prompt, a.prompt_agree, a.prompt_n)
+    return AgreementReport(queue, pairs, labelers, prompts)
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """What each prompt adds to the sums of queue_agreement (labeling.aggregates stores them per prompt).
+
+    prompts: prompt_id, rankings, agree, n (in input order). prompt_pairs: prompt_id, labeler_a, labeler_b, agree,
+    n, one row per labeler pair that ranked the prompt (labeler_a < labeler_b). prompt_labelers: prompt_id,
+    labeler_id, agree, n (with the prompt's other labelers), consensus_agree, consensus_n (with the others'
+    consensus), one row per ranking.
+    """
+
+    prompts: pd.DataFrame
+    prompt_pairs: pd.DataFrame
+    prompt_labelers: pd.DataFrame
+
+
+def prompt_contributions(labels: pd.DataFrame) -> Contributions:
+    """Each prompt's counts in queue_agreement(labels): summed over prompts they give its figures exactly.
+
+    Raises ValueError as queue_agreement does.
+    """
+    missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
+    if missing:
+        raise ValueError(f"Label frame lacks columns {missing!r}.")
+    labeler_ids = np.sort(pd.unique(labels["labeler_id"]))
+    if len(labels) == 0:
+        empty = np.zeros(0, np.int64)
+        return Contributions(
+            pd.DataFrame({"prompt_id": empty, "rankings": empty, "agree": empty, "n": empty}),
+            pd.DataFrame({c: empty for c in ["prompt_id", "labeler_a", "labeler_b", "agree", "n"]}),
+            pd.DataFrame({c: empty for c in [
+                "prompt_id", "labeler_id", "agree", "n", "consensus_agree", "consensus_n"]}),
+        )
+    a = _contribution_arrays(labels, labeler_ids)
+    prompt_ids = np.asarray(a.prompt_ids)
+    return Contributions(
+        pd.DataFrame({"prompt_id": prompt_ids, "rankings": a.labelers_per_prompt, "agree": a.prompt_agree,
+                      "n": a.prompt_n}),
+        pd.DataFrame({"prompt_id": prompt_ids[a.pair_prompt], "labeler_a": labeler_ids[a.pair_a],
+                      "labeler_b": labeler_ids[a.pair_b], "agree": a.pair_agree, "n": a.pair_n}),
+        pd.DataFrame({"prompt_id": prompt_ids[a.ranking_prompt], "labeler_id": labeler_ids[a.ranking_labeler],
+                      "agree": a.ranking_agree, "n": a.ranking_n, "consensus_agree": a.consensus_agree,
+                      "consensus_n": a.consensus_n}),
+    )
+
+
+def agreement_intervals(prompts: pd.DataFrame, prompt_labelers: pd.DataFrame, *, resamples: int = 1000,
+                        seed: int = 0) -> tuple[float | None, float | None, pd.DataFrame]:
+    """The bootstrap intervals of queue_agreement from per-prompt counts (prompt_contributions' frames).
+
+    prompts: prompt_id, agree, n; prompt_labelers: prompt_id, labeler_id, agree, n. Both sorted by prompt_id,
+    as queue_agreement sees the labels of ranking_labels. Returns the queue's (ci_low, ci_high) and a frame
+    labeler_id, rate_ci_low, rate_ci_high (pd.NA when undefined) for the labelers of prompt_labelers, sorted:
+    with the same seed, the very intervals queue_agreement draws.
+    """
+    if resamples < 0:
+        raise ValueError(f"resamples must be >= 0, not {resamples}.")
+    labeler_ids = np.sort(pd.unique(prompt_labelers["labeler_id"]))
+    labeler = np.searchsorted(labeler_ids, prompt_labelers["labeler_id"].to_numpy()).astype(np.int64)
+    order = np.argsort(labeler, kind="stable")  # by labeler, then prompt: the rows come in prompt order
+    q_low, q_high, low, high = _intervals(
+        prompts["agree"].to_numpy(np.int64), prompts["n"].to_numpy(np.int64), labeler[order],
+        prompt_labelers["agree"].to_numpy(np.int64)[order], prompt_labelers["n"].to_numpy(np.int64)[order],
+        len(labeler_ids), resamples, np.random.default_rng(seed), sorted_by_labeler=True,
+    )
+    frame = pd.DataFrame({"labeler_id": labeler_ids, "rate_ci_low": _nullable(low), "rate_ci_high": _nullable(high)})
+    return q_low, q_high, frame
+
+
+@dataclass(frozen=True)
+class _Arrays:
+    """Per prompt (by prompt code), per prompt x labeler pair and per ranking counts; labelers as codes."""
+
+    prompt_ids: np.ndarray
+    labelers_per_prompt: np.ndarray
+    prompt_agree: np.ndarray
+    prompt_n: np.ndarray
+    pair_prompt: np.ndarray
+    pair_a: np.ndarray
+    pair_b: np.ndarray
+    pair_agree: np.ndarray
+    pair_n: np.ndarray
+    ranking_prompt: np.ndarray  # rankings in (prompt, labeler) order
+    ranking_labeler: np.ndarray
+    ranking_agree: np.ndarray
+    ranking_n: np.ndarray
+    consensus_agree: np.ndarray
+    consensus_n: np.ndarray
+
+
+def _contribution_arrays(labels: pd.DataFrame, labeler_ids: np.ndarray) -> _Arrays:
     prompt_codes, prompt_ids = pd.factorize(labels["prompt_id"])
     prompt = prompt_codes.astype(np.int64)
     labeler = np.searchsorted(labeler_ids, labels["labeler_id"].to_numpy()).astype(np.int64)
@@ -127,44 +240,46 @@ def queue_agreement(labels: pd.DataFrame, *, resamples: int = 1000, seed: int = 
     pp_agree, pp_n = _agreement_within(group_size, rank_a, rank_b)
     pp_prompt, pp_a, pp_b = joint_prompt[group_start], joint_a[group_start], joint_b[group_start]
 
-    # --- queue
-    prompt_agree = np.bincount(pp_prompt, weights=pp_agree, minlength=n_prompts).astype(np.int64)
-    prompt_n = np.bincount(pp_prompt, weights=pp_n, minlength=n_prompts).astype(np.int64)
-    queue = _queue_figure(prompt_agree, prompt_n, int((labelers_per_prompt >= 2).sum()), resamples, rng)
-
-    # --- pairs
-    pair_key = pp_a * n_labelers + pp_b
-    keys, pair_index = np.unique(pair_key, return_inverse=True)
-    pairs = _pair_frame(labeler_ids, keys // n_labelers, keys % n_labelers,
-                        np.bincount(pair_index, weights=pp_agree, minlength=len(keys)),
-                        np.bincount(pair_index, weights=pp_n, minlength=len(keys)))
-
-    # --- labelers: each prompt x pair row counts for both of its labelers.
-    lp_key = np.r_[pp_a * n_prompts + pp_prompt, pp_b * n_prompts + pp_prompt]
-    lp_keys, lp_index = np.unique(lp_key, return_inverse=True)
-    lp_agree = np.bincount(lp_index, weights=np.r_[pp_agree, pp_agree], minlength=len(lp_keys)).astype(np.int64)
-    lp_n = np.bincount(lp_index, weights=np.r_[pp_n, pp_n], minlength=len(lp_keys)).astype(np.int64)
-    lp_labeler = lp_keys // n_prompts  # sorted, as np.unique sorts
-    used = lp_n > 0
-    low, high = _bootstrap_ci(lp_agree[used], lp_n[used], lp_labeler[used], n_labelers, resamples, rng)
+    # --- rankings: each prompt x pair row counts for both of its labelers.
+    ranking_key = ranking[ranking_start]  # sorted
+    both = np.r_[np.searchsorted(ranking_key, pp_prompt * n_labelers + pp_a),
+                 np.searchsorted(ranking_key, pp_prompt * n_labelers + pp_b)]
+    n_rankings = len(ranking_key)
+    ranking_agree = np.bincount(both, weights=np.r_[pp_agree, pp_agree], minlength=n_rankings).astype(np.int64)
+    ranking_n = np.bincount(both, weights=np.r_[pp_n, pp_n], minlength=n_rankings).astype(np.int64)
 
     # --- leave-one-out consensus: the others' mid-rank sum per answer (the Borda score, lower is better).
     others = np.bincount(cell, weights=mid2)[cell].astype(np.int64) - mid2
     shared = labelers_per_prompt[ranking_prompt] >= 2
     keep = np.repeat(shared, ranking_size)
-    c_agree, c_n = _agreement_within(ranking_size[shared], mid2[keep], others[keep])
-    consensus_agree = np.bincount(ranking_labeler[shared], weights=c_agree, minlength=n_labelers)
-    consensus_n = np.bincount(ranking_labeler[shared], weights=c_n, minlength=n_labelers)
+    consensus_agree, consensus_n = np.zeros(n_rankings, np.int64), np.zeros(n_rankings, np.int64)
+    consensus_agree[shared], consensus_n[shared] = _agreement_within(ranking_size[shared], mid2[keep], others[keep])
 
-    labelers = _labeler_frame(
-        labeler_ids,
-        np.bincount(ranking_labeler, minlength=n_labelers),
-        np.bincount(lp_labeler, weights=lp_agree, minlength=n_labelers),
-        np.bincount(lp_labeler, weights=lp_n, minlength=n_labelers),
-        consensus_agree, consensus_n, low, high,
+    return _Arrays(
+        prompt_ids=np.asarray(prompt_ids), labelers_per_prompt=labelers_per_prompt,
+        prompt_agree=np.bincount(pp_prompt, weights=pp_agree, minlength=n_prompts).astype(np.int64),
+        prompt_n=np.bincount(pp_prompt, weights=pp_n, minlength=n_prompts).astype(np.int64),
+        pair_prompt=pp_prompt, pair_a=pp_a, pair_b=pp_b, pair_agree=pp_agree, pair_n=pp_n,
+        ranking_prompt=ranking_prompt, ranking_labeler=ranking_labeler, ranking_agree=ranking_agree,
+        ranking_n=ranking_n, consensus_agree=consensus_agree, consensus_n=consensus_n,
     )
-    prompts = _prompt_frame(np.asarray(prompt_ids), labelers_per_prompt, prompt_agree, prompt_n)
-    return AgreementReport(queue, pairs, labelers, prompts)
+
+
+def _intervals(prompt_agree: np.ndarray, prompt_n: np.ndarray, ranking_labeler: np.ndarray, ranking_agree: np.ndarray,
+               ranking_n: np.ndarray, n_labelers: int, resamples: int, rng: np.random.Generator, *,
+               sorted_by_labeler: bool = False) -> tuple[float | None, float | None, np.ndarray, np.ndarray]:
+    """The queue's interval over its contributing prompts, then each labeler's over theirs, from one rng.
+
+    Rankings come in (prompt, labeler) order, or (labeler, prompt) order with sorted_by_labeler.
+    """
+    contributing = prompt_n > 0
+    q_low, q_high = _bootstrap_ci(prompt_agree[contributing], prompt_n[contributing],
+                                  np.zeros(int(contributing.sum()), np.int64), 1, resamples, rng)
+    order = np.arange(len(ranking_labeler)) if sorted_by_labeler else np.argsort(ranking_labeler, kind="stable")
+    used = order[ranking_n[order] > 0]
+    low, high = _bootstrap_ci(ranking_agree[used], ranking_n[used], ranking_labeler[used], n_labelers, resamples, rng)
+    return (None if np.isnan(q_low[0]) else float(q_low[0]), None if np.isnan(q_high[0]) else float(q_high[0]),
+            low, high)
 
 
 def gold_agreement(labels: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
@@ -260,14 +375,15 @@ def _queue_figure(prompt_agree: np.ndarray, prompt_n: np.ndarray, prompts: int, 
     contributing = prompt_n > 0
     low, high = _bootstrap_ci(prompt_agree[contributing], prompt_n[contributing],
                               np.zeros(int(contributing.sum()), np.int64), 1, resamples, rng)
+    return _queue_result(prompt_agree, prompt_n, prompts, None if np.isnan(low[0]) else float(low[0]),
+                         None if np.isnan(high[0]) else float(high[0]))
+
+
+def _queue_result(prompt_agree: np.ndarray, prompt_n: np.ndarray, prompts: int, low: float | None,
+                  high: float | None) -> QueueAgreement:
     total_agree, total_n = int(prompt_agree.sum()), int(prompt_n.sum())
-    return QueueAgreement(
-        rate=total_agree / total_n if total_n else None,
-        n=total_n,
-        ci_low=None if np.isnan(low[0]) else float(low[0]),
-        ci_high=None if np.isnan(high[0]) else float(high[0]),
-        prompts=prompts,
-    )
+    return QueueAgreement(rate=total_agree / total_n if total_n else None, n=total_n, ci_low=low, ci_high=high,
+                          prompts=prompts)
 
 
 def _bootstrap_ci(agree: np.ndarray, n: np.ndarray, group: np.ndarray, n_groups: int, resamples: int,

@@ -410,6 +410,9 @@ def submit_ranking(
             for answer_id in answer_ids
         )
         _close(assignment, Assignment.Status.SUBMITTED, now, time_spent_ms)
+        from . import aggregates  # here: aggregates reads labels through selectors, which import this module
+
+        aggregates.ranking_stored(prompt_id=assignment.task.prompt_id)
     return SubmitResult(assignment, already_submitted=False)
 
 
@@ -428,7 +431,10 @@ def skip_task(
     with transaction.atomic():
         _take_turn(labeler)
         try:
-            assignment = Assignment.objects.select_for_update().get(pk=assignment_id, labeler=labeler)
+            assignment = (
+                Assignment.objects.select_for_update(of=("self",)).select_related("task")
+                .get(pk=assignment_id, labeler=labeler)
+            )  # fmt: skip
         except (Assignment.DoesNotExist, ValueError, TypeError):
             raise AssignmentError("There is no such task of yours.") from None
         if assignment.status == Assignment.Status.SKIPPED:
@@ -437,6 +443,10 @@ def skip_task(
             raise AssignmentError("This task is already submitted; it cannot be skipped.")
         assignment.skip_reason, assignment.skip_note = reason, note
         _close(assignment, Assignment.Status.SKIPPED, now, time_spent_ms)
+        if assignment.task.kind == TaskKind.RANKING:
+            from . import aggregates  # here: aggregates reads labels through selectors, which import this module
+
+            aggregates.task_skipped(queue_id=assignment.task.queue_id)
     return assignment
 
 

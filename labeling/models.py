@@ -310,6 +310,114 @@ class PromptAction(models.Model):
         return f"{self.get_kind_display()}: {self.prompt}"
 
 
+# --- Stored agreement figures (labeling.aggregates): each prompt's counts, and their sums per labeler pair,
+# per labeler and per queue, kept up to date by the worker as rankings arrive, so the admin pages read rows
+# instead of computing labeling.agreement_report.queue_agreement from every label on each request.
+
+
+class QueueAgreementTotals(models.Model):
+    """A queue's pooled agreement (sums of its PromptAgreement rows) and its stored bootstrap interval."""
+
+    queue = models.OneToOneField(Queue, on_delete=models.CASCADE, primary_key=True, related_name="agreement_totals")
+    agree = models.BigIntegerField(default=0)
+    n = models.BigIntegerField(default=0)
+    prompts = models.PositiveIntegerField(default=0, help_text="Prompts ranked by two or more labelers.")
+    ci_low = models.FloatField(null=True, blank=True)
+    ci_high = models.FloatField(null=True, blank=True)
+    counted_at = models.DateTimeField(null=True, blank=True, help_text="When the last ranking was counted.")
+    intervals_at = models.DateTimeField(null=True, blank=True, help_text="When the intervals were drawn.")
+    intervals_n = models.BigIntegerField(default=0, help_text="The pairs counted when the intervals were drawn.")
+    intervals_seconds = models.FloatField(default=0, help_text="How long the last draw took.")
+    rebuilt_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"agreement of queue {self.queue_id}"
+
+
+class PromptAgreement(models.Model):
+    """One prompt's counts: its rankings, and agreement pooled over its labeler pairs (the review list's order)."""
+
+    prompt = models.OneToOneField(Prompt, on_delete=models.CASCADE, primary_key=True, related_name="agreement")
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="+")
+    rankings = models.PositiveSmallIntegerField()
+    agree = models.IntegerField()
+    n = models.IntegerField()
+    rate = models.FloatField(null=True, blank=True)  # agree / n; null when every pair was tied by someone
+    pairs = models.JSONField(default=list)  # [labeler_a, labeler_b, agree, n] per pair: what a change takes back
+
+    class Meta:
+        indexes = [
+            # The disagreement review: lowest rate first, undefined last, read a page at a time.
+            models.Index(fields=["queue", "rate", "prompt"], name="prompt_agreement_review",
+                         condition=Q(rankings__gte=2)),
+        ]
+
+    def __str__(self) -> str:
+        return f"agreement of prompt {self.prompt_id}"
+
+
+class PromptLabelerAgreement(models.Model):
+    """One ranking's counts: agreement with the prompt's other labelers and with their consensus."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="+")
+    labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="+", db_index=False)
+    agree = models.IntegerField()
+    n = models.IntegerField()
+    consensus_agree = models.IntegerField()
+    consensus_n = models.IntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["prompt", "labeler"], name="prompt_labeler_agreement_once")]
+        indexes = [models.Index(fields=["queue", "labeler", "prompt"], name="prompt_labeler_agreement_queue")]
+
+    def __str__(self) -> str:
+        return f"agreement of labeler {self.labeler_id} on prompt {self.prompt_id}"
+
+
+class LabelerPairAgreement(models.Model):
+    """Two labelers' agreement over the prompts of a queue both ranked (labeler_a < labeler_b)."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="+", db_index=False)
+    labeler_a = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    labeler_b = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # Plain integers, no CHECK (x >= 0): PostgreSQL checks an upsert's proposed row, whose deltas may be negative.
+    prompts = models.IntegerField(default=0)
+    agree = models.BigIntegerField(default=0)
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "labeler_a", "labeler_b"], name="labeler_pair_agreement_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"agreement of labelers {self.labeler_a_id} and {self.labeler_b_id} in queue {self.queue_id}"
+
+
+class LabelerAgreement(models.Model):
+    """A labeler's agreement in a queue: with the others, with the others' consensus, its interval, and work."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="+", db_index=False)
+    labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    rankings = models.IntegerField(default=0)  # no CHECK, as above
+    agree = models.BigIntegerField(default=0)
+    n = models.BigIntegerField(default=0)
+    consensus_agree = models.BigIntegerField(default=0)
+    consensus_n = models.BigIntegerField(default=0)
+    ci_low = models.FloatField(null=True, blank=True)
+    ci_high = models.FloatField(null=True, blank=True)
+    # Drawn with the intervals, from the labeler's finished ranking tasks of the queue: the labeler table's work.
+    skips = models.IntegerField(default=0, db_default=0)  # db_default: the upserts of labeling.aggregates leave it out
+    median_ms = models.FloatField(null=True, blank=True, help_text="Median time spent per submitted ranking.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["queue", "labeler"], name="labeler_agreement_once")]
+
+    def __str__(self) -> str:
+        return f"agreement of labeler {self.labeler_id} in queue {self.queue_id}"
+
+
 class ImportJob(models.Model):
     """A file uploaded in the browser, imported by the worker."""
 

@@ -13,14 +13,24 @@ touches, in the same transaction as the change.
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import pandas as pd
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, QuerySet
 from django.db.models.functions import Least
 
 from . import audit
 from .agreement import consensus_ranking, leave_one_out_agreement, pairwise_agreement, ranks_from_groups
-from .models import Answer, AnswerLabel, Assignment, Prompt, PromptAction, Queue, Ranking, Task, TaskKind
+from .models import (
+    Answer,
+    AnswerLabel,
+    Assignment,
+    Prompt,
+    PromptAction,
+    PromptAgreement,
+    Queue,
+    Ranking,
+    Task,
+    TaskKind,
+)
 from .rankings import RankingError, clean_groups, ranks_by_answer
 
 MAX_REASON_CHARS = 2000
@@ -142,16 +152,15 @@ def clear_gold(*, queue: Queue, prompt_id: object, reason: str, user=None) -> No
 
 # --- What the review pages read.
 
-def review_rows(*, queue: Queue, prompt_agreement: pd.DataFrame) -> list[dict]:
-    """Prompts ranked by two or more labelers, lowest agreement first (prompts whose pairs are all tied,
-    rate NA, come last), then by prompt id; `prompt_agreement` is AgreementReport.prompts."""
-    frame = prompt_agreement[prompt_agreement["rankings"] >= 2]
-    frame = frame.assign(_undefined=frame["rate"].isna()).sort_values(["_undefined", "rate", "prompt_id"])
-    return [
-        {"prompt_id": int(row.prompt_id), "rankings": int(row.rankings), "n": int(row.n),
-         "rate": None if pd.isna(row.rate) else float(row.rate)}
-        for row in frame.itertuples()
-    ]
+def review_rows(*, queue: Queue) -> QuerySet:
+    """Prompts ranked by two or more labelers, lowest agreement first (prompts whose pairs are all tied, rate
+    None, come last), then by prompt id: dicts of prompt_id, rankings, n, rate, from the stored figures
+    (labeling.aggregates), read a page at a time along the index prompt_agreement_review."""
+    return (
+        PromptAgreement.objects.filter(queue=queue, rankings__gte=2)
+        .order_by(F("rate").asc(nulls_last=True), "prompt")
+        .values("prompt_id", "rankings", "n", "rate")
+    )
 
 
 def attach_prompts(rows: list[dict]) -> list[dict]:

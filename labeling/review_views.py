@@ -8,10 +8,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from . import review
-from .agreement_report import queue_agreement
 from .models import Prompt, Queue
 from .roles import ADMIN, role_required
-from .selectors import ranking_labels
 
 REVIEW_PAGE_SIZE = 50
 
@@ -26,10 +24,7 @@ BULK_ACTIONS = {
 @role_required(ADMIN)
 def review_list(request, queue_id: int):
     queue = get_object_or_404(Queue, pk=queue_id)
-    report = queue_agreement(ranking_labels(answer__prompt__queue=queue), resamples=0)
-    page = Paginator(review.review_rows(queue=queue, prompt_agreement=report.prompts), REVIEW_PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
+    page = Paginator(review.review_rows(queue=queue), REVIEW_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
         "labeling/manage/review_list.html",

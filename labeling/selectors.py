@@ -14,10 +14,20 @@ from django.db.models import Count, Exists, F, Model, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from .agreement_report import LABEL_COLUMNS, AgreementReport, QueueAgreement, queue_agreement
+from .agreement_report import LABEL_COLUMNS, QueueAgreement, queue_agreement
 from .assignment import queues_open_to
 from .gold import gold_scores
-from .models import AnswerLabel, Assignment, Prompt, Queue, Task, TaskKind
+from .models import (
+    AnswerLabel,
+    Assignment,
+    LabelerAgreement,
+    LabelerPairAgreement,
+    Prompt,
+    Queue,
+    QueueAgreementTotals,
+    Task,
+    TaskKind,
+)
 
 
 @dataclass(frozen=True)
@@ -143,8 +153,6 @@ def _progress(queue: Queue, counts: dict[tuple[int, str], dict]) -> list[QueueKi
 
 
 DASHBOARD_DAYS = 30
-# The list page bootstraps every queue's interval on each load; fewer resamples keep it fast.
-DASHBOARD_RESAMPLES = 200
 
 
 @dataclass(frozen=True)
@@ -156,7 +164,7 @@ class QueueSummary:
     labels_per_day: list[int]  # submitted labels (gold included) on each dashboard day, oldest first
     median_seconds: float | None  # per submitted task
     skip_rate: float | None  # skipped / finished assignments
-    agreement: QueueAgreement
+    agreement: QueueAgreement  # the stored figures (labeling.aggregates)
 
     @property
     def recent_labels(self) -> int:
@@ -203,11 +211,7 @@ def queue_dashboard(*, now) -> QueueDashboard:
     per_queue = work.groupby("queue_id").agg(
         finished=("status", "size"), skipped=("skipped", "sum"), ms=("submitted_ms", "median")
     )
-    # Every queue's rankings in one query; the report is then computed queue by queue.
-    agreement = {
-        queue_id: queue_agreement(group, resamples=DASHBOARD_RESAMPLES).queue
-        for queue_id, group in ranking_labels().groupby("queue_id")
-    }
+    agreement = {totals.queue_id: _queue_figure(totals) for totals in QueueAgreementTotals.objects.all()}
     summaries = []
     for queue in queues:
         done = per_queue.loc[queue.pk] if queue.pk in per_queue.index else None
@@ -319,8 +323,65 @@ def labelers_below(*, queues: Sequence[Queue], filters: dict) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
+class StoredAgreement:
+    """A queue's agreement figures as labeling.aggregates stores them: `queue`, `pairs` and `labelers` as in
+    AgreementReport (equal to queue_agreement on the queue's labels once the intervals are drawn again), and
+    how fresh they are."""
+
+    queue: QueueAgreement
+    pairs: pd.DataFrame  # labeler_a, labeler_b, prompts, agree, n, rate
+    # labeler_id, rankings, agree, n, rate, rate_ci_low, rate_ci_high, consensus_agree, consensus_n, consensus_rate
+    labelers: pd.DataFrame
+    # labeler_id, rankings, skips, median_ms (as of the last draw) of every labeler who finished a ranking task
+    work: pd.DataFrame
+    counted_at: datetime | None  # the last ranking counted
+    intervals_at: datetime | None  # when the intervals were drawn; older than counted_at while a draw is due
+
+
+def stored_agreement(*, queue: Queue) -> StoredAgreement:
+    """The queue's stored agreement figures and labeler work, in three indexed queries whatever the queue's size."""
+    totals = QueueAgreementTotals.objects.filter(queue=queue).first()
+    pairs = pd.DataFrame.from_records(
+        LabelerPairAgreement.objects.filter(queue=queue, prompts__gt=0).order_by("labeler_a", "labeler_b")
+        .values_list("labeler_a", "labeler_b", "prompts", "agree", "n"),
+        columns=["labeler_a", "labeler_b", "prompts", "agree", "n"],
+    )  # fmt: skip
+    rows = pd.DataFrame.from_records(
+        LabelerAgreement.objects.filter(queue=queue).order_by("labeler")
+        .values_list("labeler", "rankings", "agree", "n", "ci_low", "ci_high", "consensus_agree", "consensus_n",
+                     "skips", "median_ms"),
+        columns=["labeler_id", "rankings", "agree", "n", "rate_ci_low", "rate_ci_high", "consensus_agree",
+                 "consensus_n", "skips", "median_ms"],
+    )  # fmt: skip
+    labelers = rows[rows["rankings"] > 0].drop(columns=["skips", "median_ms"]).reset_index(drop=True)
+    work = rows[(rows["rankings"] > 0) | (rows["skips"] > 0)][["labeler_id", "rankings", "skips", "median_ms"]]
+    pairs["rate"] = _rates(pairs["agree"], pairs["n"])
+    labelers["rate"] = _rates(labelers["agree"], labelers["n"])
+    labelers["consensus_rate"] = _rates(labelers["consensus_agree"], labelers["consensus_n"])
+    return StoredAgreement(
+        queue=_queue_figure(totals),
+        pairs=pairs,
+        labelers=labelers,
+        work=work.reset_index(drop=True),
+        counted_at=totals.counted_at if totals else None,
+        intervals_at=totals.intervals_at if totals else None,
+    )
+
+
+def _rates(agree: pd.Series, n: pd.Series) -> list[float | None]:
+    return [a / b if b else None for a, b in zip(agree, n, strict=True)]
+
+
+def _queue_figure(totals: QueueAgreementTotals | None) -> QueueAgreement:
+    if totals is None:  # nothing counted yet
+        return QueueAgreement(None, 0, None, None, 0)
+    return QueueAgreement(rate=totals.agree / totals.n if totals.n else None, n=totals.n, ci_low=totals.ci_low,
+                          ci_high=totals.ci_high, prompts=totals.prompts)
+
+
+@dataclass(frozen=True)
 class QueueAgreementPage:
-    report: AgreementReport
+    report: StoredAgreement
     labelers: list[dict]  # one per labeler: username, tasks, skips, skip rate, median seconds, agreement, gold
     matrix_labels: list[str]
     matrix: list[tuple[str, list[dict | None]]]  # (labeler, cells by labeler pair; None on the diagonal)
@@ -333,27 +394,16 @@ LOW_AGREEMENT_GAP = 0.10
 
 
 def queue_agreement_page(*, queue: Queue) -> QueueAgreementPage:
-    """Every figure of a queue's agreement page, from three queries plus gold_scores' whatever the queue's size."""
-    report = queue_agreement(ranking_labels(answer__prompt__queue=queue))
-    work = pd.DataFrame.from_records(
-        Assignment.objects.filter(task__prompt__queue=queue, task__kind=TaskKind.RANKING)
-        .exclude(status=Assignment.Status.LEASED)
-        .values_list("labeler_id", "status", "time_spent_ms")
-        .iterator(chunk_size=10_000),
-        columns=["labeler_id", "status", "time_spent_ms"],
-    )
+    """Every figure of a queue's agreement page, from a fixed number of queries whatever the queue's size."""
+    report = stored_agreement(queue=queue)
     gold = gold_scores(queue=queue).set_index("labeler_id")
-    ids = sorted(set(work["labeler_id"]) | set(report.labelers["labeler_id"]) | set(gold.index))
+    ids = sorted(set(report.work["labeler_id"]) | set(report.labelers["labeler_id"]) | set(gold.index))
     names = dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username"))
     by_labeler = report.labelers.set_index("labeler_id")
     threshold = None if report.queue.rate is None else report.queue.rate - LOW_AGREEMENT_GAP
-    # Per-labeler work figures in one pass over the assignments, not one filter per labeler.
-    work["submitted"] = work["status"] == Assignment.Status.SUBMITTED
-    work["skipped"] = work["status"] == Assignment.Status.SKIPPED
-    work["submitted_ms"] = work["time_spent_ms"].where(work["submitted"])
-    per_labeler = work.groupby("labeler_id").agg(
-        finished=("status", "size"), tasks=("submitted", "sum"), skips=("skipped", "sum"), ms=("submitted_ms", "median")
-    )
+    work = report.work.set_index("labeler_id")
+    per_labeler = pd.DataFrame({"tasks": work["rankings"], "skips": work["skips"], "ms": work["median_ms"],
+                                "finished": work["rankings"] + work["skips"]})
     labelers = []
     for labeler_id in ids:
         done = per_labeler.loc[labeler_id] if labeler_id in per_labeler.index else None

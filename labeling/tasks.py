@@ -4,6 +4,7 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
+from .aggregates import refresh_intervals, refresh_prompt_agreement
 from .exports import build_export, prune_exports
 from .generation import requeue_stale_generation_jobs, run_generation_job
 from .importing import import_prompts
@@ -72,3 +73,15 @@ def build_export_task(snapshot_id: int) -> None:
 @shared_task
 def prune_exports_task() -> int:
     return len(prune_exports())
+
+
+# Sent once a ranking is committed (labeling.aggregates.ranking_stored): a fixed cost per ranking.
+@shared_task(acks_late=True)
+def refresh_prompt_agreement_task(prompt_id: int) -> None:
+    refresh_prompt_agreement(prompt_id=prompt_id)
+
+
+# Sent at most once per AGREEMENT_INTERVALS_SECONDS per queue; reads every prompt's counts of the queue.
+@shared_task(acks_late=True)
+def refresh_agreement_intervals_task(queue_id: int) -> None:
+    refresh_intervals(queue_id=queue_id)

@@ -10,9 +10,11 @@ from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.db import transaction
 from playwright.sync_api import Browser, sync_playwright
 
 from annotate.celery import app
+from labeling import aggregates
 from labeling.assignment import sync_tasks
 from labeling.models import Answer, Prompt, Queue
 
@@ -26,6 +28,26 @@ def no_throttles(settings):
     """No per-user limits on exports, datasets, runs, generation, pushes and scoring: tests make them by the dozen,
     and the cache outlives a test. tests/security/test_throttles.py sets its own limits."""
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {}}
+
+
+@pytest.fixture(autouse=True)
+def agreement_counted_at_once(request, monkeypatch):
+    """A stored ranking or skip updates the stored agreement figures (labeling.aggregates) here, draws included, as
+    the worker does after the commit: at once, since a test's transaction never commits, or on commit in tests
+    whose transactions do commit (so that, as in the worker, no lock of the submit is held meanwhile). Tests
+    marked aggregates_on_commit keep the real path (a task sent on commit, intervals a while later)."""
+    if request.node.get_closest_marker("aggregates_on_commit"):
+        return
+    count, draw = aggregates.refresh_prompt_agreement, aggregates.refresh_intervals
+    if {"transactional_db", "live_server"} & set(request.fixturenames):
+        monkeypatch.setattr(aggregates, "ranking_stored",
+                            lambda *, prompt_id: transaction.on_commit(lambda: count(prompt_id=prompt_id)))
+        monkeypatch.setattr(aggregates, "task_skipped",
+                            lambda *, queue_id: transaction.on_commit(lambda: draw(queue_id=queue_id)))
+    else:
+        monkeypatch.setattr(aggregates, "ranking_stored", count)
+        monkeypatch.setattr(aggregates, "task_skipped", draw)
+    monkeypatch.setattr(aggregates, "schedule_intervals", draw)
 
 
 def make_user(username: str, *roles: str) -> User:

@@ -62,8 +62,9 @@ def test_the_agreement_page_runs_a_bounded_number_of_queries(client, queue_admin
     client.force_login(queue_admin)
     with CaptureQueriesContext(connection) as queries:
         assert client.get(reverse("manage-queue-agreement", args=[queue.pk])).status_code == 200
-    # Session, user, roles and queue; labels, assignments and usernames; at most 2 for the gold scores.
-    assert len(queries) <= 4 + 3 + 2, [q["sql"][:80] for q in queries]
+    # Session, user, roles and queue; the stored totals, pairs and labelers, assignments and usernames; at most 2
+    # for the gold scores.
+    assert len(queries) <= 4 + 5 + 2, [q["sql"][:80] for q in queries]
 
 
 def test_a_queue_without_rankings_says_not_enough_data(client, queue_admin):

@@ -653,6 +653,7 @@ def counted(bound: int, django_assert_max_num_queries):
         yield queries
 
 
+@pytest.mark.aggregates_on_commit  # the worker counts the agreement figures, not the submit
 @pytest.mark.parametrize("kind", [RANKING, DEMONSTRATION])
 def test_next_task_and_submit_run_the_same_few_queries_whatever_the_size(db, kind, django_assert_max_num_queries):
     submit_bound = MAX_SUBMIT_RANKING_QUERIES if kind == RANKING else MAX_SUBMIT_DEMONSTRATION_QUERIES

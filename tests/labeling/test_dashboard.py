@@ -130,8 +130,9 @@ def test_the_agreement_page_stays_bounded_with_gold_items(client, queue_admin, p
     with CaptureQueriesContext(connection) as queries:
         response = client.get(reverse("manage-queue-agreement", args=[queue.pk]))
     assert response.status_code == 200
-    # Session, user, roles and queue; labels, assignments and usernames; at most 2 for the gold scores.
-    assert len(queries) <= 4 + 3 + 2, [q["sql"][:80] for q in queries]
+    # Session, user, roles and queue; the stored totals, pairs and labelers, assignments and usernames; at most 2
+    # for the gold scores.
+    assert len(queries) <= 4 + 5 + 2, [q["sql"][:80] for q in queries]
     rows = {row["username"]: row for row in response.context["page"].labelers}
     # Two labelers rank the 3 gold prompts as the reference does, the third reverses them.
     fine, reverser = rows[users[0].username], rows[users[2].username]

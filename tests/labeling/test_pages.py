@@ -275,6 +275,7 @@ def test_markdown_keeps_single_line_breaks_of_model_answers():
     )
 
 
+@pytest.mark.aggregates_on_commit  # the worker counts the agreement figures, not the request
 @pytest.mark.parametrize("answers", [2, 9])
 def test_next_task_and_submit_requests_run_a_constant_number_of_queries(client, labeler, answers):
     """Whole requests (session, user, roles included): the same count for 2 and 9 answers."""

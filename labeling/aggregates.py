@@ -1,0 +1,312 @@
+"""Stored agreement figures: each prompt's counts and their sums per labeler pair, per labeler and per queue,
+kept up to date by the worker as rankings arrive, so the admin pages read a few rows instead of computing
+labeling.agreement_report.queue_agreement from every label on each request (docs/agreement.md, "Stored figures").
+
+- A stored ranking (labeling.assignment.submit_ranking, which the pages and the API call) sends, once committed,
+  a task that counts that prompt again from its labels (a prompt has a few rankings: a fixed cost) and adds the
+  difference to the pair, labeler and queue sums in place (`x = x + delta`), so two workers never lose a count.
+  Gold items and excluded prompts count like any other prompt on these pages, so those decisions change nothing.
+- The bootstrap intervals need every prompt, and the labeler table's skips and median seconds every finished
+  task: they are drawn again from the stored per-prompt counts at most once
+  every AGREEMENT_INTERVALS_SECONDS per queue (or DRAW_SPACING times the last draw's duration, if longer), that
+  long after the first ranking counted since the last draw.
+- rebuild_queue_agreement counts a queue from scratch (`manage.py rebuild_agreement`); the first ranking of a
+  queue that has no stored figures yet (a new queue, or one labeled before migration 0013) has it done.
+
+Concurrency (PostgreSQL): a prompt's rows are changed under its Prompt row lock; every update takes a shared
+advisory lock per queue and a rebuild the exclusive one, so a rebuild never interleaves with an update (one that
+waited recounts its prompt against the rebuilt rows, which then changes nothing). Rows are locked in one order
+(prompt, pairs, labelers, queue), so concurrent updates cannot deadlock.
+"""
+import logging
+import time
+
+import pandas as pd
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from .agreement_report import agreement_intervals, prompt_contributions
+from .models import (
+    Assignment,
+    LabelerAgreement,
+    LabelerPairAgreement,
+    Prompt,
+    PromptAgreement,
+    PromptLabelerAgreement,
+    Queue,
+    QueueAgreementTotals,
+    TaskKind,
+)
+from .selectors import ranking_label_chunks, ranking_labels
+
+log = logging.getLogger(__name__)
+
+# The intervals of the agreement page and the queue list: as queue_agreement draws them by default.
+AGREEMENT_RESAMPLES = 1000
+AGREEMENT_SEED = 0
+# Between two draws of a queue's intervals, at least this many times as long as the last draw took.
+DRAW_SPACING = 5
+# A draw that was due this long ago and never ran (its message lost) no longer holds the next one back.
+_LOST_DRAW_SECONDS = 3600
+_ADVISORY_LOCK_CLASS = 0x61677265  # "agre": the first key of the per-queue advisory lock
+
+
+def ranking_stored(*, prompt_id: int) -> None:
+    """Called in the transaction that stores a ranking: the worker counts the prompt again once it commits."""
+    from .tasks import refresh_prompt_agreement_task  # here: the tasks module imports this one
+
+    def send() -> None:
+        try:
+            refresh_prompt_agreement_task.delay(prompt_id)
+        except Exception:  # the broker is down: the label is stored; rebuild_agreement repairs the figures
+            log.exception("could not send the agreement update of prompt %s", prompt_id)
+
+    transaction.on_commit(send)
+
+
+def refresh_prompt_agreement(*, prompt_id: int) -> None:
+    """Count the prompt's rankings again and move the queue's sums by the difference; then have the
+    intervals drawn again in a while. A queue without stored figures is counted from scratch instead."""
+    queue_id = Prompt.objects.filter(pk=prompt_id).values_list("queue_id", flat=True).first()
+    if queue_id is None:
+        return  # the prompt was deleted since, and its rows with it
+    if not QueueAgreementTotals.objects.filter(queue_id=queue_id).exists():
+        rebuild_queue_agreement(queue_id=queue_id)
+    else:
+        with transaction.atomic():
+            _lock_queue(queue_id, exclusive=False)
+            Prompt.objects.select_for_update(no_key=True).filter(pk=prompt_id).exists()  # its refreshes take turns
+            _recount_prompt(queue_id, prompt_id)
+    schedule_intervals(queue_id=queue_id)
+
+
+def _recount_prompt(queue_id: int, prompt_id: int) -> None:
+    counts = prompt_contributions(ranking_labels(answer__prompt_id=prompt_id))
+    old = PromptAgreement.objects.filter(prompt_id=prompt_id).first()
+    old_labelers = {
+        row["labeler_id"]: row
+        for row in PromptLabelerAgreement.objects.filter(prompt_id=prompt_id).values(
+            "labeler_id", "agree", "n", "consensus_agree", "consensus_n")
+    }  # fmt: skip
+
+    pair_delta: dict[tuple[int, int], list[int]] = {}  # (a, b) -> [prompts, agree, n]
+    for a, b, agree, n in old.pairs if old else []:
+        pair_delta[(a, b)] = [-1, -agree, -n]
+    for row in counts.prompt_pairs.itertuples():
+        delta = pair_delta.setdefault((int(row.labeler_a), int(row.labeler_b)), [0, 0, 0])
+        delta[0], delta[1], delta[2] = delta[0] + 1, delta[1] + int(row.agree), delta[2] + int(row.n)
+    fields = ("agree", "n", "consensus_agree", "consensus_n")
+    labeler_delta: dict[int, list[int]] = {  # labeler -> [rankings, agree, n, consensus_agree, consensus_n]
+        labeler_id: [-1, *(-row[f] for f in fields)] for labeler_id, row in old_labelers.items()
+    }
+    new_labelers = []
+    for row in counts.prompt_labelers.itertuples():
+        values = [int(getattr(row, f)) for f in fields]
+        delta = labeler_delta.setdefault(int(row.labeler_id), [0, 0, 0, 0, 0])
+        labeler_delta[int(row.labeler_id)] = [d + v for d, v in zip(delta, [1, *values], strict=True)]
+        new_labelers.append(PromptLabelerAgreement(prompt_id=prompt_id, labeler_id=int(row.labeler_id),
+                                                   queue_id=queue_id, **dict(zip(fields, values, strict=True))))
+
+    PromptLabelerAgreement.objects.filter(prompt_id=prompt_id).delete()
+    PromptLabelerAgreement.objects.bulk_create(new_labelers)
+    new = counts.prompts.iloc[0] if len(counts.prompts) else None
+    if new is None:
+        PromptAgreement.objects.filter(prompt_id=prompt_id).delete()
+    else:
+        agree, n = int(new["agree"]), int(new["n"])
+        PromptAgreement.objects.update_or_create(prompt_id=prompt_id, defaults={
+            "queue_id": queue_id, "rankings": int(new["rankings"]), "agree": agree, "n": n,
+            "rate": agree / n if n else None,
+            "pairs": [[int(r.labeler_a), int(r.labeler_b), int(r.agree), int(r.n)]
+                      for r in counts.prompt_pairs.itertuples()],
+        })  # fmt: skip
+
+    _add(LabelerPairAgreement, ("queue_id", "labeler_a_id", "labeler_b_id"), ("prompts", "agree", "n"),
+         [(queue_id, a, b, *delta) for (a, b), delta in sorted(pair_delta.items()) if any(delta)])
+    _add(LabelerAgreement, ("queue_id", "labeler_id"), ("rankings", *fields),
+         [(queue_id, labeler, *delta) for labeler, delta in sorted(labeler_delta.items()) if any(delta)])
+    old_shared = old is not None and old.rankings >= 2
+    new_shared = new is not None and int(new["rankings"]) >= 2
+    QueueAgreementTotals.objects.filter(queue_id=queue_id).update(
+        agree=F("agree") + (int(new["agree"]) if new is not None else 0) - (old.agree if old else 0),
+        n=F("n") + (int(new["n"]) if new is not None else 0) - (old.n if old else 0),
+        prompts=F("prompts") + int(new_shared) - int(old_shared),
+        counted_at=timezone.now(),
+    )
+
+
+def _add(model, keys: tuple[str, ...], counters: tuple[str, ...], rows: list[tuple]) -> None:
+    """Add each row's counters to the stored row with its keys, creating it at zero first: one upsert that
+    adds in place (`x = x + excluded.x`), so concurrent updates of one row both count. Rows come sorted."""
+    if not rows:
+        return
+    table = connection.ops.quote_name(model._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(c) for c in (*keys, *counters))
+    values = ", ".join(["(" + ", ".join(["%s"] * (len(keys) + len(counters))) + ")"] * len(rows))
+    adds = ", ".join(f"{connection.ops.quote_name(c)} = {table}.{connection.ops.quote_name(c)} + excluded."
+                     f"{connection.ops.quote_name(c)}" for c in counters)  # fmt: skip
+    conflict = ", ".join(connection.ops.quote_name(c) for c in keys)
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT ({conflict}) DO UPDATE SET {adds}",
+                       [value for row in rows for value in row])
+
+
+def _lock_queue(queue_id: int, *, exclusive: bool) -> None:
+    """Updates of a queue's figures share this lock; a rebuild holds it alone. Until the transaction ends."""
+    if connection.vendor != "postgresql":
+        return  # SQLite lets one writer at a time anyway
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {function}(%s, %s)", [_ADVISORY_LOCK_CLASS, queue_id])
+
+
+def rebuild_queue_agreement(*, queue_id: int, chunk_prompts: int = 5_000) -> QueueAgreementTotals:
+    """Count every prompt of the queue from its labels again (after migration 0013, or to repair), in chunks of
+    `chunk_prompts` prompts so that memory stays bounded; then draw the intervals."""
+    queue = Queue.objects.get(pk=queue_id)
+    with transaction.atomic():
+        _lock_queue(queue_id, exclusive=True)
+        for model in (PromptLabelerAgreement, PromptAgreement, LabelerPairAgreement, LabelerAgreement):
+            model.objects.filter(queue_id=queue_id).delete()
+        pairs, labelers = [], []
+        for labels in ranking_label_chunks(queue, chunk_prompts=chunk_prompts):
+            counts = prompt_contributions(labels)
+            by_prompt = counts.prompt_pairs.groupby("prompt_id")
+            stored_pairs = {
+                prompt_id: frame[["labeler_a", "labeler_b", "agree", "n"]].to_numpy().tolist()
+                for prompt_id, frame in by_prompt
+            }
+            PromptAgreement.objects.bulk_create(
+                (PromptAgreement(prompt_id=int(row.prompt_id), queue_id=queue_id, rankings=int(row.rankings),
+                                 agree=int(row.agree), n=int(row.n), rate=row.agree / row.n if row.n else None,
+                                 pairs=stored_pairs.get(row.prompt_id, []))
+                 for row in counts.prompts.itertuples()),
+                batch_size=2_000,
+            )  # fmt: skip
+            PromptLabelerAgreement.objects.bulk_create(
+                (PromptLabelerAgreement(prompt_id=int(row.prompt_id), labeler_id=int(row.labeler_id), queue_id=queue_id,
+                                        agree=int(row.agree), n=int(row.n), consensus_agree=int(row.consensus_agree),
+                                        consensus_n=int(row.consensus_n))
+                 for row in counts.prompt_labelers.itertuples()),
+                batch_size=2_000,
+            )  # fmt: skip
+            pairs.append(counts.prompt_pairs.assign(prompts=1).groupby(["labeler_a", "labeler_b"])[
+                ["prompts", "agree", "n"]].sum())
+            labelers.append(counts.prompt_labelers.assign(rankings=1).groupby("labeler_id")[
+                ["rankings", "agree", "n", "consensus_agree", "consensus_n"]].sum())
+        if pairs:
+            LabelerPairAgreement.objects.bulk_create(
+                LabelerPairAgreement(queue_id=queue_id, labeler_a_id=int(a), labeler_b_id=int(b),
+                                     prompts=int(row.prompts), agree=int(row.agree), n=int(row.n))
+                for (a, b), row in pd.concat(pairs).groupby(level=[0, 1]).sum().iterrows()
+            )  # fmt: skip
+        if labelers:
+            LabelerAgreement.objects.bulk_create(
+                LabelerAgreement(queue_id=queue_id, labeler_id=int(labeler), rankings=int(row.rankings),
+                                 agree=int(row.agree), n=int(row.n), consensus_agree=int(row.consensus_agree),
+                                 consensus_n=int(row.consensus_n))
+                for labeler, row in pd.concat(labelers).groupby(level=0).sum().iterrows()
+            )  # fmt: skip
+        sums = PromptAgreement.objects.filter(queue_id=queue_id).aggregate(
+            agree=Coalesce(Sum("agree"), 0), n=Coalesce(Sum("n"), 0), prompts=Count("pk", filter=Q(rankings__gte=2)))
+        now = timezone.now()
+        totals, _ = QueueAgreementTotals.objects.update_or_create(
+            queue_id=queue_id, defaults={**sums, "counted_at": now, "rebuilt_at": now})
+    refresh_intervals(queue_id=queue_id)
+    totals.refresh_from_db()
+    return totals
+
+
+def _intervals_key(queue_id: int) -> str:
+    return f"agreement-intervals-due:{queue_id}"
+
+
+def schedule_intervals(*, queue_id: int) -> None:
+    """Have the intervals drawn AGREEMENT_INTERVALS_SECONDS from now, unless a draw is already due: every
+    ranking counted before the draw starts is in it, and at most one draw per queue waits at a time."""
+    from .tasks import refresh_agreement_intervals_task  # here: the tasks module imports this one
+
+    if cache.add(_intervals_key(queue_id), True, timeout=_LOST_DRAW_SECONDS):
+        last = QueueAgreementTotals.objects.filter(queue_id=queue_id).values_list("intervals_seconds", flat=True)
+        # A draw that takes long (two minutes at a million prompts) waits longer, so the worker is not drawing all day.
+        seconds = max(settings.AGREEMENT_INTERVALS_SECONDS, DRAW_SPACING * (last.first() or 0))
+        try:
+            refresh_agreement_intervals_task.apply_async((queue_id,), countdown=seconds)
+        except Exception:
+            cache.delete(_intervals_key(queue_id))
+            log.exception("could not send the agreement intervals of queue %s", queue_id)
+
+
+def refresh_intervals(*, queue_id: int) -> None:
+    """Draw the queue's and its labelers' bootstrap intervals again from the stored per-prompt counts: the
+    intervals queue_agreement draws from the labels, with the same seed."""
+    cache.delete(_intervals_key(queue_id))  # rankings counted from now on schedule the next draw
+    started = time.perf_counter()
+    own_transaction = not connection.in_atomic_block
+    with transaction.atomic():
+        if own_transaction and connection.vendor == "postgresql":  # both reads from one snapshot, while updates go on
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        prompts = _frame(PromptAgreement.objects.filter(queue_id=queue_id, n__gt=0).order_by("prompt_id"),
+                         ["prompt_id", "agree", "n"])
+        prompt_labelers = _frame(
+            PromptLabelerAgreement.objects.filter(queue_id=queue_id, n__gt=0).order_by("prompt_id", "labeler_id"),
+            ["prompt_id", "labeler_id", "agree", "n"],
+        )
+    low, high, labelers = agreement_intervals(prompts, prompt_labelers, resamples=AGREEMENT_RESAMPLES,
+                                              seed=AGREEMENT_SEED)
+    drawn = {int(row.labeler_id): row for row in labelers.itertuples() if not pd.isna(row.rate_ci_low)}
+    work = _labeler_work(queue_id)
+    with transaction.atomic():  # a row for each labeler who only skipped, committed before the rows are locked
+        _lock_queue(queue_id, exclusive=False)  # not while a rebuild deletes and makes them
+        LabelerAgreement.objects.bulk_create(
+            [LabelerAgreement(queue_id=queue_id, labeler_id=labeler) for labeler in sorted(work)],
+            ignore_conflicts=True,
+        )
+    with transaction.atomic():
+        _lock_queue(queue_id, exclusive=False)
+        # Labeler rows, then the queue's: the order every update locks them in.
+        rows = list(LabelerAgreement.objects.select_for_update().filter(queue_id=queue_id).order_by("labeler_id"))
+        for row in rows:
+            row.ci_low, row.ci_high = (
+                (float(drawn[row.labeler_id].rate_ci_low), float(drawn[row.labeler_id].rate_ci_high))
+                if row.labeler_id in drawn else (None, None)
+            )
+            row.skips, row.median_ms = work.get(row.labeler_id, (0, None))
+        LabelerAgreement.objects.bulk_update(rows, ["ci_low", "ci_high", "skips", "median_ms"], batch_size=1_000)
+        QueueAgreementTotals.objects.filter(queue_id=queue_id).update(
+            ci_low=low, ci_high=high, intervals_at=timezone.now(), intervals_n=int(prompts["n"].sum()),
+            intervals_seconds=time.perf_counter() - started)
+
+
+def _labeler_work(queue_id: int) -> dict[int, tuple[int, float | None]]:
+    """Per labeler of the queue's finished ranking tasks: (skips, median milliseconds per submitted ranking)."""
+    finished = Assignment.objects.filter(task__queue_id=queue_id, task__kind=TaskKind.RANKING).exclude(
+        status=Assignment.Status.LEASED)
+    sql, params = finished.values_list("labeler_id", "status", "time_spent_ms").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = pd.DataFrame(cursor.fetchall(), columns=["labeler_id", "status", "time_spent_ms"])
+    skipped = rows["status"] == Assignment.Status.SKIPPED
+    ms = pd.to_numeric(rows["time_spent_ms"]).where(rows["status"] == Assignment.Status.SUBMITTED)
+    per_labeler = pd.DataFrame({"labeler_id": rows["labeler_id"], "skipped": skipped, "ms": ms}).groupby(
+        "labeler_id").agg(skips=("skipped", "sum"), ms=("ms", "median"))
+    return {int(labeler): (int(row.skips), None if pd.isna(row.ms) else float(row.ms))
+            for labeler, row in per_labeler.iterrows()}
+
+
+def task_skipped(*, queue_id: int) -> None:
+    """Called in the transaction that stores a skip of a ranking task: the next draw counts it."""
+    transaction.on_commit(lambda: schedule_intervals(queue_id=queue_id))
+
+
+def _frame(queryset, columns: list[str]) -> pd.DataFrame:
+    """The queryset's columns as int64 arrays, read with one plain cursor (millions of rows in a worker)."""
+    sql, params = queryset.values_list(*columns).query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return pd.DataFrame(cursor.fetchall(), columns=columns, dtype="int64")

@@ -1,0 +1,221 @@
+"""Stored agreement figures (labeling.aggregates): counted ranking by ranking, they equal the report computed
+from scratch by labeling.agreement_report.queue_agreement; the task is sent on commit; concurrent updates of one
+labeler pair all count."""
+import random
+import threading
+
+import pandas as pd
+import pytest
+from django.db import connection
+from django.urls import reverse
+
+from labeling import aggregates, review, tasks
+from labeling.agreement_report import queue_agreement
+from labeling.assignment import lease_next_task, skip_task, submit_ranking
+from labeling.models import (
+    Assignment,
+    LabelerPairAgreement,
+    PromptAgreement,
+    PromptLabelerAgreement,
+    Queue,
+    QueueAgreementTotals,
+    Ranking,
+)
+from labeling.selectors import queue_agreement_page, ranking_labels, stored_agreement
+from tests.conftest import make_queue, make_user
+
+
+def random_groups(rng: random.Random, answer_ids: list[int]) -> list[list[int]]:
+    """Tie groups of the answers in a random order, ties drawn often (values from 1..3)."""
+    value = {answer: rng.randint(1, 3) for answer in answer_ids}
+    return [[a for a in answer_ids if value[a] == v] for v in sorted(set(value.values()))]
+
+
+def assert_stored_equal_scratch(queue: Queue) -> None:
+    """Every stored figure equals queue_agreement's on the queue's labels, with the same seed."""
+    scratch = queue_agreement(ranking_labels(answer__prompt__queue=queue), resamples=aggregates.AGREEMENT_RESAMPLES,
+                              seed=aggregates.AGREEMENT_SEED)
+    stored = stored_agreement(queue=queue)
+    assert stored.queue == scratch.queue
+
+    def plain(value):
+        return None if value is None or pd.isna(value) else float(value)
+
+    assert [(r.labeler_a, r.labeler_b, r.agree, r.n, plain(r.rate)) for r in stored.pairs.itertuples()] == [
+        (r.labeler_a, r.labeler_b, r.agree, r.n, plain(r.rate)) for r in scratch.pairs.itertuples()]
+    columns = ["labeler_id", "rankings", "agree", "n", "rate", "rate_ci_low", "rate_ci_high", "consensus_rate",
+               "consensus_n"]
+    assert [tuple(plain(v) for v in row) for row in stored.labelers[columns].itertuples(index=False)] == [
+        tuple(plain(v) for v in row) for row in scratch.labelers[columns].itertuples(index=False)]
+    prompts = PromptAgreement.objects.filter(queue=queue).order_by("prompt_id")
+    assert [(p.prompt_id, p.rankings, p.agree, p.n, p.rate) for p in prompts] == [
+        (r.prompt_id, r.rankings, r.agree, r.n, plain(r.rate)) for r in scratch.prompts.itertuples()]
+    # The review list's order: lowest rate first, undefined last, then prompt id.
+    shared = scratch.prompts[scratch.prompts["rankings"] >= 2]
+    expected = sorted(shared.itertuples(), key=lambda r: (pd.isna(r.rate), 0 if pd.isna(r.rate) else r.rate,
+                                                          r.prompt_id))
+    assert [row["prompt_id"] for row in review.review_rows(queue=queue)] == [r.prompt_id for r in expected]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_figures_counted_ranking_by_ranking_equal_the_report_from_scratch(db, seed):
+    rng = random.Random(seed)
+    random.seed(seed)  # gold draws in labeling.assignment
+    queue = make_queue(f"Random {seed}", prompts=10, answers=rng.randint(2, 5), task_kind=Queue.Kinds.RANKING,
+                       ranking_overlap=3, gold_rate=0.3)
+    admin = make_user(f"admin{seed}", "admin")
+    prompts = list(queue.prompts.order_by("pk"))
+    for gold in prompts[:2]:  # gold items' rankings count on these pages like any other
+        ids = sorted(gold.answers.values_list("pk", flat=True))
+        review.set_gold(queue=queue, prompt_id=gold.pk, groups=[[pk] for pk in ids], reason="check")
+    labelers = [make_user(f"r{seed}-{i}", "labeler") for i in range(5)]
+    active, submitted = list(labelers), 0
+    while active:
+        labeler = rng.choice(active)
+        assignment = lease_next_task(labeler=labeler, queue=queue)
+        if assignment is None:
+            active.remove(labeler)
+            continue
+        submit_ranking(assignment_id=assignment.pk, labeler=labeler, groups=random_groups(rng, assignment.answer_order))
+        submitted += 1
+        if submitted == 8:  # an excluded prompt's rankings stay counted too
+            review.exclude_prompts(queue=queue, prompt_ids=[assignment.task.prompt_id], reason="off topic", user=admin)
+        if submitted % 5 == 0:
+            assert_stored_equal_scratch(queue)
+    assert submitted >= 25
+    assert_stored_equal_scratch(queue)
+
+    # A ranking taken away (its labeler deleted, say): counting its prompt again takes its share back.
+    gone = Ranking.objects.filter(assignment__task__prompt__queue=queue).order_by("?").first()
+    prompt_id = gone.assignment.task.prompt_id
+    Assignment.objects.filter(pk=gone.assignment_id).delete()
+    aggregates.refresh_prompt_agreement(prompt_id=prompt_id)
+    assert_stored_equal_scratch(queue)
+
+    before = [(t.agree, t.n, t.prompts, t.ci_low, t.ci_high) for t in QueueAgreementTotals.objects.filter(queue=queue)]
+    aggregates.rebuild_queue_agreement(queue_id=queue.pk, chunk_prompts=3)
+    assert [(t.agree, t.n, t.prompts, t.ci_low, t.ci_high)
+            for t in QueueAgreementTotals.objects.filter(queue=queue)] == before
+    assert_stored_equal_scratch(queue)
+
+
+def test_a_queue_without_stored_figures_is_counted_at_its_next_ranking(db):
+    queue = make_queue("Old", prompts=3, answers=3, task_kind=Queue.Kinds.RANKING, ranking_overlap=2)
+    ana, ben = make_user("ana", "labeler"), make_user("ben", "labeler")
+    for user in (ana, ben):
+        assignment = lease_next_task(labeler=user, queue=queue)
+        submit_ranking(assignment_id=assignment.pk, labeler=user, groups=[[pk] for pk in assignment.answer_order])
+    # As after migration 0013: labels, and no stored figures.
+    for model in (QueueAgreementTotals, PromptAgreement, PromptLabelerAgreement, LabelerPairAgreement):
+        model.objects.all().delete()
+    assert stored_agreement(queue=queue).queue.n == 0
+    assignment = lease_next_task(labeler=ana, queue=queue)
+    submit_ranking(assignment_id=assignment.pk, labeler=ana, groups=[list(assignment.answer_order)])
+    assert stored_agreement(queue=queue).queue.n == 3
+    assert_stored_equal_scratch(queue)
+
+
+@pytest.mark.aggregates_on_commit
+def test_a_committed_submit_sends_the_task_that_updates_the_figures(db, monkeypatch, settings,
+                                                                      django_capture_on_commit_callbacks):
+    settings.AGREEMENT_INTERVALS_SECONDS = 30
+    sent, intervals = [], []
+    monkeypatch.setattr(tasks.refresh_prompt_agreement_task, "delay", lambda prompt_id: sent.append(prompt_id))
+    monkeypatch.setattr(tasks.refresh_agreement_intervals_task, "apply_async",
+                        lambda args, countdown: intervals.append((args, countdown)))
+    queue = make_queue("Wired", prompts=2, answers=3, task_kind=Queue.Kinds.RANKING, ranking_overlap=2)
+    aggregates.rebuild_queue_agreement(queue_id=queue.pk)
+    ana, ben = make_user("ana", "labeler"), make_user("ben", "labeler")
+    for user in (ana, ben):
+        assignment = lease_next_task(labeler=user, queue=queue)
+        groups = [[pk] for pk in sorted(assignment.answer_order)]
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            submit_ranking(assignment_id=assignment.pk, labeler=user, groups=groups)
+        assert stored_agreement(queue=queue).queue.n == 0  # nothing before the commit
+        for callback in callbacks:
+            callback()
+    prompt_id = assignment.task.prompt_id
+    assert sent == [prompt_id, prompt_id]
+    for prompt in sent:  # what the worker does with them
+        tasks.refresh_prompt_agreement_task(prompt)
+    figure = stored_agreement(queue=queue)
+    assert (figure.queue.rate, figure.queue.n, figure.queue.prompts) == (1.0, 3, 1)
+    # One draw of the intervals is due, 30 s on, however many rankings were counted meanwhile.
+    assert intervals == [((queue.pk,), 30)]
+    assert figure.queue.ci_low is None and figure.intervals_at < figure.counted_at
+    tasks.refresh_agreement_intervals_task(queue.pk)
+    assert stored_agreement(queue=queue).intervals_at > figure.counted_at
+    # A draw that took 20 s: the next one waits 5 times as long.
+    QueueAgreementTotals.objects.filter(queue=queue).update(intervals_seconds=20)
+    aggregates.schedule_intervals(queue_id=queue.pk)
+    assert intervals[-1] == ((queue.pk,), 100)
+
+
+def test_the_review_list_reads_a_page_of_stored_rows(client, db):
+    queue = make_queue("Paged", prompts=4, answers=3, task_kind=Queue.Kinds.RANKING, ranking_overlap=2)
+    users = [make_user(name, "labeler") for name in ("ana", "ben")]
+    for user, reverse_order in zip(users, (False, True), strict=True):
+        while (assignment := lease_next_task(labeler=user, queue=queue)) is not None:
+            submit_ranking(assignment_id=assignment.pk, labeler=user,
+                           groups=[[pk] for pk in sorted(assignment.answer_order, reverse=reverse_order)])
+    client.force_login(make_user("boss", "admin"))
+    response = client.get(reverse("manage-review", args=[queue.pk]))
+    assert response.status_code == 200
+    assert [row["rate"] for row in response.context["rows"]] == [0.0] * 4
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL: row locks and concurrent writers")
+def test_concurrent_updates_of_one_labeler_pair_all_count(transactional_db):
+    prompts, per_thread = 12, 3
+    queue = make_queue("Together", prompts=prompts, answers=3, task_kind=Queue.Kinds.RANKING, ranking_overlap=2)
+    ana, ben = make_user("ana", "labeler"), make_user("ben", "labeler")
+    aggregates.rebuild_queue_agreement(queue_id=queue.pk)
+    with pytest.MonkeyPatch.context() as patch:  # store the labels without counting them
+        patch.setattr(aggregates, "ranking_stored", lambda prompt_id: None)
+        for user in (ana, ben):
+            while (assignment := lease_next_task(labeler=user, queue=queue)) is not None:
+                groups = [[pk] for pk in sorted(assignment.answer_order)]
+                submit_ranking(assignment_id=assignment.pk, labeler=user, groups=groups)
+    prompt_ids = list(queue.prompts.order_by("pk").values_list("pk", flat=True))
+    errors = []
+
+    def count(ids):
+        try:
+            for prompt_id in ids:
+                aggregates.refresh_prompt_agreement(prompt_id=prompt_id)
+        except Exception as error:  # reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    # Each prompt counted twice, by different threads at once: every count lands exactly once per prompt.
+    chunks = [prompt_ids[i:i + per_thread] for i in range(0, prompts, per_thread)] * 2
+    threads = [threading.Thread(target=count, args=(chunk,)) for chunk in chunks]
+    for thread in threads:
+        thread.start()
+    rebuild = threading.Thread(target=lambda: (aggregates.rebuild_queue_agreement(queue_id=queue.pk),
+                                               connection.close()))
+    rebuild.start()
+    for thread in [*threads, rebuild]:
+        thread.join()
+    assert not errors, errors
+    aggregates.refresh_intervals(queue_id=queue.pk)  # in tests every count draws at once, not the last one
+    pair = LabelerPairAgreement.objects.get(queue=queue)
+    assert (pair.prompts, pair.agree, pair.n) == (prompts, 3 * prompts, 3 * prompts)
+    assert_stored_equal_scratch(queue)
+
+
+def test_the_labeler_table_reads_skips_and_median_seconds_drawn_with_the_intervals(db):
+    queue = make_queue("Work", prompts=3, answers=3, task_kind=Queue.Kinds.RANKING, ranking_overlap=2)
+    ana, ben = make_user("ana", "labeler"), make_user("ben", "labeler")
+    for seconds in (10, 30):
+        assignment = lease_next_task(labeler=ana, queue=queue)
+        submit_ranking(assignment_id=assignment.pk, labeler=ana, groups=[list(assignment.answer_order)])
+        Assignment.objects.filter(pk=assignment.pk).update(time_spent_ms=seconds * 1000)
+    # The skip has the next draw count it (at once in tests), and the times above with it.
+    skip_task(assignment_id=lease_next_task(labeler=ben, queue=queue).pk, labeler=ben, reason="unclear")
+    rows = {row["username"]: row for row in queue_agreement_page(queue=queue).labelers}
+    assert (rows["ana"]["tasks"], rows["ana"]["skips"], rows["ana"]["median_seconds"]) == (2, 0, 20.0)
+    assert (rows["ben"]["tasks"], rows["ben"]["skips"], rows["ben"]["skip_rate"]) == (0, 1, 1.0)
+    assert rows["ben"]["median_seconds"] is None and rows["ben"]["rate"] is None
