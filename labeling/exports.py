@@ -295,12 +295,13 @@ def _rankings(rankings: QuerySet, prompt_ids: Iterable[int]) -> list[RankingReco
     )  # fmt: skip
     ratings: dict[int, dict] = defaultdict(dict)
     flags: dict[int, dict] = defaultdict(dict)
-    per_answer = AnswerLabel.objects.filter(ranking_id__in=[row[0] for row in rows]).values_list(
-        "ranking_id", "answer_id", "rating", "flags"
-    )
-    for ranking_id, answer_id, rating, answer_flags in per_answer:
+    per_answer = AnswerLabel.objects.filter(ranking_id__in=[row[0] for row in rows])
+    for ranking_id, answer_id, rating in per_answer.values_list("ranking_id", "answer_id", "rating"):
         ratings[ranking_id][answer_id] = rating
-        if answer_flags:
+    # Only the flagged answers' flags: decoding an empty JSON list for every answer was a third of an export's time.
+    flagged = per_answer.exclude(flags=[]).values_list("ranking_id", "answer_id", "flags")
+    for ranking_id, answer_id, answer_flags in flagged:
+        if answer_flags:  # not a JSON null
             flags[ranking_id][answer_id] = answer_flags
     return [RankingRecord(*row, ratings[row[0]], flags[row[0]]) for row in rows]
 
