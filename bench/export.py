@@ -172,11 +172,11 @@ def generate(connection: psycopg.Connection, prompts: int, corpus_mb: int, seed:
     return small.pk, rest.pk
 
 
-def _need_space(folder: str | Path, needed: int, what: str) -> None:
+def _need_space(folder: str | Path, needed: int, what: str, remedy: str) -> None:
     free = shutil.disk_usage(folder).free
     if needed > free:
         raise SystemExit(f"{what} needs about {needed / 2**30:,.1f} GiB but {folder} has {free / 2**30:,.1f} GiB free:"
-                         " choose fewer --prompts or other --formats, or free some space.")  # fmt: skip
+                         f" {remedy}, or free some space.")  # fmt: skip
 
 
 def prepare(args, url: str, config: dict) -> tuple[int, int, bool]:
@@ -186,7 +186,8 @@ def prepare(args, url: str, config: dict) -> tuple[int, int, bool]:
         if not exists:
             data = admin.execute("SHOW data_directory").fetchone()[0]
             if Path(data).is_dir():  # the server is on this machine
-                _need_space(data, args.prompts * DATABASE_BYTES_PER_PROMPT, f"A database of {args.prompts:,} prompts")
+                _need_space(data, args.prompts * DATABASE_BYTES_PER_PROMPT, f"A database of {args.prompts:,} prompts",
+                            "choose fewer --prompts")
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(args.database)))
     os.environ["DATABASE_URL"] = url
     import django
@@ -329,7 +330,8 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotate.settings")
     url, config = bench_url(os.environ.get("DATABASE_URL", ""), args.database)
     largest = max(FILE_BYTES_PER_PROMPT[fmt] for fmt in args.formats)
-    _need_space(tempfile.gettempdir(), args.prompts * largest, f"The largest file of {args.prompts:,} prompts")
+    _need_space(tempfile.gettempdir(), args.prompts * largest, f"The largest file of {args.prompts:,} prompts",
+                "choose fewer --prompts or --formats parquet")
     small, rest, _ = prepare(args, url, config)  # sets Django up on the bench database
     from labeling.exports import CHUNK_PROMPTS
 
