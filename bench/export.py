@@ -5,7 +5,11 @@ labels, about 3.5 million pairs (99,000 x C(9, 2) = 3,564,000 less the tied pair
 competition ranks of random integers 1-60, so about 45% of rankings hold a tie; ratings 1-7 with 10%
 null; 1% of answer labels flagged. Texts as in bench/pairs.py (prompts ~300 chars, answers ~600, windows
 of one random-word corpus). The prompts sit in two queues, one with the first 10% of them, so that
-exporting that queue is the 10% run and exporting both the 100% run.
+exporting that queue is the 10% run and exporting both the 100% run. `--prompts 330000` is ten times
+that (~35 million pairs) in one invocation: its 10% run is the default size's export (33,000 prompts,
+~3.5 million pairs), and the ratio printed is that of the 10x larger export's memory over it.
+Before anything is written the bench checks that the database and the largest file fit on their disks
+(the JSONL of 330,000 prompts would be ~60 GB: use --formats parquet there).
 
 The data goes into its own PostgreSQL database, `bench_export` (--database), on the server of
 DATABASE_URL: created and migrated, filled with COPY, and dropped at the end unless --keep; a kept
@@ -15,22 +19,21 @@ Each export runs in a fresh process, whose peak RSS is reset (Linux clear_refs) 
 the figures are the export's own, not those of importing Django, pandas and pyarrow. Per size and
 format: --runs timed runs (median wall time, rows/s, peak RSS and its growth over the RSS the process
 had when the export began, Arrow pool peak), then one untimed run under tracemalloc (the Python-side
-peak; Arrow's buffers are outside it). The bounded-memory check: the RSS growth at 100% over that at 10%
-must stay at or under 1.5x. For comparison, the same export as a single chunk (every prompt at once, as
-a load-everything export would) at 10%, which must write the same file.
-
-The card's agreement figures (labeling.agreement_report.queue_agreement over each whole queue) are not
-streamed, so these runs leave them out: the figures are the data file's. Two more runs, at 10% and at
-100%, make the real card and report its cost, or its failure.
+peak; Arrow's buffers are outside it; --skip-trace leaves it out). The bounded-memory check: the RSS
+growth at 100% over that at 10% must stay at or under 1.5x. For comparison, the same export as a single
+chunk (every prompt at once, as a load-everything export would) at 10%, which must write the same file.
+Each run is the whole export: the data file, then the card with each queue's agreement figures.
 
 Run from the project root:
   DATABASE_URL=postgres://postgres@127.0.0.1:5432/annotate .venv/bin/python -m bench.export [--runs 3] [--keep]
+  DATABASE_URL=… .venv/bin/python -m bench.export --prompts 330000 --formats parquet --skip-single-chunk
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,7 +41,6 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import dj_database_url
 import numpy as np
@@ -53,6 +55,10 @@ SHARE = 0.1  # the small run's share of the prompts
 MAX_GROWTH = 1.5
 MIB = 1 << 20
 FLAGS = ["hallucination", "fails_instruction", "harmful"]
+# Disk space per prompt (measured at 330,000 prompts; docs/exports.md), checked before anything is written:
+# the filled database, and the largest file each format writes (the 100% run's).
+DATABASE_BYTES_PER_PROMPT = 15_000
+FILE_BYTES_PER_PROMPT = {"parquet": 5_000, "jsonl": 190_000, "csv": 170_000}
 
 
 # --- the database ----------------------------------------------------------------------------------
@@ -166,11 +172,22 @@ def generate(connection: psycopg.Connection, prompts: int, corpus_mb: int, seed:
     return small.pk, rest.pk
 
 
+def _need_space(folder: str | Path, needed: int, what: str, remedy: str) -> None:
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise SystemExit(f"{what} needs about {needed / 2**30:,.1f} GiB but {folder} has {free / 2**30:,.1f} GiB free:"
+                         f" {remedy}, or free some space.")  # fmt: skip
+
+
 def prepare(args, url: str, config: dict) -> tuple[int, int, bool]:
     """Create, migrate and fill the bench database, or reuse a kept one of the same size; returns the queue ids."""
     with _connect(config, "postgres") as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.database]).fetchone()
         if not exists:
+            data = admin.execute("SHOW data_directory").fetchone()[0]
+            if Path(data).is_dir():  # the server is on this machine
+                _need_space(data, args.prompts * DATABASE_BYTES_PER_PROMPT, f"A database of {args.prompts:,} prompts",
+                            "choose fewer --prompts")
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(args.database)))
     os.environ["DATABASE_URL"] = url
     import django
@@ -229,15 +246,7 @@ def child(args) -> None:
     import pyarrow as pa
 
     from labeling import exports
-    from labeling.agreement_report import QueueAgreement
     from labeling.models import Queue
-
-    if not args.card_agreement:
-        # The card's agreement figures load every rank of each whole queue (not a chunk at a time): left
-        # out, the figures are the data file's. The real card is measured apart (--card-agreement).
-        none = QueueAgreement(rate=None, n=0, ci_low=None, ci_high=None, prompts=0)
-        exports.ranking_labels = lambda **filters: None
-        exports.queue_agreement = lambda labels: SimpleNamespace(queue=none)
 
     queues = list(Queue.objects.filter(pk__in=args.queue).order_by("pk"))
     # The process's peak RSS is reset to its current RSS (Linux: clear_refs 5), so that the peak read
@@ -258,12 +267,10 @@ def child(args) -> None:
     }))  # fmt: skip
 
 
-def run_child(
-    url: str, fmt: str, queues: list[int], out: Path, *, chunk_size: int, trace: bool = False, card: bool = False
-) -> dict:
+def run_child(url: str, fmt: str, queues: list[int], out: Path, *, chunk_size: int, trace: bool = False) -> dict:
     command = [sys.executable, "-m", "bench.export", "--child", fmt, "--out", str(out), "--chunk-size", str(chunk_size)]
     command += [argument for queue in queues for argument in ("--queue", str(queue))]
-    command += (["--trace"] if trace else []) + (["--card-agreement"] if card else [])
+    command += ["--trace"] if trace else []
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "annotate.settings"}
     finished = subprocess.run(command, env=env, capture_output=True, text=True)
     if finished.returncode:
@@ -275,16 +282,20 @@ class ChildFailed(Exception):
     """An export process failed; the message is the last line of its error output."""
 
 
-def measure(url: str, fmt: str, queues: list[int], runs: int, folder: Path, chunk_size: int) -> dict:
+def measure(url: str, fmt: str, queues: list[int], runs: int, folder: Path, chunk_size: int, trace: bool) -> dict:
     out = folder / f"pairs.{fmt}"
     timed = [run_child(url, fmt, queues, out, chunk_size=chunk_size) for _ in range(runs)]
-    traced = run_child(url, fmt, queues, out, trace=True, chunk_size=chunk_size)
+    traced = run_child(url, fmt, queues, out, trace=True, chunk_size=chunk_size) if trace else {"traced_peak": None}
     out.unlink()
-    assert len({run["sha256"] for run in timed + [traced]}) == 1, "the runs wrote different files"
+    assert len({run["sha256"] for run in timed + [traced] if "sha256" in run}) == 1, "the runs wrote different files"
     median = {key: statistics.median(run[key] for run in timed) for key in ("wall", "max_rss", "arrow_peak")}
     growth = statistics.median(run["max_rss"] - run["rss_before"] for run in timed)
     return {**timed[0], **median, "walls": [run["wall"] for run in timed], "growth": growth,
             "traced_peak": traced["traced_peak"]}  # fmt: skip
+
+
+def _mib(size: int | None) -> str:
+    return "not measured" if size is None else f"{size / MIB:,.0f} MiB"
 
 
 def report(title: str, result: dict) -> None:
@@ -292,7 +303,7 @@ def report(title: str, result: dict) -> None:
         f"{title}: {result['rows']:,} rows, {result['bytes'] / MIB:,.0f} MiB; wall median {result['wall']:.1f} s "
         f"({', '.join(f'{wall:.1f}' for wall in result['walls'])}), {result['rows'] / result['wall']:,.0f} rows/s; "
         f"max RSS {result['max_rss'] / MIB:,.0f} MiB (+{result['growth'] / MIB:,.0f} MiB over the process before "
-        f"the export), tracemalloc peak {result['traced_peak'] / MIB:,.0f} MiB, Arrow pool peak "
+        f"the export), tracemalloc peak {_mib(result['traced_peak'])}, Arrow pool peak "
         f"{result['arrow_peak'] / MIB:,.0f} MiB"
     )
 
@@ -306,49 +317,42 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database for the next run to reuse")
     parser.add_argument("--formats", nargs="+", default=["parquet", "jsonl"], choices=["parquet", "jsonl", "csv"])
     parser.add_argument("--skip-single-chunk", action="store_true", help="skip the one-chunk comparison at 10%%")
-    parser.add_argument("--skip-card", action="store_true", help="skip the exports with the card's agreement")
+    parser.add_argument("--skip-trace", action="store_true", help="skip the run under tracemalloc (Python's peak)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # the format, in an export's own process
     parser.add_argument("--queue", type=int, action="append", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--chunk-size", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--card-agreement", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotate.settings")
     url, config = bench_url(os.environ.get("DATABASE_URL", ""), args.database)
+    largest = max(FILE_BYTES_PER_PROMPT[fmt] for fmt in args.formats)
+    _need_space(tempfile.gettempdir(), args.prompts * largest, f"The largest file of {args.prompts:,} prompts",
+                "choose fewer --prompts or --formats parquet")
     small, rest, _ = prepare(args, url, config)  # sets Django up on the bench database
     from labeling.exports import CHUNK_PROMPTS
 
     try:
         with tempfile.TemporaryDirectory() as folder:
             for fmt in args.formats:
-                tenth = measure(url, fmt, [small], args.runs, Path(folder), CHUNK_PROMPTS)
+                trace = not args.skip_trace
+                tenth = measure(url, fmt, [small], args.runs, Path(folder), CHUNK_PROMPTS, trace)
                 report(f"{fmt} 10% (queue of {round(args.prompts * SHARE):,} prompts)", tenth)
-                whole = measure(url, fmt, [small, rest], args.runs, Path(folder), CHUNK_PROMPTS)
+                whole = measure(url, fmt, [small, rest], args.runs, Path(folder), CHUNK_PROMPTS, trace)
                 report(f"{fmt} 100% ({args.prompts:,} prompts)", whole)
-                ratios = {key: whole[key] / tenth[key] for key in ("max_rss", "growth", "traced_peak")}
+                ratios = {key: whole[key] / tenth[key] for key in ("max_rss", "growth")}
                 verdict = "bounded" if ratios["growth"] <= MAX_GROWTH else f"NOT bounded (over {MAX_GROWTH}x)"
-                print(f"{fmt} memory 100% / 10%: max RSS {ratios['max_rss']:.2f}x, RSS growth {ratios['growth']:.2f}x,"
-                      f" tracemalloc peak {ratios['traced_peak']:.2f}x: {verdict}; time"
+                traced = f", tracemalloc peak {whole['traced_peak'] / tenth['traced_peak']:.2f}x" if trace else ""
+                print(f"{fmt} memory 100% / 10%: max RSS {ratios['max_rss']:.2f}x, RSS growth {ratios['growth']:.2f}x"
+                      f"{traced}: {verdict}; time"
                       f" {whole['wall'] / tenth['wall']:.1f}x for {whole['rows'] / tenth['rows']:.1f}x the rows")
                 if not args.skip_single_chunk:
-                    single = measure(url, fmt, [small], 1, Path(folder), args.prompts)
+                    single = measure(url, fmt, [small], 1, Path(folder), args.prompts, trace)
                     report(f"{fmt} 10% as one chunk (every prompt at once)", single)
                     print(f"  same file as in chunks: {'yes' if single['sha256'] == tenth['sha256'] else 'NO'}")
-            if not args.skip_card:
-                for title, queues in (("10%", [small]), ("100%", [small, rest])):
-                    try:
-                        real = run_child(url, "parquet", queues, Path(folder) / "card.parquet",
-                                         chunk_size=CHUNK_PROMPTS, card=True)  # fmt: skip
-                    except ChildFailed as error:
-                        print(f"parquet {title} with the card's agreement figures: FAILED: {error}")
-                    else:
-                        print(f"parquet {title} with the card's agreement figures: wall {real['wall']:.1f} s, max RSS "
-                              f"{real['max_rss'] / MIB:,.0f} MiB (+{(real['max_rss'] - real['rss_before']) / MIB:,.0f}"
-                              " MiB)")  # fmt: skip
     finally:
         if args.keep:
             print(f"kept database {args.database!r} (rerun with --keep to reuse it; dropdb {args.database} to drop)")

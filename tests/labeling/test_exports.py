@@ -10,6 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from labeling import exports
 from labeling.assignment import lease_next_task, submit_demonstration, submit_ranking
 from labeling.exports import DATASETS, SCHEMAS, export_dataset
 from labeling.models import Answer, Prompt, Queue, Task, TaskKind
@@ -123,6 +124,26 @@ def test_chunking_does_not_change_the_file(labeled, tmp_path, fmt):
             dataset=dataset, queues=[labeled.queue], fmt=fmt, path=tmp_path / "tiny" / f"d.{fmt}", chunk_size=1
         )
         assert tiny.sha256 == one.sha256 and one.path.read_bytes() == tiny.path.read_bytes()
+
+
+def test_many_chunks_and_row_groups_write_the_single_chunk_file(labeled, tmp_path, monkeypatch):
+    """Chunks of one prompt across row groups of 3 rows: the same bytes as one chunk, and every format the same rows."""
+    monkeypatch.setattr(exports, "ROW_GROUP_ROWS", {"sft": 3, "comparisons": 1, "pairs": 3})
+    for dataset in DATASETS:
+        loaded = {}
+        for fmt in ("jsonl", "csv", "parquet"):
+            one = export_dataset(dataset=dataset, queues=[labeled.queue], fmt=fmt, path=tmp_path / "one" / f"d.{fmt}")
+            many = export_dataset(
+                dataset=dataset, queues=[labeled.queue], fmt=fmt, path=tmp_path / "many" / f"d.{fmt}", chunk_size=1
+            )
+            assert many.path.read_bytes() == one.path.read_bytes(), (dataset, fmt)
+            loaded[fmt] = many
+        parquet = pq.ParquetFile(loaded["parquet"].path)
+        assert parquet.metadata.num_row_groups == -(-ROWS[dataset] // exports.ROW_GROUP_ROWS[dataset])
+        assert parquet.schema_arrow == SCHEMAS[dataset]
+        if dataset == "pairs":  # flat rows: the texts decoded from the chunks' dictionaries are the JSONL's
+            lines = [json.loads(line) for line in loaded["jsonl"].path.read_text().splitlines()]
+            assert parquet.read().to_pylist() == lines and len({row["chosen"] for row in lines}) > 1
 
 
 def test_the_command_writes_with_filters_and_reports_rows_and_checksum(labeled, tmp_path, capsys):
