@@ -192,7 +192,10 @@ class LabelStudioLabeler:
 
         self.number, self.project_id, self.log = number, project_id, log
         self.rng = random.Random(seed)
-        self.client = httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Token {token}"}, timeout=120)
+        # uWSGI's HTTP router closes each connection without saying so; gunicorn's sync workers say it, so
+        # Annotate's clients also open a connection per request.
+        headers = {"Authorization": f"Token {token}", "Connection": "close"}
+        self.client = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=120)
 
     async def call(self, endpoint: str, method: str, url: str, *, ok: int, task=None, **kwargs):
         import httpx
@@ -306,11 +309,11 @@ def annotate_step(*, clients: int, duration: float, base_url: str, queue_id: int
             await asyncio.gather(*(labeler.client.aclose() for labeler in labelers))
 
     seconds = asyncio.run(run())
-    submits = [c for c in log if c.endpoint == "submit"]
-    cycles = sum(1 for c in submits if c.outcome == "stored")
+    stored = [c for c in log if c.endpoint == "submit" and c.outcome == "stored"]
+    cycles = len(stored)
     cpu = meter.report(cycles)
     ok = print_checks(check(log, read_facts(queue_id))) and cycles > 0
-    return Step("Annotate", clients, seconds, cycles, next_task_ms(log), [c.ms for c in submits], cpu, ok)
+    return Step("Annotate", clients, seconds, cycles, next_task_ms(log), [c.ms for c in stored], cpu, ok)
 
 
 def label_studio_step(*, clients: int, duration: float, base_url: str, tokens: list[str], project_id: int,
@@ -331,7 +334,7 @@ def label_studio_step(*, clients: int, duration: float, base_url: str, tokens: l
     cpu = meter.report(cycles)
     ok = print_checks(label_studio_checks(log, config, database, project_id)) and cycles > 0
     next_ms = [c.ms for c in log if c.endpoint == "next" and c.outcome == "ok"]
-    submit_ms = [c.ms for c in log if c.endpoint == "submit"]
+    submit_ms = [c.ms for c in log if c.endpoint == "submit" and c.outcome == "stored"]
     return Step("Label Studio", clients, seconds, cycles, next_ms, submit_ms, cpu, ok)
 
 
