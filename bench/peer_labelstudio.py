@@ -165,7 +165,8 @@ def label_studio_project(base_url: str, owner_token: str, *, title: str, prompts
     """A ranking project of `sample_prompts`, made and filled through Label Studio's API; returns its id."""
     import httpx
 
-    with httpx.Client(base_url=base_url, headers={"Authorization": f"Token {owner_token}"}, timeout=600) as api:
+    headers = {"Authorization": f"Token {owner_token}", "Connection": "close"}  # see LabelStudioLabeler
+    with httpx.Client(base_url=base_url, headers=headers, timeout=600) as api:
         settings = {"title": title, "label_config": RANKING_CONFIG, "maximum_annotations": overlap,
                     "overlap_cohort_percentage": 100}  # fmt: skip
         made = api.post("/api/projects/", json=settings)
