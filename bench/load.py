@@ -181,24 +181,27 @@ class Labeler:
     async def run(self, deadline: float, labelers: int) -> None:
         async with self.client:
             await asyncio.sleep(self.plan.ramp * self.number / labelers)  # a login storm is not the steady state
-            if not self.signed_in and not await self.login():
-                return
-            next_url = f"/queues/{self.queue_id}/next/"
-            while time.monotonic() < deadline:
-                leased = await self.call("next", "GET", next_url)
-                if leased is None or leased.status_code != 302:
-                    await asyncio.sleep(1)  # no task left, or an error: the log has it
-                    continue
-                match = TASK_URL.search(leased.headers["location"])
-                if match is None:  # e.g. sent to the login page: the checks must see it
-                    self.last.outcome, self.last.message = "error", f"to {leased.headers['location']}"
-                    await asyncio.sleep(1)
-                    continue
-                assignment = int(match.group(1))
-                page = await self.call("task page", "GET", f"/tasks/{assignment}/", assignment=assignment)
-                if page is None or page.status_code != 200:
-                    continue
-                next_url = await self.work(assignment, page.text, deadline) or next_url
+            if self.signed_in or await self.login():
+                await self.label(deadline)
+
+    async def label(self, deadline: float) -> None:
+        """The labeling loop of a logged-in labeler, until `deadline`."""
+        next_url = f"/queues/{self.queue_id}/next/"
+        while time.monotonic() < deadline:
+            leased = await self.call("next", "GET", next_url)
+            if leased is None or leased.status_code != 302:
+                await asyncio.sleep(1)  # no task left, or an error: the log has it
+                continue
+            match = TASK_URL.search(leased.headers["location"])
+            if match is None:  # e.g. sent to the login page: the checks must see it
+                self.last.outcome, self.last.message = "error", f"to {leased.headers['location']}"
+                await asyncio.sleep(1)
+                continue
+            assignment = int(match.group(1))
+            page = await self.call("task page", "GET", f"/tasks/{assignment}/", assignment=assignment)
+            if page is None or page.status_code != 200:
+                continue
+            next_url = await self.work(assignment, page.text, deadline) or next_url
 
     async def work(self, assignment: int, html: str, deadline: float) -> str | None:
         """Skip, let the lease expire, or submit (sometimes twice); returns where the server sends us next."""
@@ -523,28 +526,42 @@ def queries_per_request(queue_id: int) -> list[tuple[str, int, int, float]]:
 # --- setting up and running the platform -----------------------------------------------------------
 
 
-def create_data(*, labelers: int, prompts: int, answers: int, overlap: int, lease_seconds: int) -> int:
-    """Labelers and a ranking queue, bulk-created; returns the queue id."""
+def sample_prompts(prompts: int, answers: int):
+    """The bench's prompts: (prompt text, [(answer text, model), ...]) for each, the same on every run."""
+    for i in range(prompts):
+        yield (f"Prompt {i}: explain item {i} briefly.",
+               [(f"Answer {j} to prompt {i}. " * 8, f"model-{j % 3}") for j in range(answers)])  # fmt: skip
+
+
+def create_labelers(count: int) -> None:
+    """Users labeler-00, labeler-01, ... in the labeler group, bulk-created."""
     from django.contrib.auth.hashers import make_password
     from django.contrib.auth.models import Group, User
 
-    from labeling.assignment import sync_tasks
-    from labeling.models import Answer, Prompt, Queue
     from labeling.roles import LABELER
 
     password = make_password(PASSWORD)  # one hash for all: hashing is slow on purpose
-    users = User.objects.bulk_create(User(username=f"labeler-{n:02d}", password=password) for n in range(labelers))
+    users = User.objects.bulk_create(User(username=f"labeler-{n:02d}", password=password) for n in range(count))
     Group.objects.get(name=LABELER).user_set.add(*users)
+
+
+def create_queue(*, prompts: int, answers: int, overlap: int, lease_seconds: int, name: str = "load") -> int:
+    """A ranking queue of `sample_prompts`, bulk-created; returns its id."""
+    from labeling.assignment import sync_tasks
+    from labeling.models import Answer, Prompt, Queue
+
     # lease_seconds below the form's minimum of 30 is allowed here (the smoke test uses it).
-    queue = Queue.objects.create(name="load", task_kind=Queue.Kinds.RANKING, ranking_overlap=overlap,
+    queue = Queue.objects.create(name=name, task_kind=Queue.Kinds.RANKING, ranking_overlap=overlap,
                                  lease_seconds=lease_seconds)  # fmt: skip
+    texts = list(sample_prompts(prompts, answers))
     made = Prompt.objects.bulk_create(
-        (Prompt(queue=queue, text=f"Prompt {i}: explain item {i} briefly.", content_hash=f"{i:064x}")
-         for i in range(prompts)), batch_size=2000,
+        (Prompt(queue=queue, text=text, content_hash=f"{i:064x}") for i, (text, _) in enumerate(texts)),
+        batch_size=2000,
     )  # fmt: skip
     Answer.objects.bulk_create(
-        (Answer(prompt=prompt, position=j, text=f"Answer {j} to prompt {i}. " * 8, model=f"model-{j % 3}")
-         for i, prompt in enumerate(made) for j in range(answers)), batch_size=5000,
+        (Answer(prompt=prompt, position=j, text=text, model=model)
+         for prompt, (_, replies) in zip(made, texts, strict=True) for j, (text, model) in enumerate(replies)),
+        batch_size=5000,
     )  # fmt: skip
     sync_tasks(queue)
     return queue.pk
@@ -563,6 +580,22 @@ def signed_in_sessions(numbers: range) -> dict[int, tuple[str, str]]:
         client.force_login(users[f"labeler-{n:02d}"])
         sessions[n] = (settings.SESSION_COOKIE_NAME, client.cookies[settings.SESSION_COOKIE_NAME].value)
     return sessions
+
+
+def create_data(*, labelers: int, prompts: int, answers: int, overlap: int, lease_seconds: int) -> int:
+    """Labelers and a ranking queue; returns the queue id."""
+    create_labelers(labelers)
+    return create_queue(prompts=prompts, answers=answers, overlap=overlap, lease_seconds=lease_seconds)
+
+
+def platform_env(*, database_url: str, redis_url: str, var_dir: Path) -> dict[str, str]:
+    """The environment of the servers as in production (DEBUG off), on the bench's database and Redis db."""
+    return {
+        **os.environ, "DATABASE_URL": database_url, "CELERY_BROKER_URL": redis_url, "CELERY_TASK_ALWAYS_EAGER": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50), "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_COOKIES": "0", "SECURE_SSL_REDIRECT": "0", "ANNOTATE_VAR_DIR": str(var_dir),
+        "LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
+    }  # fmt: skip
 
 
 def free_port() -> int:
@@ -635,12 +668,7 @@ def main(argv: list[str] | None = None) -> int:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(args.database)))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(args.database)))
     var_dir = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    env = {
-        **os.environ, "DATABASE_URL": url, "CELERY_BROKER_URL": args.redis_url, "CELERY_TASK_ALWAYS_EAGER": "0",
-        "SECRET_KEY": secrets.token_urlsafe(50), "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_COOKIES": "0", "SECURE_SSL_REDIRECT": "0", "ANNOTATE_VAR_DIR": str(var_dir),
-        "LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
-    }  # fmt: skip
+    env = platform_env(database_url=url, redis_url=args.redis_url, var_dir=var_dir)
     # This process reads the same settings (but DEBUG, for the test client): it decodes the servers'
     # messages cookies with their SECRET_KEY and reads the database.
     os.environ.update({**env, "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "annotate.settings"})
