@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from psycopg import sql
 
-from bench.export import _connect, _copy, bench_url
+from bench.export import _connect, _copy, bench_url, drop
 
 ANSWERS, LABELERS_PER_PROMPT, POOL, SKIP_SHARE, FOLLOW_SHARE = 4, 3, 12, 0.02, 0.7
 
@@ -210,9 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         connections.close_all()
         if not args.keep:
-            with _connect(config, "postgres") as admin_connection:
-                admin_connection.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(args.database)))
+            drop(config, args.database)
     return 0
 
 

@@ -220,11 +220,19 @@ def prepare(args, url: str, config: dict) -> tuple[int, int, bool]:
 
 
 def drop(config: dict, name: str) -> None:
+    """Drop a bench database, closing this process's Django connections to it first (Django must be set up)."""
     from django.db import connections
 
     connections.close_all()
+    recreate(config, name, drop_only=True)
+
+
+def recreate(config: dict, name: str, *, drop_only: bool = False) -> None:
+    """Drop the bench database `name` (whoever is connected) and, unless drop_only, create it empty."""
     with _connect(config, "postgres") as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        if not drop_only:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 # --- one export, in its own process ----------------------------------------------------------------

@@ -52,9 +52,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from psycopg import sql
-
-from bench.export import _connect, bench_url
+from bench.export import bench_url, drop, recreate
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -664,9 +662,7 @@ def main(argv: list[str] | None = None) -> int:
         args.ramp = 60.0 if args.think else 0.0
 
     url, config = bench_url(os.environ.get("DATABASE_URL", ""), args.database)
-    with _connect(config, "postgres") as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(args.database)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(args.database)))
+    recreate(config, args.database)
     var_dir = Path(tempfile.mkdtemp(prefix="bench-load-"))
     env = platform_env(database_url=url, redis_url=args.redis_url, var_dir=var_dir)
     # This process reads the same settings (but DEBUG, for the test client): it decodes the servers'
@@ -747,8 +743,7 @@ def main(argv: list[str] | None = None) -> int:
         connections.close_all()
         shutil.rmtree(var_dir, ignore_errors=True)
         if not args.keep:
-            with _connect(config, "postgres") as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(args.database)))
+            drop(config, args.database)
     print("\nall checks passed" if ok else "\nA CHECK FAILED: see FAIL above")
     return 0 if ok else 1
 

@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg import sql
 
-from bench.export import _connect, _copy, bench_url
+from bench.export import _connect, _copy, bench_url, drop
 
 OVERLAP, ANSWERS, POOL, LOAD_LABELERS = 3, 2, 30, 25
 FULL_SHARE, VETERAN_LABELS = 0.2, 10_000
@@ -254,8 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         connections.close_all()
         if not args.keep:
-            with _connect(config, "postgres") as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(args.database)))
+            drop(config, args.database)
     return 0
 
 

@@ -44,9 +44,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from psycopg import sql
-
-from bench.export import _connect, bench_url
+from bench.export import _connect, bench_url, recreate
 from bench.load import (
     BIN,
     ROOT,
@@ -372,13 +370,6 @@ def print_table(steps: list[Step]) -> None:
 # --- main ----------------------------------------------------------------------------------------
 
 
-def recreate_database(config: dict, name: str, *, drop_only: bool = False) -> None:
-    with _connect(config, "postgres") as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if not drop_only:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
 def client_counts(text: str) -> list[int]:
     try:
         counts = [int(part) for part in text.split(",")]
@@ -413,8 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     most = max(args.clients)
     var_dir = Path(tempfile.mkdtemp(prefix="bench-peer-"))
     processes: list[subprocess.Popen] = []
-    recreate_database(config, args.database)
-    recreate_database(config, args.ls_database)
+    recreate(config, args.database)
+    recreate(config, args.ls_database)
     env = platform_env(database_url=url, redis_url=args.redis_url, var_dir=var_dir)
     os.environ.update({**env, "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "annotate.settings"})
     import django
@@ -488,8 +479,8 @@ def main(argv: list[str] | None = None) -> int:
             stop(process)
         connections.close_all()
         shutil.rmtree(var_dir, ignore_errors=True)
-        recreate_database(config, args.database, drop_only=True)
-        recreate_database(config, args.ls_database, drop_only=True)
+        recreate(config, args.database, drop_only=True)
+        recreate(config, args.ls_database, drop_only=True)
     print("\nall checks passed" if ok else "\nA CHECK FAILED: see FAIL above")
     return 0 if ok else 1
 
