@@ -233,6 +233,8 @@ else:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": VAR_DIR / "cache"}
     }
+# The signed-in user and their roles are read from the cache too (labeling/roles.py).
+AUTHENTICATION_BACKENDS = ["labeling.roles.CachedUserBackend"]
 # Sessions are read from the cache (written through to the database): no query per request for them.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 # Failed logins within LOGIN_FAILURE_WINDOW seconds, then the login page answers 429: LOGIN_FAILURE_LIMIT

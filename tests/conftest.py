@@ -23,6 +23,15 @@ from labeling.models import Answer, Prompt, Queue
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def empty_cache(django_db_setup):
+    """The file cache outlives a run, and a new test database gives out the same ids again: start it empty (it
+    holds signed-in users, labeling.roles)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture(autouse=True)
 def no_throttles(settings):
     """No per-user limits on exports, datasets, runs, generation, pushes and scoring: tests make them by the dozen,
