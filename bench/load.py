@@ -11,12 +11,13 @@ Each simulated labeler is an asyncio coroutine with its own HTTP client (httpx) 
 --form-logins of them (default 50) log in through the login form, spread over --ramp seconds; the others
 arrive signed in, with a session the bench made as a login does (Django's force_login), as labelers who
 signed in earlier in their two-week session would: 1,000 logins at once would be ~500 s of PBKDF2, a morning's
-logins, not a steady state. Then each loops: next task -> task page (answer ids from its data-answer-id
-attributes) -> think (--think seconds +-50%, none by default) -> skip (5%), let the lease expire (3%: wait
-past it, then submit late or abandon the task), or submit a random ranking with ties, some ratings and
-flags; 5% of submits are sent twice (half of those both at once, as a double click). Every request is
-logged: endpoint, status, latency, assignment, what was sent and the outcome, read from the message the
-server queued for the next page (Django's messages cookie): stored, already stored, refused (e.g. a late
+logins, not a steady state. Then each loops: task page (answer ids from its data-answer-id attributes; the first
+one through next task, later ones where the last submit or skip sent them, which leased it) -> think (--think
+seconds +-50%, none by default) -> skip (5%), let the lease expire (3%: wait past it, then submit late or
+abandon the task), or submit a random ranking with ties, some ratings and flags; 5% of submits are sent twice
+(half of those both at once, as a double click). Every request is logged: endpoint, status, latency, assignment,
+what was sent and the outcome, read from the message the server queued for the next page (Django's messages
+cookie): stored, already stored, refused (e.g. a late
 submit whose prompt is full).
 
 It prints requests/s and p50/p95/p99 latency per endpoint (and again for the steady state after the
@@ -183,23 +184,32 @@ class Labeler:
                 await self.label(deadline)
 
     async def label(self, deadline: float) -> None:
-        """The labeling loop of a logged-in labeler, until `deadline`."""
+        """The labeling loop of a logged-in labeler, until `deadline`. A submit or skip sends the labeler straight
+        to the next task's page (it leased it); `next` is asked when it sends them elsewhere, or nowhere."""
         next_url = f"/queues/{self.queue_id}/next/"
+        task_url = None
         while time.monotonic() < deadline:
-            leased = await self.call("next", "GET", next_url)
-            if leased is None or leased.status_code != 302:
-                await asyncio.sleep(1)  # no task left, or an error: the log has it
-                continue
-            match = TASK_URL.search(leased.headers["location"])
-            if match is None:  # e.g. sent to the login page: the checks must see it
-                self.last.outcome, self.last.message = "error", f"to {leased.headers['location']}"
-                await asyncio.sleep(1)
-                continue
-            assignment = int(match.group(1))
+            if task_url is None:
+                leased = await self.call("next", "GET", next_url)
+                if leased is None or leased.status_code != 302:
+                    await asyncio.sleep(1)  # no task left, or an error: the log has it
+                    continue
+                task_url = leased.headers["location"]
+                if TASK_URL.search(task_url) is None:  # e.g. sent to the login page: the checks must see it
+                    self.last.outcome, self.last.message = "error", f"to {task_url}"
+                    task_url = None
+                    await asyncio.sleep(1)
+                    continue
+            assignment = int(TASK_URL.search(task_url).group(1))
             page = await self.call("task page", "GET", f"/tasks/{assignment}/", assignment=assignment)
+            task_url = None
             if page is None or page.status_code != 200:
                 continue
-            next_url = await self.work(assignment, page.text, deadline) or next_url
+            location = await self.work(assignment, page.text, deadline)
+            if location is not None and TASK_URL.search(location):
+                task_url = location
+            elif location is not None:
+                next_url = location
 
     async def work(self, assignment: int, html: str, deadline: float) -> str | None:
         """Skip, let the lease expire, or submit (sometimes twice); returns where the server sends us next."""
@@ -299,8 +309,8 @@ def print_figures(log: list[Call], elapsed: float) -> None:
     refusals = Counter(c.message for c in log if c.outcome == "refused")
     for message, count in refusals.most_common():
         print(f"refused {count:,} times: {message}")
-    loops = sum(1 for c in log if c.endpoint == "next" and c.status == 302)
-    print(f"tasks leased {loops:,} ({loops / elapsed:.1f}/s); median of all requests "
+    loops = sum(1 for c in log if c.endpoint == "task page" and c.status == 200)
+    print(f"tasks opened {loops:,} ({loops / elapsed:.1f}/s); median of all requests "
           f"{statistics.median(c.ms for c in log):.1f} ms")  # fmt: skip
 
 
@@ -512,11 +522,10 @@ def queries_per_request(queue_id: int) -> list[tuple[str, int, int, float]]:
     answer_ids = list(dict.fromkeys(int(pk) for pk in ANSWER_ID.findall(page.content.decode())))
     form = {"groups": json.dumps(random_groups(answer_ids, random.Random(0))), "time_spent_ms": "5000",
             **{f"rating-{pk}": "4" for pk in answer_ids}}  # fmt: skip
-    measure("submit", "post", f"/tasks/{assignment}/submit/", form)
+    submitted = measure("submit (+ next lease)", "post", f"/tasks/{assignment}/submit/", form)
     measure("submit again", "post", f"/tasks/{assignment}/submit/", form)
-    leased = measure("next (new lease)", "get", f"/queues/{queue_id}/next/")
-    assignment = int(TASK_URL.search(leased["Location"]).group(1))
-    measure("skip", "post", f"/tasks/{assignment}/skip/", {"reason": "unclear", "note": ""})
+    assignment = int(TASK_URL.search(submitted["Location"]).group(1))
+    measure("skip (+ next lease)", "post", f"/tasks/{assignment}/skip/", {"reason": "unclear", "note": ""})
     measure("healthz", "get", "/healthz")
     return rows
 
@@ -587,9 +596,11 @@ def create_data(*, labelers: int, prompts: int, answers: int, overlap: int, leas
 
 
 def platform_env(*, database_url: str, redis_url: str, var_dir: Path) -> dict[str, str]:
-    """The environment of the servers as in production (DEBUG off), on the bench's database and Redis db."""
+    """The environment of the servers as in production (DEBUG off), on the bench's database and Redis db: the broker
+    and, as README's "Running it for real" says, the cache (sessions, signed-in users) in Redis."""
     return {
-        **os.environ, "DATABASE_URL": database_url, "CELERY_BROKER_URL": redis_url, "CELERY_TASK_ALWAYS_EAGER": "0",
+        **os.environ, "DATABASE_URL": database_url, "CELERY_BROKER_URL": redis_url, "CACHE_URL": redis_url,
+        "CELERY_TASK_ALWAYS_EAGER": "0",
         "SECRET_KEY": secrets.token_urlsafe(50), "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1",
         "SECURE_COOKIES": "0", "SECURE_SSL_REDIRECT": "0", "ANNOTATE_VAR_DIR": str(var_dir),
         "LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
@@ -733,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
             ok = False
         print(f"\nSQL queries per request (one request each, alone, Django test client on {args.database!r}):")
         for endpoint, status, count, ms in queries_per_request(queue_id):
-            print(f"  {endpoint:<18} HTTP {status}  {count:>3} queries  {ms:>7.1f} ms")
+            print(f"  {endpoint:<21} HTTP {status}  {count:>3} queries  {ms:>7.1f} ms")
         if processes[0].poll() is not None or b"Traceback" in logs[0].read_bytes():
             print(f"\nFAIL gunicorn logged an error:\n{logs[0].read_text()[-5000:]}")
             ok = False

@@ -55,6 +55,14 @@ def next_task(request, queue_id: int | None = None):
     return redirect("task", leased.pk)
 
 
+def _to_next_task(request, assignment: Assignment):
+    """After a submit or skip: straight to the labeler's next task of the same queue and kind, leased here, which
+    saves the browser a request through `next` per task; to `next` when there is none, whose page says why."""
+    task_ = assignment.task
+    leased = service.lease_next_task(labeler=request.user, queue=task_.prompt.queue, kind=task_.kind)
+    return redirect("task", leased.pk) if leased is not None else redirect(_next_url(task_.prompt.queue_id, task_.kind))
+
+
 def _own_assignment(request, assignment_id: int) -> Assignment:
     # Another labeler's assignment id answers 404, exactly like an id that does not exist.
     return get_object_or_404(
@@ -126,7 +134,6 @@ def _flags_from_form(form, answer_ids: list[int]) -> dict[int, list[str]]:
 def task_submit(request, assignment_id: int):
     assignment = _own_assignment(request, assignment_id)
     task_ = assignment.task
-    next_url = _next_url(task_.prompt.queue_id, task_.kind)
     time_spent_ms = _int_or_none(request.POST.get("time_spent_ms"))
     try:
         if task_.kind == TaskKind.DEMONSTRATION:
@@ -154,12 +161,12 @@ def task_submit(request, assignment_id: int):
         return _render_task(request, assignment, error=str(error), form=request.POST, status=400)
     except service.AssignmentError as error:
         messages.error(request, str(error))
-        return redirect(next_url)
+        return _to_next_task(request, assignment)
     if result.already_submitted:
         messages.info(request, "That task was already submitted; nothing was stored twice.")
     else:
         messages.success(request, "Submitted. Here is your next task.")
-    return redirect(next_url)
+    return _to_next_task(request, assignment)
 
 
 @require_POST
@@ -180,7 +187,7 @@ def task_skip(request, assignment_id: int):
         messages.error(request, str(error))
     else:
         messages.info(request, "Skipped. Here is your next task.")
-    return redirect(_next_url(assignment.task.prompt.queue_id, assignment.task.kind))
+    return _to_next_task(request, assignment)
 
 
 @require_POST

@@ -94,5 +94,5 @@ def test_a_short_run_of_the_bench_passes_its_checks():
     assert re.search(r"^login +2 ", output, re.MULTILINE), output  # three arrived signed in, and worked: no error
     submits = re.search(r"^submit +(\d+) .*'stored': (\d+)", output, re.MULTILINE)
     assert submits and int(submits.group(2)) > 0, output
-    for endpoint in ("next (new lease)", "task page", "submit", "skip"):
+    for endpoint in ("next (new lease)", "task page", "submit (+ next lease)", "skip (+ next lease)"):
         assert re.search(rf"^  {re.escape(endpoint)} +HTTP [23]0[02] +\d+ queries", output, re.MULTILINE), output
