@@ -179,6 +179,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # also for libraries that load fil
 # pruned: training runs and reward models name them (docs/exports.md).
 # The stored agreement intervals (labeling.aggregates) are drawn again at most this often per queue: a draw
 # reads every prompt's counts (seconds at a million prompts), while the pooled figures follow each ranking.
+# Rankings stored within this many seconds of each other are counted into the stored figures by one task.
+AGREEMENT_BACKLOG_SECONDS = float(os.environ.get("AGREEMENT_BACKLOG_SECONDS", "1"))
 AGREEMENT_INTERVALS_SECONDS = int(os.environ.get("AGREEMENT_INTERVALS_SECONDS", "60"))
 if AGREEMENT_INTERVALS_SECONDS < 0:
     raise RuntimeError("AGREEMENT_INTERVALS_SECONDS must be 0 or more")
@@ -286,6 +288,7 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stale-runs": {"task": "rewardtrain.tasks.requeue_stale_runs_task", "schedule": 60.0},
     "requeue-stale-generation-jobs": {"task": "labeling.tasks.requeue_stale_generation_jobs_task", "schedule": 60.0},
     "prune-exports": {"task": "labeling.tasks.prune_exports_task", "schedule": 3600.0},  # EXPORT_RETENTION_DAYS
+    "count-agreement-backlogs": {"task": "labeling.tasks.count_all_backlogs_task", "schedule": 60.0},
 }
 # Heavy work (training, scoring) goes to its own queue, so a site can run it on GPU machines.
 CELERY_TASK_ROUTES = {

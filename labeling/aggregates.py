@@ -2,9 +2,12 @@
 kept up to date by the worker as rankings arrive, so the admin pages read a few rows instead of computing
 labeling.agreement_report.queue_agreement from every label on each request (docs/agreement.md, "Stored figures").
 
-- A stored ranking (labeling.assignment.submit_ranking, which the pages and the API call) sends, once committed,
-  a task that counts that prompt again from its labels (a prompt has a few rankings: a fixed cost) and adds the
-  difference to the pair, labeler and queue sums in place (`x = x + delta`), so two workers never lose a count.
+- A stored ranking (labeling.assignment.submit_ranking, which the pages and the API call) puts its prompt in the
+  queue's backlog (AgreementBacklog), in the same transaction, and once committed wakes the worker, at most once
+  per AGREEMENT_BACKLOG_SECONDS per queue. The worker takes the backlog in batches: it counts each prompt again
+  from its labels (a prompt has a few rankings: a fixed cost) and adds the differences to the pair, labeler and
+  queue sums in place (`x = x + delta`), so two workers never lose a count. A wake lost with the broker is
+  made up for by beat (count_all_backlogs, every minute); the backlog itself is never lost.
   Gold items and excluded prompts count like any other prompt on these pages, so those decisions change nothing.
 - The bootstrap intervals need every prompt, and the labeler table's skips and median seconds every finished
   task: they are drawn again from the stored per-prompt counts at most once
@@ -31,6 +34,7 @@ from django.utils import timezone
 
 from .agreement_report import agreement_intervals, prompt_contributions
 from .models import (
+    AgreementBacklog,
     Assignment,
     LabelerAgreement,
     LabelerPairAgreement,
@@ -55,21 +59,70 @@ _LOST_DRAW_SECONDS = 3600
 _ADVISORY_LOCK_CLASS = 0x61677265  # "agre": the first key of the per-queue advisory lock
 
 
-def ranking_stored(*, prompt_id: int) -> None:
-    """Called in the transaction that stores a ranking: the worker counts the prompt again once it commits."""
-    from .tasks import refresh_prompt_agreement_task  # here: the tasks module imports this one
+# Prompts counted again per transaction of the worker.
+BACKLOG_BATCH = 500
+# A wake whose message was lost no longer holds the next one back after this long (beat also counts meanwhile).
+_LOST_WAKE_SECONDS = 120
 
-    def send() -> None:
+
+def ranking_stored(*, queue_id: int, prompt_id: int) -> None:
+    """Called in the transaction that stores a ranking: its prompt joins the backlog, and the worker is woken once
+    the transaction commits."""
+    AgreementBacklog.objects.create(prompt_id=prompt_id, queue_id=queue_id)
+    transaction.on_commit(lambda: wake_worker(queue_id=queue_id))
+
+
+def _wake_key(queue_id: int) -> str:
+    return f"agreement-backlog-wake:{queue_id}"
+
+
+def wake_worker(*, queue_id: int) -> None:
+    """Have the queue's backlog counted AGREEMENT_BACKLOG_SECONDS from now, unless a count is already due: the
+    rankings stored meanwhile are counted together, by one task, instead of one task each."""
+    from .tasks import count_backlog_task  # here: the tasks module imports this one
+
+    if cache.add(_wake_key(queue_id), True, timeout=_LOST_WAKE_SECONDS):
         try:
-            refresh_prompt_agreement_task.delay(prompt_id)
-        except Exception:  # the broker is down: the label is stored; rebuild_agreement repairs the figures
-            log.exception("could not send the agreement update of prompt %s", prompt_id)
+            count_backlog_task.apply_async((queue_id,), countdown=settings.AGREEMENT_BACKLOG_SECONDS)
+        except Exception:  # the broker is down: the backlog waits for beat, or for the next ranking's wake
+            cache.delete(_wake_key(queue_id))
+            log.exception("could not wake the worker for the agreement backlog of queue %s", queue_id)
 
-    transaction.on_commit(send)
+
+def count_backlog(*, queue_id: int, batch: int = BACKLOG_BATCH) -> int:
+    """Count the queue's backlog of prompts again, `batch` prompts per transaction; then have the intervals drawn
+    in a while. A queue without stored figures is counted from scratch instead. Returns the prompts counted."""
+    cache.delete(_wake_key(queue_id))  # rankings stored from now on wake the worker again
+    if not QueueAgreementTotals.objects.filter(queue_id=queue_id).exists():
+        if Queue.objects.filter(pk=queue_id).exists():
+            rebuild_queue_agreement(queue_id=queue_id)
+        return 0
+    counted = 0
+    while True:
+        with transaction.atomic():
+            _lock_queue(queue_id, exclusive=False)
+            # SKIP LOCKED: two workers on one queue take different rows (a prompt in both is counted twice: no harm).
+            rows = list(AgreementBacklog.objects.select_for_update(skip_locked=True).filter(queue_id=queue_id)
+                        .order_by("id").values_list("id", "prompt_id")[:batch])  # fmt: skip
+            if not rows:
+                break
+            AgreementBacklog.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
+            prompt_ids = sorted({prompt_id for _, prompt_id in rows})
+            _recount_prompts(queue_id, prompt_ids)
+        counted += len(prompt_ids)
+    if counted:
+        schedule_intervals(queue_id=queue_id)
+    return counted
+
+
+def count_all_backlogs() -> int:
+    """Every queue's backlog (beat, each minute): what a lost wake left behind."""
+    queue_ids = AgreementBacklog.objects.order_by("queue_id").values_list("queue_id", flat=True).distinct()
+    return sum(count_backlog(queue_id=queue_id) for queue_id in list(queue_ids))
 
 
 def refresh_prompt_agreement(*, prompt_id: int) -> None:
-    """Count the prompt's rankings again and move the queue's sums by the difference; then have the
+    """Count one prompt's rankings again at once and move the queue's sums by the difference; then have the
     intervals drawn again in a while. A queue without stored figures is counted from scratch instead."""
     queue_id = Prompt.objects.filter(pk=prompt_id).values_list("queue_id", flat=True).first()
     if queue_id is None:
@@ -79,62 +132,63 @@ def refresh_prompt_agreement(*, prompt_id: int) -> None:
     else:
         with transaction.atomic():
             _lock_queue(queue_id, exclusive=False)
-            Prompt.objects.select_for_update(no_key=True).filter(pk=prompt_id).exists()  # its refreshes take turns
-            _recount_prompt(queue_id, prompt_id)
+            _recount_prompts(queue_id, [prompt_id])
     schedule_intervals(queue_id=queue_id)
 
 
-def _recount_prompt(queue_id: int, prompt_id: int) -> None:
-    counts = prompt_contributions(ranking_labels(answer__prompt_id=prompt_id))
-    old = PromptAgreement.objects.filter(prompt_id=prompt_id).first()
-    old_labelers = {
-        row["labeler_id"]: row
-        for row in PromptLabelerAgreement.objects.filter(prompt_id=prompt_id).values(
-            "labeler_id", "agree", "n", "consensus_agree", "consensus_n")
-    }  # fmt: skip
+def _recount_prompts(queue_id: int, prompt_ids: list[int]) -> None:
+    """Count the prompts again from their labels, store their rows, and add the differences to the sums. In the
+    caller's transaction, which holds the queue's shared lock."""
+    prompt_ids = sorted(prompt_ids)
+    # The prompts' refreshes take turns (rows locked in one order: no deadlock between two batches).
+    list(Prompt.objects.select_for_update(no_key=True).filter(pk__in=prompt_ids).order_by("pk").values_list("pk"))
+    counts = prompt_contributions(ranking_labels(answer__prompt_id__in=prompt_ids))
+    old_prompts = list(PromptAgreement.objects.filter(prompt_id__in=prompt_ids).values("rankings", "agree", "n",
+                                                                                      "pairs"))  # fmt: skip
+    fields = ("agree", "n", "consensus_agree", "consensus_n")
+    old_labelers = PromptLabelerAgreement.objects.filter(prompt_id__in=prompt_ids).values_list("labeler_id", *fields)
 
     pair_delta: dict[tuple[int, int], list[int]] = {}  # (a, b) -> [prompts, agree, n]
-    for a, b, agree, n in old.pairs if old else []:
-        pair_delta[(a, b)] = [-1, -agree, -n]
-    for row in counts.prompt_pairs.itertuples():
-        delta = pair_delta.setdefault((int(row.labeler_a), int(row.labeler_b)), [0, 0, 0])
-        delta[0], delta[1], delta[2] = delta[0] + 1, delta[1] + int(row.agree), delta[2] + int(row.n)
-    fields = ("agree", "n", "consensus_agree", "consensus_n")
-    labeler_delta: dict[int, list[int]] = {  # labeler -> [rankings, agree, n, consensus_agree, consensus_n]
-        labeler_id: [-1, *(-row[f] for f in fields)] for labeler_id, row in old_labelers.items()
-    }
+    for old in old_prompts:
+        for a, b, agree, n in old["pairs"]:
+            delta = pair_delta.setdefault((a, b), [0, 0, 0])
+            delta[0], delta[1], delta[2] = delta[0] - 1, delta[1] - agree, delta[2] - n
+    for a, b, agree, n in counts.prompt_pairs[["labeler_a", "labeler_b", "agree", "n"]].itertuples(index=False):
+        delta = pair_delta.setdefault((int(a), int(b)), [0, 0, 0])
+        delta[0], delta[1], delta[2] = delta[0] + 1, delta[1] + int(agree), delta[2] + int(n)
+    labeler_delta: dict[int, list[int]] = {}  # labeler -> [rankings, agree, n, consensus_agree, consensus_n]
+    for labeler_id, *values in old_labelers:
+        delta = labeler_delta.setdefault(labeler_id, [0, 0, 0, 0, 0])
+        labeler_delta[labeler_id] = [d - v for d, v in zip(delta, [1, *values], strict=True)]
     new_labelers = []
-    for row in counts.prompt_labelers.itertuples():
+    for row in counts.prompt_labelers.itertuples(index=False):
         values = [int(getattr(row, f)) for f in fields]
         delta = labeler_delta.setdefault(int(row.labeler_id), [0, 0, 0, 0, 0])
         labeler_delta[int(row.labeler_id)] = [d + v for d, v in zip(delta, [1, *values], strict=True)]
-        new_labelers.append(PromptLabelerAgreement(prompt_id=prompt_id, labeler_id=int(row.labeler_id),
+        new_labelers.append(PromptLabelerAgreement(prompt_id=int(row.prompt_id), labeler_id=int(row.labeler_id),
                                                    queue_id=queue_id, **dict(zip(fields, values, strict=True))))
 
-    PromptLabelerAgreement.objects.filter(prompt_id=prompt_id).delete()
+    stored_pairs = {int(prompt_id): frame[["labeler_a", "labeler_b", "agree", "n"]].to_numpy().tolist()
+                    for prompt_id, frame in counts.prompt_pairs.groupby("prompt_id")}  # fmt: skip
+    new_prompts = [
+        PromptAgreement(prompt_id=int(row.prompt_id), queue_id=queue_id, rankings=int(row.rankings),
+                        agree=int(row.agree), n=int(row.n), rate=int(row.agree) / int(row.n) if row.n else None,
+                        pairs=stored_pairs.get(int(row.prompt_id), []))
+        for row in counts.prompts.itertuples(index=False)
+    ]  # fmt: skip
+    PromptLabelerAgreement.objects.filter(prompt_id__in=prompt_ids).delete()
     PromptLabelerAgreement.objects.bulk_create(new_labelers)
-    new = counts.prompts.iloc[0] if len(counts.prompts) else None
-    if new is None:
-        PromptAgreement.objects.filter(prompt_id=prompt_id).delete()
-    else:
-        agree, n = int(new["agree"]), int(new["n"])
-        PromptAgreement.objects.update_or_create(prompt_id=prompt_id, defaults={
-            "queue_id": queue_id, "rankings": int(new["rankings"]), "agree": agree, "n": n,
-            "rate": agree / n if n else None,
-            "pairs": [[int(r.labeler_a), int(r.labeler_b), int(r.agree), int(r.n)]
-                      for r in counts.prompt_pairs.itertuples()],
-        })  # fmt: skip
+    PromptAgreement.objects.filter(prompt_id__in=prompt_ids).delete()
+    PromptAgreement.objects.bulk_create(new_prompts)
 
     _add(LabelerPairAgreement, ("queue_id", "labeler_a_id", "labeler_b_id"), ("prompts", "agree", "n"),
          [(queue_id, a, b, *delta) for (a, b), delta in sorted(pair_delta.items()) if any(delta)])
     _add(LabelerAgreement, ("queue_id", "labeler_id"), ("rankings", *fields),
          [(queue_id, labeler, *delta) for labeler, delta in sorted(labeler_delta.items()) if any(delta)])
-    old_shared = old is not None and old.rankings >= 2
-    new_shared = new is not None and int(new["rankings"]) >= 2
     QueueAgreementTotals.objects.filter(queue_id=queue_id).update(
-        agree=F("agree") + (int(new["agree"]) if new is not None else 0) - (old.agree if old else 0),
-        n=F("n") + (int(new["n"]) if new is not None else 0) - (old.n if old else 0),
-        prompts=F("prompts") + int(new_shared) - int(old_shared),
+        agree=F("agree") + sum(p.agree for p in new_prompts) - sum(p["agree"] for p in old_prompts),
+        n=F("n") + sum(p.n for p in new_prompts) - sum(p["n"] for p in old_prompts),
+        prompts=F("prompts") + sum(p.rankings >= 2 for p in new_prompts) - sum(p["rankings"] >= 2 for p in old_prompts),
         counted_at=timezone.now(),
     )
 
@@ -170,7 +224,9 @@ def rebuild_queue_agreement(*, queue_id: int, chunk_prompts: int = 5_000) -> Que
     queue = Queue.objects.get(pk=queue_id)
     with transaction.atomic():
         _lock_queue(queue_id, exclusive=True)
-        for model in (PromptLabelerAgreement, PromptAgreement, LabelerPairAgreement, LabelerAgreement):
+        # Its backlog too: every ranking committed so far is counted below (one committed later adds its row again).
+        for model in (AgreementBacklog, PromptLabelerAgreement, PromptAgreement, LabelerPairAgreement,
+                      LabelerAgreement):
             model.objects.filter(queue_id=queue_id).delete()
         pairs, labelers = [], []
         for labels in ranking_label_chunks(queue, chunk_prompts=chunk_prompts):

@@ -412,7 +412,7 @@ def submit_ranking(
         _close(assignment, Assignment.Status.SUBMITTED, now, time_spent_ms)
         from . import aggregates  # here: aggregates reads labels through selectors, which import this module
 
-        aggregates.ranking_stored(prompt_id=assignment.task.prompt_id)
+        aggregates.ranking_stored(queue_id=assignment.task.queue_id, prompt_id=assignment.task.prompt_id)
     return SubmitResult(assignment, already_submitted=False)
 
 

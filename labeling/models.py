@@ -334,6 +334,22 @@ class QueueAgreementTotals(models.Model):
         return f"agreement of queue {self.queue_id}"
 
 
+class AgreementBacklog(models.Model):
+    """A prompt whose rankings changed since its stored figures were counted: written in the transaction that
+    stores the ranking, so no count waits on the broker, and removed by the worker that counts it again. A row per
+    ranking, not per prompt: a submit never waits for a worker that is removing its prompt's row (the worker takes
+    KEY SHARE locks on the labelers' rows, which the submit holds)."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="+", db_index=False)
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="+", db_index=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["queue", "id"], name="agreement_backlog_queue")]
+
+    def __str__(self) -> str:
+        return f"prompt {self.prompt_id} to count again"
+
+
 class PromptAgreement(models.Model):
     """One prompt's counts: its rankings, and agreement pooled over its labeler pairs (the review list's order)."""
 

@@ -4,7 +4,7 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
-from .aggregates import refresh_intervals, refresh_prompt_agreement
+from .aggregates import count_all_backlogs, count_backlog, refresh_intervals, refresh_prompt_agreement
 from .exports import build_export, prune_exports
 from .generation import requeue_stale_generation_jobs, run_generation_job
 from .importing import import_prompts
@@ -75,7 +75,20 @@ def prune_exports_task() -> int:
     return len(prune_exports())
 
 
-# Sent once a ranking is committed (labeling.aggregates.ranking_stored): a fixed cost per ranking.
+# Sent at most once per AGREEMENT_BACKLOG_SECONDS per queue once a ranking is committed
+# (labeling.aggregates.wake_worker): counts every ranking stored since, in batches.
+@shared_task(acks_late=True)
+def count_backlog_task(queue_id: int) -> int:
+    return count_backlog(queue_id=queue_id)
+
+
+# Each minute (settings.CELERY_BEAT_SCHEDULE): the backlogs whose wake was lost with the broker.
+@shared_task
+def count_all_backlogs_task() -> int:
+    return count_all_backlogs()
+
+
+# What a ranking sent before the backlog existed: messages of an older release may still be in the broker.
 @shared_task(acks_late=True)
 def refresh_prompt_agreement_task(prompt_id: int) -> None:
     refresh_prompt_agreement(prompt_id=prompt_id)

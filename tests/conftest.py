@@ -44,18 +44,21 @@ def agreement_counted_at_once(request, monkeypatch):
     """A stored ranking or skip updates the stored agreement figures (labeling.aggregates) here, draws included, as
     the worker does after the commit: at once, since a test's transaction never commits, or on commit in tests
     whose transactions do commit (so that, as in the worker, no lock of the submit is held meanwhile). Tests
-    marked aggregates_on_commit keep the real path (a task sent on commit, intervals a while later)."""
+    marked aggregates_on_commit keep the real path (the worker woken on commit, intervals a while later)."""
     if request.node.get_closest_marker("aggregates_on_commit"):
         return
-    count, draw = aggregates.refresh_prompt_agreement, aggregates.refresh_intervals
-    if {"transactional_db", "live_server"} & set(request.fixturenames):
-        monkeypatch.setattr(aggregates, "ranking_stored",
-                            lambda *, prompt_id: transaction.on_commit(lambda: count(prompt_id=prompt_id)))
+    stored, count, draw = aggregates.ranking_stored, aggregates.count_backlog, aggregates.refresh_intervals
+    monkeypatch.setattr(aggregates, "wake_worker", count)  # the real ranking_stored wakes it on commit
+    if not {"transactional_db", "live_server"} & set(request.fixturenames):
+        def stored_and_counted(*, queue_id, prompt_id):
+            stored(queue_id=queue_id, prompt_id=prompt_id)
+            count(queue_id=queue_id)
+
+        monkeypatch.setattr(aggregates, "ranking_stored", stored_and_counted)
+        monkeypatch.setattr(aggregates, "task_skipped", draw)
+    else:
         monkeypatch.setattr(aggregates, "task_skipped",
                             lambda *, queue_id: transaction.on_commit(lambda: draw(queue_id=queue_id)))
-    else:
-        monkeypatch.setattr(aggregates, "ranking_stored", count)
-        monkeypatch.setattr(aggregates, "task_skipped", draw)
     monkeypatch.setattr(aggregates, "schedule_intervals", draw)
 
 

@@ -1,6 +1,6 @@
 """Stored agreement figures (labeling.aggregates): counted ranking by ranking, they equal the report computed
-from scratch by labeling.agreement_report.queue_agreement; the task is sent on commit; concurrent updates of one
-labeler pair all count."""
+from scratch by labeling.agreement_report.queue_agreement; a ranking's prompt joins the backlog with it and the
+worker is woken once per batch on commit; concurrent updates of one labeler pair all count."""
 import random
 import threading
 
@@ -13,6 +13,7 @@ from labeling import aggregates, review, tasks
 from labeling.agreement_report import queue_agreement
 from labeling.assignment import lease_next_task, skip_task, submit_ranking
 from labeling.models import (
+    AgreementBacklog,
     Assignment,
     LabelerPairAgreement,
     PromptAgreement,
@@ -116,28 +117,35 @@ def test_a_queue_without_stored_figures_is_counted_at_its_next_ranking(db):
 
 
 @pytest.mark.aggregates_on_commit
-def test_a_committed_submit_sends_the_task_that_updates_the_figures(db, monkeypatch, settings,
-                                                                      django_capture_on_commit_callbacks):
-    settings.AGREEMENT_INTERVALS_SECONDS = 30
-    sent, intervals = [], []
-    monkeypatch.setattr(tasks.refresh_prompt_agreement_task, "delay", lambda prompt_id: sent.append(prompt_id))
+def test_committed_submits_wake_the_worker_once_and_it_counts_them_in_one_batch(
+        db, monkeypatch, settings, django_capture_on_commit_callbacks):
+    settings.AGREEMENT_INTERVALS_SECONDS, settings.AGREEMENT_BACKLOG_SECONDS = 30, 2
+    woken, intervals = [], []
+    monkeypatch.setattr(tasks.count_backlog_task, "apply_async",
+                        lambda args, countdown: woken.append((args, countdown)))
     monkeypatch.setattr(tasks.refresh_agreement_intervals_task, "apply_async",
                         lambda args, countdown: intervals.append((args, countdown)))
     queue = make_queue("Wired", prompts=2, answers=3, task_kind=Queue.Kinds.RANKING, ranking_overlap=2)
     aggregates.rebuild_queue_agreement(queue_id=queue.pk)
     ana, ben = make_user("ana", "labeler"), make_user("ben", "labeler")
-    for user in (ana, ben):
+
+    def submit(user):
         assignment = lease_next_task(labeler=user, queue=queue)
-        groups = [[pk] for pk in sorted(assignment.answer_order)]
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
-            submit_ranking(assignment_id=assignment.pk, labeler=user, groups=groups)
-        assert stored_agreement(queue=queue).queue.n == 0  # nothing before the commit
+            submit_ranking(assignment_id=assignment.pk, labeler=user,
+                           groups=[[pk] for pk in sorted(assignment.answer_order)])
+        # The prompt waits in the backlog, committed with the ranking; nothing is counted before the commit.
+        assert AgreementBacklog.objects.filter(queue=queue, prompt_id=assignment.task.prompt_id).exists()
         for callback in callbacks:
             callback()
-    prompt_id = assignment.task.prompt_id
-    assert sent == [prompt_id, prompt_id]
-    for prompt in sent:  # what the worker does with them
-        tasks.refresh_prompt_agreement_task(prompt)
+        return assignment
+
+    for user in (ana, ben):
+        submit(user)
+    assert stored_agreement(queue=queue).queue.n == 0
+    assert woken == [((queue.pk,), 2)]  # one wake for both rankings
+    assert tasks.count_backlog_task(queue.pk) == 1  # what the worker does: the one prompt, counted once
+    assert not AgreementBacklog.objects.exists()
     figure = stored_agreement(queue=queue)
     assert (figure.queue.rate, figure.queue.n, figure.queue.prompts) == (1.0, 3, 1)
     # One draw of the intervals is due, 30 s on, however many rankings were counted meanwhile.
@@ -149,6 +157,17 @@ def test_a_committed_submit_sends_the_task_that_updates_the_figures(db, monkeypa
     QueueAgreementTotals.objects.filter(queue=queue).update(intervals_seconds=20)
     aggregates.schedule_intervals(queue_id=queue.pk)
     assert intervals[-1] == ((queue.pk,), 100)
+
+    # The broker is down when the next ranking commits: its prompt stays in the backlog, and beat counts it.
+    def broker_down(args, countdown):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.count_backlog_task, "apply_async", broker_down)
+    later = submit(ana)
+    assert list(AgreementBacklog.objects.values_list("prompt_id", flat=True)) == [later.task.prompt_id]
+    assert tasks.count_all_backlogs_task() == 1
+    assert not AgreementBacklog.objects.exists()
+    assert_stored_equal_scratch(queue)
 
 
 def test_the_review_list_reads_a_page_of_stored_rows(client, db):
@@ -172,7 +191,7 @@ def test_concurrent_updates_of_one_labeler_pair_all_count(transactional_db):
     ana, ben = make_user("ana", "labeler"), make_user("ben", "labeler")
     aggregates.rebuild_queue_agreement(queue_id=queue.pk)
     with pytest.MonkeyPatch.context() as patch:  # store the labels without counting them
-        patch.setattr(aggregates, "ranking_stored", lambda prompt_id: None)
+        patch.setattr(aggregates, "ranking_stored", lambda **_: None)
         for user in (ana, ben):
             while (assignment := lease_next_task(labeler=user, queue=queue)) is not None:
                 groups = [[pk] for pk in sorted(assignment.answer_order)]
