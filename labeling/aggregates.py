@@ -6,10 +6,11 @@ labeling.agreement_report.queue_agreement from every label on each request (docs
   a task that counts that prompt again from its labels (a prompt has a few rankings: a fixed cost) and adds the
   difference to the pair, labeler and queue sums in place (`x = x + delta`), so two workers never lose a count.
   Gold items and excluded prompts count like any other prompt on these pages, so those decisions change nothing.
-- The bootstrap intervals need every prompt, and the labeler table's skips and median seconds every finished
-  task: they are drawn again from the stored per-prompt counts at most once
-  every AGREEMENT_INTERVALS_SECONDS per queue (or DRAW_SPACING times the last draw's duration, if longer), that
-  long after the first ranking counted since the last draw.
+- The bootstrap intervals need every prompt, and the labeler table's skips and median seconds and the queue list's
+  labels per day, median seconds and skip rate (QueueWork) every finished task: they are drawn again from the
+  stored per-prompt counts at most once every AGREEMENT_INTERVALS_SECONDS per queue (or DRAW_SPACING times the
+  last draw's duration, if longer), that long after the first ranking counted since the last draw (or after the
+  queue list saw the queue's task counters move: labeling.selectors.queue_dashboard).
 - rebuild_queue_agreement counts a queue from scratch (`manage.py rebuild_agreement`); the first ranking of a
   queue that has no stored figures yet (a new queue, or one labeled before migration 0013) has it done.
 
@@ -245,7 +246,7 @@ def schedule_intervals(*, queue_id: int) -> None:
 
 def refresh_intervals(*, queue_id: int) -> None:
     """Draw the queue's and its labelers' bootstrap intervals again from the stored per-prompt counts: the
-    intervals queue_agreement draws from the labels, with the same seed."""
+    intervals queue_agreement draws from the labels, with the same seed; and count the queue's work (count_work)."""
     cache.delete(_intervals_key(queue_id))  # rankings counted from now on schedule the next draw
     started = time.perf_counter()
     own_transaction = not connection.in_atomic_block
