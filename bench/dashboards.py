@@ -13,7 +13,9 @@ Measured, in this process on PostgreSQL:
   - the four pages through Django's test Client as an admin: the queue list, the agreement page, the
     disagreement review (first page) and the labeler table (agreement.csv): median of --runs after one warm-up;
   - one incremental update (the task each ranking sends: one prompt counted again), median of 20 prompts;
-  - the debounced draw of the bootstrap intervals from the stored counts (1,000 resamples), median of --runs.
+  - the debounced draw of the bootstrap intervals from the stored counts (1,000 resamples), median of --runs, and
+    within it the count of the queue's work from every assignment (labeling.aggregates.count_work: the labeler
+    table's skips and median seconds, the queue list's labels per day, median seconds and skip rate).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/annotate .venv/bin/python -m bench.dashboards [--prompts N]
 """
@@ -207,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         show("incremental update (one prompt)",
              timed(lambda: aggregates.refresh_prompt_agreement(prompt_id=next(count_again)), len(prompt_ids)))
         show("intervals drawn again", timed(lambda: aggregates.refresh_intervals(queue_id=queue_id), args.runs))
+        show("  of which the queue's work counted", timed(lambda: aggregates.count_work(queue_id=queue_id), args.runs))
     finally:
         connections.close_all()
         if not args.keep:

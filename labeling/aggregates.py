@@ -9,10 +9,11 @@ labeling.agreement_report.queue_agreement from every label on each request (docs
   queue sums in place (`x = x + delta`), so two workers never lose a count. A wake lost with the broker is
   made up for by beat (count_all_backlogs, every minute); the backlog itself is never lost.
   Gold items and excluded prompts count like any other prompt on these pages, so those decisions change nothing.
-- The bootstrap intervals need every prompt, and the labeler table's skips and median seconds every finished
-  task: they are drawn again from the stored per-prompt counts at most once
-  every AGREEMENT_INTERVALS_SECONDS per queue (or DRAW_SPACING times the last draw's duration, if longer), that
-  long after the first ranking counted since the last draw.
+- The bootstrap intervals need every prompt, and the labeler table's skips and median seconds and the queue list's
+  labels per day, median seconds and skip rate (QueueWork) every finished task: they are drawn again from the
+  stored per-prompt counts at most once every AGREEMENT_INTERVALS_SECONDS per queue (or DRAW_SPACING times the
+  last draw's duration, if longer), that long after the first ranking counted since the last draw (or after the
+  queue list saw the queue's task counters move: labeling.selectors.queue_dashboard).
 - rebuild_queue_agreement counts a queue from scratch (`manage.py rebuild_agreement`); the first ranking of a
   queue that has no stored figures yet (a new queue, or one labeled before migration 0013) has it done.
 
@@ -28,8 +29,8 @@ import pandas as pd
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, F, Q, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, Q, Sum
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from .agreement_report import agreement_intervals, prompt_contributions
@@ -43,9 +44,11 @@ from .models import (
     PromptLabelerAgreement,
     Queue,
     QueueAgreementTotals,
+    QueueWork,
+    Task,
     TaskKind,
 )
-from .selectors import ranking_label_chunks, ranking_labels
+from .selectors import dashboard_days, day_start, ranking_label_chunks, ranking_labels
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +302,7 @@ def schedule_intervals(*, queue_id: int) -> None:
 
 def refresh_intervals(*, queue_id: int) -> None:
     """Draw the queue's and its labelers' bootstrap intervals again from the stored per-prompt counts: the
-    intervals queue_agreement draws from the labels, with the same seed."""
+    intervals queue_agreement draws from the labels, with the same seed; and count the queue's work (count_work)."""
     cache.delete(_intervals_key(queue_id))  # rankings counted from now on schedule the next draw
     started = time.perf_counter()
     own_transaction = not connection.in_atomic_block
@@ -313,10 +316,12 @@ def refresh_intervals(*, queue_id: int) -> None:
             PromptLabelerAgreement.objects.filter(queue_id=queue_id, n__gt=0).order_by("prompt_id", "labeler_id"),
             ["prompt_id", "labeler_id", "agree", "n"],
         )
+        work, queue_work = count_work(queue_id=queue_id)
     low, high, labelers = agreement_intervals(prompts, prompt_labelers, resamples=AGREEMENT_RESAMPLES,
                                               seed=AGREEMENT_SEED)
     drawn = {int(row.labeler_id): row for row in labelers.itertuples() if not pd.isna(row.rate_ci_low)}
-    work = _labeler_work(queue_id)
+    QueueWork.objects.bulk_create([queue_work], update_conflicts=True, unique_fields=["queue"], update_fields=[
+        field.name for field in QueueWork._meta.concrete_fields if not field.primary_key])
     with transaction.atomic():  # a row for each labeler who only skipped, committed before the rows are locked
         _lock_queue(queue_id, exclusive=False)  # not while a rebuild deletes and makes them
         LabelerAgreement.objects.bulk_create(
@@ -339,20 +344,49 @@ def refresh_intervals(*, queue_id: int) -> None:
             intervals_seconds=time.perf_counter() - started)
 
 
-def _labeler_work(queue_id: int) -> dict[int, tuple[int, float | None]]:
-    """Per labeler of the queue's finished ranking tasks: (skips, median milliseconds per submitted ranking)."""
-    finished = Assignment.objects.filter(task__queue_id=queue_id, task__kind=TaskKind.RANKING).exclude(
-        status=Assignment.Status.LEASED)
-    sql, params = finished.values_list("labeler_id", "status", "time_spent_ms").query.sql_with_params()
+def count_work(*, queue_id: int) -> tuple[dict[int, tuple[int, float | None]], QueueWork]:
+    """The queue's finished work, from every assignment: per labeler of its ranking tasks (skips, median milliseconds
+    per submitted ranking), for the labeler table; and for the queue list, over every task kind, a QueueWork (unsaved)
+    with the figures labeling.selectors.queue_dashboard computed from the assignments before, drawn now. In the
+    caller's transaction (a snapshot, in refresh_intervals)."""
+    now = timezone.now()
+    finished = Assignment.objects.filter(task__queue_id=queue_id).exclude(status=Assignment.Status.LEASED)
+    columns = ["labeler_id", "status", "time_spent_ms", "kind", "regular"]
+    regular = ExpressionWrapper(Q(task__gold_groups__isnull=True, task__excluded=False), output_field=BooleanField())
+    sql, params = finished.annotate(kind=F("task__kind"), regular=regular).values_list(*columns).query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        rows = pd.DataFrame(cursor.fetchall(), columns=["labeler_id", "status", "time_spent_ms"])
+        rows = pd.DataFrame(cursor.fetchall(), columns=columns)
+    submitted = rows["status"] == Assignment.Status.SUBMITTED
     skipped = rows["status"] == Assignment.Status.SKIPPED
-    ms = pd.to_numeric(rows["time_spent_ms"]).where(rows["status"] == Assignment.Status.SUBMITTED)
-    per_labeler = pd.DataFrame({"labeler_id": rows["labeler_id"], "skipped": skipped, "ms": ms}).groupby(
+    ms = pd.to_numeric(rows["time_spent_ms"]).where(submitted)
+    ranking = rows["kind"] == TaskKind.RANKING
+    per_labeler = pd.DataFrame({"labeler_id": rows["labeler_id"], "skipped": skipped, "ms": ms})[ranking].groupby(
         "labeler_id").agg(skips=("skipped", "sum"), ms=("ms", "median"))
-    return {int(labeler): (int(row.skips), None if pd.isna(row.ms) else float(row.ms))
-            for labeler, row in per_labeler.iterrows()}
+    labelers = {int(labeler): (int(row.skips), None if pd.isna(row.ms) else float(row.ms))
+                for labeler, row in per_labeler.iterrows()}
+
+    # The labels counted per kind against the tasks' counters, which the queue list reads live.
+    labels = rows[submitted & rows["regular"].astype(bool)].groupby("kind").size()
+    tasks = Task.objects.filter(queue_id=queue_id)
+    counted = dict(tasks.filter(gold_groups__isnull=True, excluded=False).values("kind").annotate(
+        n=Sum("submitted_count")).values_list("kind", "n"))  # fmt: skip
+    uncounted = {kind: int(labels.get(kind, 0)) - int(counted.get(kind, 0))
+                 for kind in sorted({*labels.index, *counted})}
+    days = dashboard_days(now)
+    per_day = dict(
+        finished.filter(status=Assignment.Status.SUBMITTED, finished_at__gte=day_start(days[0]))
+        .annotate(day=TruncDate("finished_at")).values("day").annotate(n=Count("pk")).values_list("day", "n")
+    )  # fmt: skip
+    median = ms.median()
+    work = QueueWork(
+        queue_id=queue_id, finished=len(rows), skipped=int(skipped.sum()),
+        median_ms=None if pd.isna(median) else float(median),
+        labels_per_day={day.isoformat(): per_day.get(day, 0) for day in days},
+        submitted_count=tasks.aggregate(n=Coalesce(Sum("submitted_count"), 0))["n"],
+        uncounted_labels={kind: n for kind, n in uncounted.items() if n}, drawn_at=now,
+    )  # fmt: skip
+    return labelers, work
 
 
 def task_skipped(*, queue_id: int) -> None:

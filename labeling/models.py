@@ -122,6 +122,8 @@ class Prompt(models.Model):
                 fields=["queue", "content_hash"], condition=Q(external_id=""), name="prompt_unique_content"
             ),
         ]
+        # The queue list counts each queue's excluded prompts: a few rows of this index, not every prompt.
+        indexes = [models.Index(fields=["queue"], name="prompt_excluded", condition=Q(excluded=True))]
 
     def __str__(self) -> str:
         return self.external_id or f"prompt {self.pk}"
@@ -227,6 +229,9 @@ class Assignment(models.Model):
             models.Index(fields=["task", "status", "lease_expires_at"], name="assignment_task_status"),
             # With the task: the ids of a labeler's labels are read from the index alone (the next task).
             models.Index(fields=["labeler", "status", "task"], name="assignment_labeler_status"),
+            # The queue list's live leases. A submit or skip leaves the condition, so it writes nothing here.
+            models.Index(fields=["lease_expires_at", "task"], name="assignment_leased",
+                         condition=Q(status="leased")),
         ]
 
     def __str__(self) -> str:
@@ -348,6 +353,28 @@ class AgreementBacklog(models.Model):
 
     def __str__(self) -> str:
         return f"prompt {self.prompt_id} to count again"
+
+
+class QueueWork(models.Model):
+    """A queue's finished work, counted from its assignments by the draw of labeling.aggregates.refresh_intervals,
+    so that the queue list reads one row instead of every assignment: labels per day, median seconds per submitted
+    task and skip rate (every task kind), and what the tasks' counters missed (see labeling.selectors)."""
+
+    queue = models.OneToOneField(Queue, on_delete=models.CASCADE, primary_key=True, related_name="work")
+    finished = models.BigIntegerField(default=0, help_text="Submitted and skipped assignments.")
+    skipped = models.BigIntegerField(default=0)
+    median_ms = models.FloatField(null=True, blank=True, help_text="Median time spent per submitted task.")
+    # {"YYYY-MM-DD": submitted labels, gold included}: every dashboard day up to the day of the draw.
+    labels_per_day = models.JSONField(default=dict)
+    # The sum of the queue's Task.submitted_count then: when it has moved, the queue list asks for a draw.
+    submitted_count = models.BigIntegerField(default=0)
+    # {kind: submitted labels of regular tasks minus those tasks' submitted_count}: labels a counter does not
+    # hold (a prompt ranked while it was gold, then made a regular one again) or holds no more (a labeler deleted).
+    uncounted_labels = models.JSONField(default=dict)
+    drawn_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"work of queue {self.queue_id}"
 
 
 class PromptAgreement(models.Model):

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('labeling', '0013_agreement_aggregates'),
+        ('labeling', '0014_queue_work'),
     ]
 
     operations = [

@@ -3,26 +3,40 @@ from scratch by labeling.agreement_report.queue_agreement; a ranking's prompt jo
 worker is woken once per batch on commit; concurrent updates of one labeler pair all count."""
 import random
 import threading
+from datetime import timedelta
 
 import pandas as pd
 import pytest
 from django.db import connection
+from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models.functions import TruncDate
 from django.urls import reverse
+from django.utils import timezone
 
 from labeling import aggregates, review, tasks
 from labeling.agreement_report import queue_agreement
-from labeling.assignment import lease_next_task, skip_task, submit_ranking
+from labeling.assignment import lease_next_task, skip_task, submit_demonstration, submit_ranking
 from labeling.models import (
     AgreementBacklog,
     Assignment,
     LabelerPairAgreement,
+    Prompt,
     PromptAgreement,
     PromptLabelerAgreement,
     Queue,
     QueueAgreementTotals,
+    QueueWork,
     Ranking,
+    Task,
 )
-from labeling.selectors import queue_agreement_page, ranking_labels, stored_agreement
+from labeling.selectors import (
+    dashboard_days,
+    day_start,
+    queue_agreement_page,
+    queue_dashboard,
+    ranking_labels,
+    stored_agreement,
+)
 from tests.conftest import make_queue, make_user
 
 
@@ -238,3 +252,110 @@ def test_the_labeler_table_reads_skips_and_median_seconds_drawn_with_the_interva
     assert (rows["ana"]["tasks"], rows["ana"]["skips"], rows["ana"]["median_seconds"]) == (2, 0, 20.0)
     assert (rows["ben"]["tasks"], rows["ben"]["skips"], rows["ben"]["skip_rate"]) == (0, 1, 1.0)
     assert rows["ben"]["median_seconds"] is None and rows["ben"]["rate"] is None
+
+
+def queue_list_from_scratch(queue: Queue, now) -> dict:
+    """The queue list's figures of one queue as queue_dashboard computed them from every task and assignment before
+    they were stored (a join of tasks and assignments, and every finished assignment read)."""
+    live = Assignment.objects.filter(task=OuterRef("pk"), status=Assignment.Status.LEASED, lease_expires_at__gt=now)
+    progress = {
+        row["kind"]: (row["tasks"], row["complete"], row["started"] - row["complete"], row["tasks"] - row["started"],
+                      row["labels"])
+        for row in Task.objects.filter(prompt__queue=queue, gold_groups__isnull=True, prompt__excluded=False)
+        .annotate(leased=Exists(live)).values("kind").annotate(
+            tasks=Count("pk", distinct=True),
+            complete=Count("pk", distinct=True, filter=Q(submitted_count__gte=F("overlap"))),
+            started=Count("pk", distinct=True, filter=Q(submitted_count__gt=0) | Q(leased=True)),
+            labels=Count("assignments", filter=Q(assignments__status=Assignment.Status.SUBMITTED)))
+    }  # fmt: skip
+    days = dashboard_days(now)
+    per_day = dict(
+        Assignment.objects.filter(task__prompt__queue=queue, status=Assignment.Status.SUBMITTED,
+                                  finished_at__gte=day_start(days[0]))
+        .annotate(day=TruncDate("finished_at")).values("day").annotate(n=Count("pk")).values_list("day", "n"))
+    finished = pd.DataFrame.from_records(
+        Assignment.objects.filter(task__prompt__queue=queue).exclude(status=Assignment.Status.LEASED)
+        .values_list("status", "time_spent_ms"), columns=["status", "ms"])  # fmt: skip
+    submitted_ms = pd.to_numeric(finished["ms"]).where(finished["status"] == Assignment.Status.SUBMITTED).median()
+    return {
+        "progress": [progress.get(kind, (0, 0, 0, 0, 0)) for kind in queue.kinds],
+        "excluded": Prompt.objects.filter(queue=queue, excluded=True).count(),
+        "gold": Task.objects.filter(prompt__queue=queue, gold_groups__isnull=False).count(),
+        "labels_per_day": [per_day.get(day, 0) for day in days],
+        "median_seconds": None if pd.isna(submitted_ms) else float(submitted_ms) / 1000,
+        "skip_rate": (finished["status"] == Assignment.Status.SKIPPED).sum() / len(finished) if len(finished) else None,
+    }
+
+
+def queue_list_figures(queue: Queue, now) -> dict:
+    [summary] = [summary for summary in queue_dashboard(now=now).queues if summary.queue == queue]
+    return {
+        "progress": [(p.tasks, p.complete, p.in_progress, p.untouched, p.labels) for p in summary.progress],
+        "excluded": summary.excluded_prompts, "gold": summary.gold_items, "labels_per_day": summary.labels_per_day,
+        "median_seconds": summary.median_seconds, "skip_rate": summary.skip_rate,
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_queue_lists_figures_equal_the_ones_counted_from_every_assignment(db, seed):
+    """Random work on a queue of both kinds, with gold items (one made regular again after labels), excluded prompts,
+    skips, live and lapsed leases, a labeler deleted and times and days spread over 60 days: the live progress always
+    equals the count from scratch; labels per day, median seconds and skip rate do once the work is drawn again."""
+    rng = random.Random(seed)
+    random.seed(seed)  # gold draws in labeling.assignment
+    queue = make_queue(f"List {seed}", prompts=14, answers=3, task_kind=Queue.Kinds.BOTH, ranking_overlap=2,
+                       demonstration_overlap=2, gold_rate=0.3)
+    other = make_queue(f"Other {seed}", prompts=2, answers=2, task_kind=Queue.Kinds.RANKING)
+    prompts = list(queue.prompts.order_by("pk"))
+    for gold in prompts[:3]:
+        ids = sorted(gold.answers.values_list("pk", flat=True))
+        review.set_gold(queue=queue, prompt_id=gold.pk, groups=[[pk] for pk in ids], reason="check")
+    labelers = [make_user(f"l{seed}-{i}", "labeler") for i in range(5)]
+    actions = 0
+    for _ in range(60):
+        labeler = rng.choice(labelers)
+        assignment = lease_next_task(labeler=labeler, queue=queue)
+        if assignment is None:
+            continue
+        draw = rng.random()
+        if draw < 0.15:
+            skip_task(assignment_id=assignment.pk, labeler=labeler, reason="unclear")
+        elif draw < 0.25:
+            if rng.random() < 0.5:  # a lapsed lease, which does not start a task
+                Assignment.objects.filter(pk=assignment.pk).update(lease_expires_at=timezone.now() - timedelta(1))
+            continue  # else a live lease, which does
+        elif assignment.task.kind == "ranking":
+            submit_ranking(assignment_id=assignment.pk, labeler=labeler,
+                           groups=random_groups(rng, assignment.answer_order))
+        else:
+            submit_demonstration(assignment_id=assignment.pk, labeler=labeler, text=f"demonstration {actions}")
+        actions += 1
+        Assignment.objects.filter(pk=assignment.pk).update(
+            time_spent_ms=rng.choice([None, rng.randint(1_000, 90_000)]),
+            finished_at=timezone.now() - timedelta(days=rng.uniform(0, 60)))
+        if actions == 10:
+            review.exclude_prompts(queue=queue, prompt_ids=[prompts[5].pk, prompts[6].pk], reason="off topic")
+        now = timezone.now()
+        live, scratch = queue_list_figures(queue, now), queue_list_from_scratch(queue, now)
+        assert live["progress"] == scratch["progress"]
+        assert (live["excluded"], live["gold"]) == (scratch["excluded"], scratch["gold"])
+    assert actions >= 20
+    # A gold item that has labels made a regular prompt again, and a labeler deleted: counters the labels outgrew.
+    review.clear_gold(queue=queue, prompt_id=prompts[0].pk, reason="not gold after all")
+    labelers[0].delete()
+    aggregates.refresh_intervals(queue_id=queue.pk)  # rows edited by hand: drawn again
+    assert QueueWork.objects.get(queue=queue).uncounted_labels  # the counters are off, the figures not
+    now = timezone.now()
+    assert queue_list_figures(queue, now) == queue_list_from_scratch(queue, now)
+    assert queue_list_figures(other, now) == queue_list_from_scratch(other, now)
+    # A day the draw has not seen: none while nothing was submitted since, unknown once something was.
+    tomorrow = now + timedelta(days=1)
+    assert queue_list_figures(queue, tomorrow)["labels_per_day"][-1] == 0
+    assignment = lease_next_task(labeler=labelers[1], queue=queue, kind="demonstration")
+    if assignment is not None:
+        submit_demonstration(assignment_id=assignment.pk, labeler=labelers[1], text="one more")
+        with pytest.MonkeyPatch.context() as patch:  # the draw the page asks for, a while later in the worker
+            patch.setattr(aggregates, "schedule_intervals", lambda *, queue_id: None)
+            assert queue_list_figures(queue, tomorrow)["labels_per_day"][-1] is None
+        queue_list_figures(queue, now)  # asks for the draw, which tests make at once (after the page read its rows)
+        assert queue_list_figures(queue, now) == queue_list_from_scratch(queue, now)
