@@ -71,6 +71,9 @@ from bench.load import (
 )
 
 LABEL_STUDIO = "label-studio==1.23.*"
+# Label Studio 1.23 asks for sentry-sdk>=2.16 with no upper bound, and its settings pass sentry_sdk.init an
+# option that sentry-sdk 3.0 no longer takes (TypeError: Unknown option 'send_default_pii').
+LS_PINS = ["sentry-sdk>=2.16,<3"]
 # The List + Ranker pair of Label Studio's docs (tags/ranker): the labeler drags the answers into order.
 RANKING_CONFIG = """<View>
   <Text name="prompt" value="$prompt"/>
@@ -115,7 +118,7 @@ def install_label_studio(peer_dir: Path) -> tuple[Path, Path, str]:
     print(f"installing {LABEL_STUDIO} and uwsgi into {peer_dir / 'venv'} (a few minutes)", flush=True)
     peer_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", str(peer_dir / "venv")], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", LABEL_STUDIO, "uwsgi"], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", LABEL_STUDIO, *LS_PINS, "uwsgi"], check=True)
     found = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.split()
     return python, Path(found[0]), found[1]
 
