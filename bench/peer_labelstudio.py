@@ -7,7 +7,10 @@ thread per process, lazy apps, thunder lock), with the settings its docs give fo
 (DJANGO_DB=default, POSTGRE_*) on its own database, `bench_labelstudio`, on DATABASE_URL's server, and
 DEBUG off. It gets as many worker processes as Annotate's gunicorn (--workers; uwsgi.ini's `cheaper`
 mode, which starts fewer and adds some under load, is left out so that both have all of theirs from the
-start). Annotate runs as bench/load.py runs it (gunicorn, DEBUG=0), on its own database `bench_peer`.
+start). `--ls-server default` runs it instead the way `label-studio start` does (its default server:
+Django's runserver, one process with a thread per request, no autoreload), with the same settings,
+environment and database, so that the production configuration can be compared with the default one.
+Annotate runs as bench/load.py runs it (gunicorn, DEBUG=0), on its own database `bench_peer`.
 
 For each client count, each platform gets a fresh project of the same 5,000 prompts x 9 answers
 (bench.load.sample_prompts), overlap 3: an Annotate ranking queue; a Label Studio project with the
@@ -25,7 +28,8 @@ overlap; exits 1 when a check fails.
 
 Run from the project root, under the benchmark lock:
   flock /work/bench.lock env DATABASE_URL=postgres://postgres@127.0.0.1:5432/annotate \\
-      .venv/bin/python -m bench.peer_labelstudio [--clients 1,10,25,50] [--duration 120] [--peer-dir var/peer]
+      .venv/bin/python -m bench.peer_labelstudio [--clients 1,10,25,50] [--duration 120] [--peer-dir var/peer] \\
+      [--ls-server uwsgi|default]
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ from bench.load import (
 )
 
 LABEL_STUDIO = "label-studio==1.23.*"
+# Label Studio 1.23 asks for sentry-sdk>=2.16 with no upper bound, and its settings pass sentry_sdk.init an
+# option that sentry-sdk 3.0 no longer takes (TypeError: Unknown option 'send_default_pii').
+LS_PINS = ["sentry-sdk>=2.16,<3"]
 # The List + Ranker pair of Label Studio's docs (tags/ranker): the labeler drags the answers into order.
 RANKING_CONFIG = """<View>
   <Text name="prompt" value="$prompt"/>
@@ -111,14 +118,17 @@ def install_label_studio(peer_dir: Path) -> tuple[Path, Path, str]:
     print(f"installing {LABEL_STUDIO} and uwsgi into {peer_dir / 'venv'} (a few minutes)", flush=True)
     peer_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", str(peer_dir / "venv")], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", LABEL_STUDIO, "uwsgi"], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", LABEL_STUDIO, *LS_PINS, "uwsgi"], check=True)
     found = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.split()
     return python, Path(found[0]), found[1]
 
 
-def label_studio_env(config: dict, database: str, data_dir: Path) -> dict[str, str]:
-    """Label Studio's production settings (its docs: PostgreSQL, DEBUG off), and nothing of Annotate's."""
-    return {
+def label_studio_env(config: dict, database: str, data_dir: Path, server: str = "uwsgi") -> dict[str, str]:
+    """Label Studio's production settings (its docs: PostgreSQL, DEBUG off), and nothing of Annotate's.
+
+    APP_WEBSERVER tells it which server runs it: "uwsgi" as its Docker image sets it, or left unset (its
+    default, "django") for `label-studio start`."""
+    env = {
         "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "LANG": "C.UTF-8",
         "DJANGO_SETTINGS_MODULE": "core.settings.label_studio", "DJANGO_DB": "default",
         "POSTGRE_NAME": database, "POSTGRE_USER": config.get("USER") or "postgres",
@@ -128,6 +138,9 @@ def label_studio_env(config: dict, database: str, data_dir: Path) -> dict[str, s
         "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true", "APP_WEBSERVER": "uwsgi",
         "SECRET_KEY": secrets.token_urlsafe(50),
     }  # fmt: skip
+    if server != "uwsgi":
+        del env["APP_WEBSERVER"]
+    return env
 
 
 def uwsgi_command(python: Path, *, workers: int, port: int) -> list[str]:
@@ -140,6 +153,12 @@ def uwsgi_command(python: Path, *, workers: int, port: int) -> list[str]:
         "--ignore-sigpipe", "--ignore-write-errors", "--disable-write-exception", "--disable-logging", "--log-5xx",
         "--env", "APP_WEBSERVER=uwsgi",
     ]  # fmt: skip
+
+
+def label_studio_start_command(python: Path, *, port: int) -> list[str]:
+    """Its default server: `label-studio start` runs Django's runserver (threaded, --noreload) in its process."""
+    return [str(python.parent / "label-studio"), "start", "--no-browser", "--internal-host", "127.0.0.1",
+            "--port", str(port)]  # fmt: skip
 
 
 def wait_label_studio(base_url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
@@ -395,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ls-database", default="bench_labelstudio", help="Label Studio's (dropped and created)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/5")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--ls-server", choices=["uwsgi", "default"], default="uwsgi",
+                        help="Label Studio's server: uwsgi (its Docker production mode, default) or default "
+                             "(what `label-studio start` runs: Django's runserver, one process)")  # fmt: skip
     args = parser.parse_args(argv)
 
     url, config = bench_url(os.environ.get("DATABASE_URL", ""), args.database)
@@ -421,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         create_labelers(most)
         subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env,
                        check=True)  # fmt: skip
-        ls_env = label_studio_env(config, args.ls_database, var_dir / "label-studio")
+        ls_env = label_studio_env(config, args.ls_database, var_dir / "label-studio", args.ls_server)
         subprocess.run([str(python), "manage.py", "migrate", "--noinput", "-v0"], cwd=ls_package, env=ls_env,
                        check=True)  # fmt: skip
         made = subprocess.run([str(python), "manage.py", "shell", "-c", LS_USERS.format(count=most)],
@@ -432,11 +454,14 @@ def main(argv: list[str] | None = None) -> int:
 
         ours_port, theirs_port = free_port(), free_port()
         ours_url, theirs_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{theirs_port}"
-        logs = [var_dir / "gunicorn.log", var_dir / "uwsgi.log"]
+        uwsgi = args.ls_server == "uwsgi"
+        logs = [var_dir / "gunicorn.log", var_dir / ("uwsgi.log" if uwsgi else "label-studio-start.log")]
+        theirs = (uwsgi_command(python, workers=args.workers, port=theirs_port) if uwsgi
+                  else label_studio_start_command(python, port=theirs_port))  # fmt: skip
         commands = [
             ([str(BIN / "gunicorn"), "annotate.wsgi", "--workers", str(args.workers), "--bind",
               f"127.0.0.1:{ours_port}"], ROOT, env),
-            (uwsgi_command(python, workers=args.workers, port=theirs_port), ls_package, ls_env),
+            (theirs, ls_package, ls_env),
         ]  # fmt: skip
         for (command, cwd, command_env), log in zip(commands, logs, strict=True):
             with log.open("wb") as out:
@@ -445,8 +470,10 @@ def main(argv: list[str] | None = None) -> int:
         wait_healthy(ours_url, processes[:1], logs[:1])
         wait_label_studio(theirs_url, processes[1], logs[1])
         postgres = postmaster_pid()
-        print(f"Annotate: gunicorn, {args.workers} workers; Label Studio: uwsgi, {args.workers} processes x 1 "
-              f"thread; {args.duration:g} s each per step; {os.cpu_count()} cores")  # fmt: skip
+        ls_server = (f"uwsgi, {args.workers} processes x 1 thread" if uwsgi
+                     else "`label-studio start` (Django's runserver: 1 process, a thread per request)")  # fmt: skip
+        print(f"Annotate: gunicorn, {args.workers} workers; Label Studio: {ls_server}; {args.duration:g} s each "
+              f"per step; {os.cpu_count()} cores")  # fmt: skip
 
         steps: list[Step] = []
         for clients in args.clients:
@@ -463,11 +490,12 @@ def main(argv: list[str] | None = None) -> int:
                 answers=args.answers, overlap=args.overlap)  # fmt: skip
             with _connect(config, args.ls_database) as db:
                 db.execute("ANALYZE")
-            print(f"\n== Label Studio, {clients} clients", flush=True)
+            print(f"\n== Label Studio ({args.ls_server} server), {clients} clients", flush=True)
             steps.append(label_studio_step(
                 clients=clients, duration=args.duration, base_url=theirs_url, tokens=tokens["labelers"],
                 project_id=project_id, seed=args.seed, config=config, database=args.ls_database,
-                parts={"web (uwsgi)": processes[1].pid, "PostgreSQL (whole server)": postgres}))  # fmt: skip
+                parts={f"web ({'uwsgi' if uwsgi else 'label-studio start'})": processes[1].pid,
+                       "PostgreSQL (whole server)": postgres}))  # fmt: skip
             ok = ok and all(step.ok for step in steps[-2:])
         print_table(steps)
         for process, log in zip(processes, logs, strict=True):
