@@ -298,14 +298,15 @@ async def drive(labelers: list, duration: float, meter: CpuMeter) -> float:
 
 
 def next_task_ms(log: list[Call]) -> list[float]:
-    """Annotate's "next task" per cycle: the lease redirect plus the task page that follows it."""
+    """Annotate's "next task" per cycle: the task page, plus the `next` redirect before it when there was one (a
+    labeler's first task; after that, the submit's redirect is the next task's page, which the submit leased)."""
     pending: dict[int, float] = {}
     combined = []
     for call in log:
         if call.endpoint == "next" and call.status == 302:
             pending[call.labeler] = call.ms
-        elif call.endpoint == "task page" and call.labeler in pending:
-            combined.append(pending.pop(call.labeler) + call.ms)
+        elif call.endpoint == "task page":
+            combined.append(pending.pop(call.labeler, 0.0) + call.ms)
     return combined
 
 

@@ -7,18 +7,18 @@ from bench.load import Call, sample_prompts
 from bench.peer_labelstudio import Step, client_counts, next_task_ms
 
 
-def test_annotate_next_task_is_the_redirect_plus_the_task_page_of_the_same_labeler():
+def test_annotate_next_task_is_the_task_page_plus_the_redirect_before_it_if_any():
     log = [
         Call(0, "next", 302, 10.0),
         Call(1, "next", 302, 30.0),
         Call(0, "task page", 200, 5.0, 7),
-        Call(1, "next", 302, 1.0),  # its first lease's page never came: not a cycle
-        Call(2, "task page", 200, 99.0, 8),  # no redirect before it
+        Call(1, "next", 302, 1.0),  # its first lease's page never came: the second redirect counts
+        Call(2, "task page", 200, 99.0, 8),  # no redirect before it: the page a submit sent it to
         Call(1, "task page", 200, 2.0, 9),
         Call(0, "next", 500, 50.0),
         Call(0, "task page", 200, 4.0, 10),
     ]
-    assert next_task_ms(log) == [15.0, 3.0]
+    assert next_task_ms(log) == [15.0, 99.0, 3.0, 4.0]
 
 
 def test_client_counts_are_positive_numbers():
