@@ -46,12 +46,30 @@ def render_markdown(text: str) -> str:
     and up to nine answers that other labelers' pages show too: each text is rendered once, then read
     from this process's memory or from the shared cache (Redis in production).
     """
-    key = f"markdown:{RENDERING}:{hashlib.sha256((text or '').encode('utf-8', 'surrogatepass')).hexdigest()}"
+    key = _rendering_key(text)
     html = cache.get(key)
     if html is None:
         html = markdown_to_html(text)
         cache.set(key, html, RENDERED_FOR)
     return html
+
+
+def render_markdown_many(texts: list[str]) -> list[str]:
+    """render_markdown of each text, read from the shared cache in one round trip (a task page's prompt and nine
+    answers were ten): the ones missing are rendered and stored together."""
+    keys = [_rendering_key(text) for text in texts]
+    found = cache.get_many(keys)
+    rendered = {}
+    for key, text in zip(keys, texts, strict=True):
+        if key not in found and key not in rendered:
+            rendered[key] = markdown_to_html(text)
+    if rendered:
+        cache.set_many(rendered, RENDERED_FOR)
+    return [found.get(key) or rendered[key] for key in keys]
+
+
+def _rendering_key(text: str) -> str:
+    return f"markdown:{RENDERING}:{hashlib.sha256((text or '').encode('utf-8', 'surrogatepass')).hexdigest()}"
 
 
 def markdown_to_html(text: str) -> str:

@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from annotate import jsonlimits
@@ -86,13 +87,18 @@ def _render_task(request, assignment: Assignment, *, error: str | None = None, f
         "next_url": _next_url(prompt.queue_id, task.kind),
     }
     if task.kind == TaskKind.DEMONSTRATION:
+        context["prompt_html"] = mark_safe(rendering.render_markdown(prompt.text))  # noqa: S308 - sanitised
         context["initial_text"] = (form or {}).get("text", "")
         return render(request, "labeling/demonstrate.html", context, status=status)
     answers = {answer.pk: answer for answer in prompt.answers.all()}
     ordered = [answers.pop(pk) for pk in assignment.answer_order if pk in answers] + list(answers.values())
-    for number, answer in enumerate(ordered, start=1):
-        answer.number = number
+    # The prompt's and the answers' HTML from the cache in one round trip. render_markdown escapes raw HTML and
+    # sanitises what it makes, so marking it safe is sound.
+    prompt_html, *answer_html = rendering.render_markdown_many([prompt.text, *(a.text for a in ordered)])
+    for number, (answer, html) in enumerate(zip(ordered, answer_html, strict=True), start=1):
+        answer.number, answer.html = number, mark_safe(html)  # noqa: S308
     context.update(
+        prompt_html=mark_safe(prompt_html),  # noqa: S308
         answers=ordered,
         flags=Flag.choices,
         initial_groups=(form or {}).get("groups", ""),

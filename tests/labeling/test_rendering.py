@@ -55,3 +55,19 @@ def test_the_live_preview_renders_without_filling_the_cache(client, renders):
     assert response.content.decode().strip() == "<p><em>typed</em> just now</p>"
     assert renders == ["*typed* just now"]
     assert not any(key for key in cache._cache if "markdown" in key)  # noqa: SLF001 (locmem's store)
+
+
+def test_a_task_pages_texts_are_read_in_one_round_trip_and_rendered_as_one_by_one(renders, monkeypatch):
+    texts = ["**Prompt**", "Answer <b>one</b>", "Answer two", "Answer <b>one</b>"]
+    reads = []
+    real_get_many = cache.get_many
+    monkeypatch.setattr(cache, "get_many", lambda keys: reads.append(keys) or real_get_many(keys))
+    many = rendering.render_markdown_many(texts)
+    assert many == [rendering.markdown_to_html(text) for text in texts]
+    assert "&lt;b&gt;one&lt;/b&gt;" in many[1]  # escaped, as everywhere
+    assert renders[:3] == ["**Prompt**", "Answer <b>one</b>", "Answer two"]  # a repeated text: rendered once
+    renders.clear()
+    assert rendering.render_markdown_many(texts) == many
+    assert renders == [] and len(reads) == 2  # the second page: all from the shared cache, one read each
+    rendering.render_markdown.cache_clear()
+    assert rendering.render_markdown("Answer two") == many[2] and renders == []  # the same cache entries
