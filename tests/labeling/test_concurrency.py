@@ -452,3 +452,36 @@ def test_next_task_waits_for_a_briefly_locked_task_instead_of_saying_nothing_is_
     holder.join(10)
     assert leased is not None and leased.task.prompt.queue_id == queue.pk
     assert waited >= 0.4  # it waited for the lock rather than skipping the only task
+
+
+def test_a_labeler_is_not_held_up_by_another_transaction_that_names_them_in_a_foreign_key(transactional_db):
+    """The worker stores agreement rows naming labelers (foreign-key checks take KEY SHARE on their rows) while
+    they keep labeling: their lease and submit must not wait for that transaction. With FOR UPDATE as the
+    labeler's turn lock they did, and at 1,000 labelers submits queued for seconds (docs/load.md)."""
+    queue = make_queue("Shared", prompts=2, answers=3, task_kind=Queue.Kinds.RANKING, ranking_overlap=1)
+    labeler = new_labeler("busy")
+    holding, release = threading.Event(), threading.Event()
+
+    def worker_transaction():
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM auth_user WHERE id = %s FOR KEY SHARE", [labeler.pk])
+                holding.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=worker_transaction)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")  # a wait would fail here instead of hanging
+        leased = lease_next_task(labeler=labeler, queue=queue)
+        submit_ranking(assignment_id=leased.pk, labeler=labeler, groups=[[pk] for pk in leased.answer_order])
+        assert Ranking.objects.filter(assignment=leased).exists()
+    finally:
+        release.set()
+        thread.join()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
