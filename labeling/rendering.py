@@ -46,12 +46,7 @@ def render_markdown(text: str) -> str:
     and up to nine answers that other labelers' pages show too: each text is rendered once, then read
     from this process's memory or from the shared cache (Redis in production).
     """
-    key = _rendering_key(text)
-    html = cache.get(key)
-    if html is None:
-        html = markdown_to_html(text)
-        cache.set(key, html, RENDERED_FOR)
-    return html
+    return render_markdown_many([text])[0]
 
 
 def render_markdown_many(texts: list[str]) -> list[str]:
@@ -65,7 +60,7 @@ def render_markdown_many(texts: list[str]) -> list[str]:
             rendered[key] = markdown_to_html(text)
     if rendered:
         cache.set_many(rendered, RENDERED_FOR)
-    return [found.get(key) or rendered[key] for key in keys]
+    return [found[key] if key in found else rendered[key] for key in keys]
 
 
 def _rendering_key(text: str) -> str:

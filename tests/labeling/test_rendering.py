@@ -71,3 +71,8 @@ def test_a_task_pages_texts_are_read_in_one_round_trip_and_rendered_as_one_by_on
     assert renders == [] and len(reads) == 2  # the second page: all from the shared cache, one read each
     rendering.render_markdown.cache_clear()
     assert rendering.render_markdown("Answer two") == many[2] and renders == []  # the same cache entries
+
+
+def test_an_empty_text_renders_to_nothing_from_the_cache_too(renders):
+    assert rendering.render_markdown_many(["", "x"]) == ["", "<p>x</p>\n"]
+    assert rendering.render_markdown_many(["", "x"]) == ["", "<p>x</p>\n"]  # "" read back from the cache
