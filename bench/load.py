@@ -607,6 +607,14 @@ def platform_env(*, database_url: str, redis_url: str, var_dir: Path) -> dict[st
     }  # fmt: skip
 
 
+def server_ran_clean(process: subprocess.Popen, log: Path) -> bool:
+    """False, with the end of its log printed, when a server exited or logged a traceback during the run."""
+    if process.poll() is None and b"Traceback" not in log.read_bytes():
+        return True
+    print(f"\nFAIL {log.name} logged an error:\n{log.read_text()[-5000:]}")
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -745,9 +753,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nSQL queries per request (one request each, alone, Django test client on {args.database!r}):")
         for endpoint, status, count, ms in queries_per_request(queue_id):
             print(f"  {endpoint:<21} HTTP {status}  {count:>3} queries  {ms:>7.1f} ms")
-        if processes[0].poll() is not None or b"Traceback" in logs[0].read_bytes():
-            print(f"\nFAIL gunicorn logged an error:\n{logs[0].read_text()[-5000:]}")
-            ok = False
+        ok = server_ran_clean(processes[0], logs[0]) and ok
     finally:
         for process in processes:
             stop(process)

@@ -66,6 +66,7 @@ from bench.load import (
     print_checks,
     read_facts,
     sample_prompts,
+    server_ran_clean,
     stop,
     wait_healthy,
 )
@@ -500,9 +501,7 @@ def main(argv: list[str] | None = None) -> int:
             ok = ok and all(step.ok for step in steps[-2:])
         print_table(steps)
         for process, log in zip(processes, logs, strict=True):
-            if process.poll() is not None or b"Traceback" in log.read_bytes():
-                print(f"\nFAIL {log.name} logged an error:\n{log.read_text()[-3000:]}")
-                ok = False
+            ok = server_ran_clean(process, log) and ok
     finally:
         for process in processes:
             stop(process)
