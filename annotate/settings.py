@@ -126,15 +126,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
 else:
     DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get("TEST_DATABASE_NAME")
+    # Behind PgBouncer in transaction mode (docs/scaling.md) consecutive transactions may run on different server
+    # connections: a server-side cursor left open by .iterator() outside a transaction would be lost. Prepared
+    # statements are not a concern: Django binds parameters client-side, which prepares nothing.
     if os.environ.get("DATABASE_POOLER", "").lower() == "transaction":
-        # Behind PgBouncer in transaction mode (docs/scaling.md) consecutive transactions may run on different server
-        # connections: a server-side cursor left open by .iterator() outside a transaction would be lost, and so
-        # would a prepared statement. Django's default client-side binding prepares nothing.
         DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
-    else:
-        # On a connection of its own, psycopg prepares a statement after its 5th use, so PostgreSQL plans each hot
-        # statement once per connection: planning was over half of the server's CPU per labeler cycle (docs/load.md).
-        DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
