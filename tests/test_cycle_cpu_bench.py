@@ -1,27 +1,20 @@
 """bench/cycle_cpu.py stays working: a short run measures both database settings and prints their figures."""
-import os
 import re
 import subprocess
 import sys
 
-import dj_database_url
 import pytest
 from django.conf import settings
+
+from tests.bench_runs import run_bench_on_postgres
 
 
 @pytest.mark.postgres
 def test_a_short_run_prints_cpu_per_cycle_for_both_database_settings():
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-        pytest.skip("bench.cycle_cpu needs PostgreSQL: set DATABASE_URL")
-    url = os.environ["DATABASE_URL"]
-    assert dj_database_url.parse(url)["NAME"] != "bench_cycle_smoke"
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.cycle_cpu", "--labelers", "3", "--prompts", "80", "--cycles", "6",
-         "--rounds", "1", "--database", "bench_cycle_smoke"],
-        cwd=settings.BASE_DIR, env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
-    output = run.stdout + run.stderr
-    assert run.returncode == 0, output
+    output = run_bench_on_postgres(
+        "bench.cycle_cpu", "--labelers", "3", "--prompts", "80", "--cycles", "6", "--rounds", "1",
+        database="bench_cycle_smoke",
+    )
     for name in ("prepared statements", "client-side binding"):
         row = re.search(rf"^{name} +([\d.]+) +([\d.]+) +(\d+) ", output, re.MULTILINE)
         assert row, output

@@ -1,14 +1,10 @@
 """bench/load.py stays working: its checks catch what they are for, and a short run of it passes them."""
-import os
 import re
-import subprocess
-import sys
 
-import dj_database_url
 import pytest
-from django.conf import settings
 
 from bench.load import Call, Facts, check
+from tests.bench_runs import run_bench_on_postgres
 
 
 def failed(results) -> dict[str, list[str]]:
@@ -77,18 +73,10 @@ def test_the_checks_catch_overfull_tasks_double_labels_5xx_and_double_successes(
 @pytest.mark.postgres
 def test_a_short_run_of_the_bench_passes_its_checks():
     """5 labelers (2 log in through the form), 8 s, 200 prompts, a 3 s lease that can expire: under a minute."""
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-        pytest.skip("bench.load needs PostgreSQL: set DATABASE_URL")
-    url = os.environ["DATABASE_URL"]
-    assert dj_database_url.parse(url)["NAME"] != "bench_load_smoke"
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.load", "--labelers", "5", "--duration", "8", "--prompts", "200",
-         "--lease-seconds", "3", "--p-expire", "0.1", "--p-double", "0.2", "--database", "bench_load_smoke",
-         "--form-logins", "2"],
-        cwd=settings.BASE_DIR, env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True, timeout=240,
+    output = run_bench_on_postgres(
+        "bench.load", "--labelers", "5", "--duration", "8", "--prompts", "200", "--lease-seconds", "3",
+        "--p-expire", "0.1", "--p-double", "0.2", "--form-logins", "2", database="bench_load_smoke",
     )  # fmt: skip
-    output = run.stdout + run.stderr
-    assert run.returncode == 0, output
     assert "all checks passed" in output
     assert "FAIL" not in output
     assert re.search(r"^login +2 ", output, re.MULTILINE), output  # three arrived signed in, and worked: no error
