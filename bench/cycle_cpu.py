@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 from bench.export import bench_url, drop, recreate
-from bench.load import create_data, platform_env, tree_cpu
+from bench.load import ANSWER_ID, create_data, platform_env, tree_cpu
 
-ANSWER_ID = re.compile(r'data-answer-id="(\d+)"')
+WARM_CYCLES = 10  # before each measurement: statements prepared, caches filled
 SETTINGS = {
     "prepared statements": {"server_side_binding": True, "prepare_threshold": 5},
     "client-side binding": {},
@@ -40,14 +40,15 @@ SETTINGS = {
 
 
 class Crowd:
-    """Signed-in test clients, each on their current task; `cycle(i)` makes labeler i % n open and submit it."""
+    """Signed-in test clients, each on their current task; `cycle()` makes the next labeler in turn open their
+    task page and submit a ranking (the submit leases their next task)."""
 
     def __init__(self, labelers: int, queue_id: int):
         from django.contrib.auth.models import User
         from django.test import Client
 
         users = User.objects.in_bulk([f"labeler-{n:02d}" for n in range(labelers)], field_name="username")
-        self.clients, self.urls = [], []
+        self.clients, self.urls, self.turn = [], [], 0
         for n in range(labelers):
             client = Client()
             client.force_login(users[f"labeler-{n:02d}"])
@@ -57,8 +58,9 @@ class Crowd:
             self.clients.append(client)
             self.urls.append(leased["Location"])
 
-    def cycle(self, i: int) -> None:
-        n = i % len(self.clients)
+    def cycle(self) -> None:
+        n = self.turn % len(self.clients)
+        self.turn += 1
         client, url = self.clients[n], self.urls[n]
         page = client.get(url)
         if page.status_code != 200:
@@ -83,12 +85,12 @@ def use_settings(options: dict) -> int:
         return cursor.fetchone()[0]
 
 
-def measure(crowd: Crowd, backend: int, start: int, cycles: int) -> tuple[float, float, int]:
+def measure(crowd: Crowd, backend: int, cycles: int) -> tuple[float, float, int]:
     """(web ms, PostgreSQL ms) per cycle over `cycles` cycles, and the queries of one cycle."""
     from django.db import connection
 
-    for i in range(start, start + 10):  # warm: statements prepared, caches filled
-        crowd.cycle(i)
+    for _ in range(WARM_CYCLES):
+        crowd.cycle()
     queries = []  # an execute wrapper, not CaptureQueriesContext: every request empties connection.queries
 
     def count(execute, sql, params, many, context):
@@ -96,10 +98,10 @@ def measure(crowd: Crowd, backend: int, start: int, cycles: int) -> tuple[float,
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(count):
-        crowd.cycle(start + 10)
+        crowd.cycle()
     web, database = time.process_time(), tree_cpu(backend)
-    for i in range(start + 11, start + 11 + cycles):
-        crowd.cycle(i)
+    for _ in range(cycles):
+        crowd.cycle()
     web, database = time.process_time() - web, tree_cpu(backend) - database
     return web / cycles * 1000, database / cycles * 1000, len(queries)
 
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database at the end")
     args = parser.parse_args(argv)
     # Each cycle takes one of a prompt's 3 places, and each labeler labels a prompt once.
-    total = args.rounds * len(SETTINGS) * (args.cycles + 11)
+    total = args.rounds * len(SETTINGS) * (WARM_CYCLES + 1 + args.cycles)
     needed = max(total // 3, total // args.labelers) + args.labelers
     if needed > args.prompts:
         raise SystemExit(f"--prompts {args.prompts} is too few for the cycles asked (about {needed} needed)")
@@ -146,12 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.labelers} labelers, {args.prompts:,} prompts x {args.answers} answers; {args.cycles} cycles "
               f"(task page + submit and next lease) per setting and round, {args.rounds} rounds, alternating\n")
         figures: dict[str, list[tuple[float, float, int]]] = {name: [] for name in SETTINGS}
-        start = 0
         for _ in range(args.rounds):
             for name, options in SETTINGS.items():
-                backend = use_settings(options)
-                figures[name].append(measure(crowd, backend, start, args.cycles))
-                start += args.cycles + 11
+                figures[name].append(measure(crowd, use_settings(options), args.cycles))
         print(f"{'database setting':<22} {'web ms/cycle':>13} {'PostgreSQL ms/cycle':>20} {'queries/cycle':>14}")
         medians = {}
         for name, rows in figures.items():
@@ -165,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
               f"PostgreSQL {db_on / db_off:.2f}x, both {(web_on + db_on) / (web_off + db_off):.2f}x")
     finally:
         connection.close()
+        shutil.rmtree(var_dir, ignore_errors=True)
         if not args.keep:
             drop(config, args.database)
     return 0
