@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from labeling.ranking import expand_ranking, expand_rankings
 from rewardtrain.pairs import (
     PAIR_COLUMNS,
     DatasetFile,
     build_pair_frame,
-    expand_ranking,
     split_by_prompt,
     write_pair_dataset,
 )
@@ -104,7 +104,7 @@ def make_input(rankings: int, overlap: int, corpus_mb: int, seed: int = 1):
 def vectorised(labels, answer_texts, prompt_texts, path: Path) -> tuple[DatasetFile, float]:
     start = time.perf_counter()
     frame = build_pair_frame(
-        labels, answer_texts, prompt_texts, validation_fraction=VALIDATION_FRACTION, seed=SEED
+        expand_rankings(labels), answer_texts, prompt_texts, validation_fraction=VALIDATION_FRACTION, seed=SEED
     )
     built = time.perf_counter() - start
     return write_pair_dataset(frame, path), built

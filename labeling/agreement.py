@@ -12,31 +12,12 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
+from .ranking import ranks_from_groups
+
 Id = TypeVar("Id", bound=Hashable)
 Level = Literal["nominal", "ordinal", "interval", "ratio"]
 
 
-def ranks_from_groups(groups: Sequence[Iterable[Id]], answer_ids: Sequence[Id]) -> list[int]:
-    """Competition ranks (1, 2, 2, 4) of `answer_ids` from tie groups, best first.
-
-    Raises ValueError when an answer is missing from the groups, placed twice, or not in `answer_ids`.
-    """
-    expected = set(answer_ids)
-    position: dict[Id, int] = {}
-    rank = 1
-    for group in groups:
-        members = list(group)
-        for answer in members:
-            if answer not in expected:
-                raise ValueError(f"Answer {answer!r} is not one of the answers being ranked.")
-            if answer in position:
-                raise ValueError(f"Answer {answer!r} is placed twice.")
-            position[answer] = rank
-        rank += len(members)
-    missing = [answer for answer in answer_ids if answer not in position]
-    if missing:
-        raise ValueError(f"Answers missing from the ranking: {missing!r}.")
-    return [position[answer] for answer in answer_ids]
 
 
 def _check_same_length(r1: Sequence[float], r2: Sequence[float]) -> None:

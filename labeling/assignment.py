@@ -42,7 +42,7 @@ from .models import (
     Task,
     TaskKind,
 )
-from .rankings import clean_flags, clean_groups, clean_ratings, ranks_by_answer
+from .ranking import clean_flags, clean_groups, clean_ratings, ranks_by_answer
 
 # How many locked candidates to re-check before giving up; more than one is needed only when
 # another request filled a task between our read and our lock.

@@ -36,13 +36,13 @@ from django.utils import timezone
 from annotate.celery import delay_on_commit
 from annotate.versions import create_next_version
 from rewardtrain.datasets import clean_filters
-from rewardtrain.pairs import expand_rankings
 
 from . import audit
 from .agreement import consensus_ranking
 from .agreement_report import pooled_queue_agreement
 from .csvsafe import csv_cell
 from .models import Answer, AnswerLabel, Demonstration, ExportSnapshot, Prompt, Queue, Ranking
+from .ranking import expand_rankings
 from .selectors import filtered_labels, ranking_label_chunks
 
 DATASETS = ("sft", "comparisons", "pairs")
@@ -213,7 +213,7 @@ def pair_table(
     prompts: Mapping[int, PromptRecord], answers: Mapping[int, AnswerRecord], rankings: Sequence[RankingRecord],
     dataset_version: str | None,
 ) -> pa.Table:
-    """The rankings' pairs, expanded by rewardtrain.pairs.expand_rankings; by prompt, then pair order.
+    """The rankings' pairs, expanded by labeling.ranking.expand_rankings; by prompt, then pair order.
 
     Columns as SCHEMAS["pairs"], but the texts dictionary-encoded: a prompt's text appears in each of its
     ~100 pairs and an answer's in up to 24, so a chunk holds each text once and an index per row; the

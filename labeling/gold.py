@@ -3,7 +3,7 @@ import pandas as pd
 
 from .agreement_report import LABEL_COLUMNS, REFERENCE_COLUMNS, gold_agreement
 from .models import AnswerLabel, Queue, Task, TaskKind
-from .rankings import ranks_by_answer
+from .ranking import ranks_by_answer
 
 # Too few gold prompts say little about a labeler: a single odd prompt should not flag them.
 GOLD_MIN_PROMPTS = 3

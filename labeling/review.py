@@ -18,7 +18,7 @@ from django.db.models import F, Max, QuerySet
 from django.db.models.functions import Least
 
 from . import audit
-from .agreement import consensus_ranking, leave_one_out_agreement, pairwise_agreement, ranks_from_groups
+from .agreement import consensus_ranking, leave_one_out_agreement, pairwise_agreement
 from .models import (
     Answer,
     AnswerLabel,
@@ -31,7 +31,7 @@ from .models import (
     Task,
     TaskKind,
 )
-from .rankings import RankingError, clean_groups, ranks_by_answer
+from .ranking import RankingError, clean_groups, ranks_by_answer, ranks_from_groups
 
 MAX_REASON_CHARS = 2000
 MAX_OVERLAP = 50  # the most labels a task can ask for, as on the queue form

@@ -2,8 +2,8 @@
 
 Building loads the submitted rankings of the chosen queues through the filters (excluded and gold
 prompts never pass), optionally replaces each prompt's rankings by their consensus, hands plain frames
-to rewardtrain.pairs (expansion, split by prompt, Parquet), and records the file's rows and SHA-256
-and what the filters left out (build_notes).
+to labeling.ranking (pair expansion) and rewardtrain.pairs (split by prompt, Parquet), and records the
+file's rows and SHA-256 and what the filters left out (build_notes).
 """
 from datetime import date
 from itertools import groupby
@@ -22,6 +22,7 @@ from annotate.versions import create_next_version
 from labeling import audit
 from labeling.agreement import consensus_ranking
 from labeling.models import Answer, AnswerLabel, Prompt, Queue
+from labeling.ranking import expand_rankings
 from labeling.selectors import filtered_labels
 
 from . import pairs
@@ -130,7 +131,7 @@ def request_pair_dataset(
 
 
 class Rankings(NamedTuple):
-    labels: pd.DataFrame  # one row per ranking x answer, as rewardtrain.pairs.expand_rankings takes
+    labels: pd.DataFrame  # one row per ranking x answer, as labeling.ranking.expand_rankings takes
     answer_texts: dict[int, str]
     prompt_texts: dict[int, str]
     notes: dict  # what the filters left out, for PairDataset.build_notes
@@ -212,7 +213,8 @@ def build_pair_dataset(dataset: PairDataset) -> PairDataset:
     if labels.empty:
         raise ValueError("No submitted rankings match these queues and filters.")
     frame = pairs.build_pair_frame(
-        labels, answer_texts, prompt_texts, validation_fraction=dataset.validation_fraction, seed=dataset.seed
+        expand_rankings(labels), answer_texts, prompt_texts,
+        validation_fraction=dataset.validation_fraction, seed=dataset.seed,
     )
     if frame.empty:
         raise ValueError("The matching rankings give no pairs (every answer tied).")

@@ -1,14 +1,9 @@
-"""Rankings to pairwise reward-model data: expansion, train/validation split, a deterministic Parquet file.
+"""Pairwise reward-model data: train/validation split, the pair frame with its texts, a deterministic Parquet file.
 
-A ranking is a list of tie groups of answer ids, best first ([[3], [5, 7], [4]]). Every two answers in
-different tie groups make one pair (chosen = the better one), as in InstructGPT, where a ranking of K
-answers gives up to C(K, 2) comparisons; tied answers give no pair. Plain Python, numpy, pandas and
-pyarrow only (no Django): the Celery task loads rows from the database and calls `build_pair_frame`
-and `write_pair_dataset`.
-
-Pair order, everywhere: by ranking (ranking_id), then chosen tie group, chosen id, rejected tie group,
-rejected id. Ids inside a tie group are taken in ascending order, because the order in which a labeler
-lists tied answers means nothing. The Parquet file has its own order (see `write_pair_dataset`).
+The pairs themselves come from labeling.ranking.expand_rankings (every two answers in different tie
+groups of a ranking, in its pair order). Plain Python, numpy, pandas and pyarrow only (no Django): the
+Celery task loads rows from the database, expands them and calls `build_pair_frame` and
+`write_pair_dataset`. The Parquet file has its own order (see `write_pair_dataset`).
 """
 from __future__ import annotations
 
@@ -22,15 +17,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-
-class Pair(NamedTuple):
-    """One comparison from one ranking: `chosen` was ranked above `rejected`."""
-
-    chosen: int
-    rejected: int
-    margin: int  # how many tie groups apart (>= 1)
-    rating_diff: float | None  # rating of chosen minus rating of rejected; None unless both were rated
 
 
 class DatasetFile(NamedTuple):
@@ -70,127 +56,6 @@ _ROW_GROUP_ROWS = 65_536
 _DICTIONARY_PAGE_LIMIT = 64 << 20
 _ZSTD_LEVEL = 3  # pinned: pyarrow's default level could change between versions and so change the bytes
 
-
-# --- one ranking -----------------------------------------------------------------------------------
-
-
-def expand_ranking(
-    groups: Sequence[Sequence[int]], ratings: Mapping[int, int | None] | None = None
-) -> list[Pair]:
-    """Every pair of answers in different tie groups of one ranking, better answer first.
-
-    A full ranking of K answers gives K*(K-1)/2 pairs; tied answers give none. Raises ValueError for a
-    ranking with no groups, an empty group, something that is not an answer id, or an id placed twice.
-    """
-    if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence):
-        raise ValueError("A ranking must be a sequence of tie groups of answer ids.")
-    if not groups:
-        raise ValueError("The ranking has no tie groups.")
-    seen: set[int] = set()
-    sorted_groups: list[list[int]] = []
-    for index, group in enumerate(groups):
-        if isinstance(group, (str, bytes)) or not isinstance(group, Sequence):
-            raise ValueError(f"Tie group {index} is not a sequence of answer ids.")
-        if not group:
-            raise ValueError(f"Tie group {index} is empty.")
-        for answer_id in group:
-            if isinstance(answer_id, bool) or not isinstance(answer_id, (int, np.integer)):
-                raise ValueError(f"{answer_id!r} in tie group {index} is not an answer id.")
-            if answer_id in seen:
-                raise ValueError(f"Answer {answer_id} is placed twice in the ranking.")
-            seen.add(answer_id)
-        sorted_groups.append(sorted(int(answer_id) for answer_id in group))
-
-    ratings = ratings or {}
-    pairs: list[Pair] = []
-    for better, chosen_group in enumerate(sorted_groups):
-        for chosen in chosen_group:
-            for worse in range(better + 1, len(sorted_groups)):
-                for rejected in sorted_groups[worse]:
-                    chosen_rating, rejected_rating = ratings.get(chosen), ratings.get(rejected)
-                    diff = None if chosen_rating is None or rejected_rating is None else float(
-                        chosen_rating - rejected_rating
-                    )
-                    pairs.append(Pair(chosen, rejected, worse - better, diff))
-    return pairs
-
-
-# --- many rankings at once -------------------------------------------------------------------------
-
-_LABEL_COLUMNS = ["ranking_id", "labeler_id", "prompt_id", "answer_id", "group"]
-
-
-def expand_rankings(labels: pd.DataFrame) -> pd.DataFrame:
-    """The pairs of many rankings, vectorised; row for row what `expand_ranking` gives per ranking.
-
-    `labels` has one row per (ranking, answer): ranking_id, labeler_id, prompt_id, answer_id, group (the
-    0-based tie-group index, 0 = best, no gaps) and optionally rating (nullable Int). Returns ranking_id,
-    labeler_id, prompt_id, chosen_id, rejected_id (int64), margin (int16) and rating_diff (float64, NaN
-    unless both answers were rated), in the module's pair order (rankings by ranking_id).
-    """
-    missing = [column for column in _LABEL_COLUMNS if column not in labels.columns]
-    if missing:
-        raise ValueError(f"The labels lack the column(s) {', '.join(missing)}.")
-    if labels[_LABEL_COLUMNS].isna().any().any():
-        raise ValueError("The labels have empty ids or tie groups.")
-    twice = labels.duplicated(["ranking_id", "answer_id"])
-    if twice.any():
-        row = labels[twice].iloc[0]
-        raise ValueError(f"Answer {row['answer_id']} is placed twice in ranking {row['ranking_id']}.")
-
-    # Sorted by (ranking, group, answer), a ranking is one block of rows, and its pairs are exactly the
-    # row pairs i < j of the block whose groups differ, in the module's pair order.
-    ordered = labels.sort_values(["ranking_id", "group", "answer_id"], kind="stable")
-    ranking = ordered["ranking_id"].to_numpy(np.int64)
-    group = ordered["group"].to_numpy(np.int64)
-    answer = ordered["answer_id"].to_numpy(np.int64)
-    labeler = ordered["labeler_id"].to_numpy(np.int64)
-    prompt = ordered["prompt_id"].to_numpy(np.int64)
-    if "rating" in ordered.columns:
-        rating = ordered["rating"].to_numpy(dtype=np.float64, na_value=np.nan)
-    else:
-        rating = np.full(len(ordered), np.nan)
-
-    starts_block = np.ones(len(ordered), dtype=bool)
-    starts_block[1:] = ranking[1:] != ranking[:-1]
-    starts = np.flatnonzero(starts_block)
-    sizes = np.diff(np.append(starts, len(ordered)))
-    # Tie groups must count 0, 1, 2, ... in each ranking, so that margins mean rank distance.
-    step = np.diff(group, prepend=0)
-    bad = (starts_block & (group != 0)) | (~starts_block & (step != 0) & (step != 1))
-    if bad.any():
-        raise ValueError(f"Ranking {ranking[bad.argmax()]} has tie groups that do not count 0, 1, 2, ...")
-    same_ranking = ~starts_block
-    if ((labeler[1:] != labeler[:-1]) | (prompt[1:] != prompt[:-1]))[same_ranking[1:]].any():
-        raise ValueError("A ranking's rows disagree about its labeler or prompt.")
-    if len(sizes) and sizes.max() > np.iinfo(np.int16).max:
-        raise ValueError("A ranking has more answers than an int16 margin can count.")
-
-    # One upper-triangle template per ranking size: the loop runs over distinct sizes (2..9), not pairs.
-    chosen_parts, rejected_parts = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
-    for size in np.unique(sizes):
-        first, second = np.triu_indices(size, k=1)
-        block = starts[sizes == size][:, None]
-        chosen_rows, rejected_rows = (block + first).ravel(), (block + second).ravel()
-        differ = group[chosen_rows] != group[rejected_rows]
-        chosen_parts.append(chosen_rows[differ])
-        rejected_parts.append(rejected_rows[differ])
-    chosen_rows, rejected_rows = np.concatenate(chosen_parts), np.concatenate(rejected_parts)
-    # Rows are in pair order already, so ordering by (chosen row, rejected row) is the pair order.
-    order = np.lexsort((rejected_rows, chosen_rows))
-    chosen_rows, rejected_rows = chosen_rows[order], rejected_rows[order]
-
-    return pd.DataFrame(
-        {
-            "ranking_id": ranking[chosen_rows],
-            "labeler_id": labeler[chosen_rows],
-            "prompt_id": prompt[chosen_rows],
-            "chosen_id": answer[chosen_rows],
-            "rejected_id": answer[rejected_rows],
-            "margin": (group[rejected_rows] - group[chosen_rows]).astype(np.int16),
-            "rating_diff": rating[chosen_rows] - rating[rejected_rows],
-        }
-    )
 
 
 # --- train / validation split ----------------------------------------------------------------------
@@ -264,20 +129,20 @@ def _attach(ids: np.ndarray, texts: _Texts, what: str) -> pd.Categorical:
 
 
 def build_pair_frame(
-    labels: pd.DataFrame,
+    pairs: pd.DataFrame,
     texts: pd.DataFrame | Mapping[int, str],
     prompt_texts: pd.DataFrame | Mapping[int, str],
     *,
     validation_fraction: float,
     seed: int,
 ) -> pd.DataFrame:
-    """The pair dataset of many rankings: expansion, split by prompt, texts attached (PAIR_COLUMNS).
+    """The pair dataset of many rankings: their pairs split by prompt, texts attached (PAIR_COLUMNS).
 
-    `labels` as for `expand_rankings`; `texts` maps answer id to answer text (a mapping, or a frame with
-    answer_id and text); `prompt_texts` maps prompt id to prompt text (a mapping, or prompt_id and text).
+    `pairs` as labeling.ranking.expand_rankings returns them; `texts` maps answer id to answer text (a
+    mapping, or a frame with answer_id and text); `prompt_texts` maps prompt id to prompt text (a mapping,
+    or prompt_id and text).
     Rows in the module's pair order; dtypes as PAIR_DTYPES.
     """
-    pairs = expand_rankings(labels)
     validation = split_by_prompt(
         pairs["prompt_id"].to_numpy(), validation_fraction=validation_fraction, seed=seed
     )

@@ -23,8 +23,8 @@ from labeling.agreement import (
     krippendorff_alpha,
     leave_one_out_agreement,
     pairwise_agreement,
-    ranks_from_groups,
 )
+from labeling.ranking import ranks_from_groups
 
 LEVELS = ["nominal", "ordinal", "interval", "ratio"]
 
@@ -50,19 +50,6 @@ def _cut(order: list[str], cuts: list[bool]) -> list[list[str]]:
         else:
             groups[-1].append(answer)
     return groups
-
-
-# --- ranks_from_groups ---------------------------------------------------------------------------
-
-def test_ranks_from_groups_uses_competition_ranks_aligned_to_answer_ids():
-    assert ranks_from_groups([["a"], ["b", "c"], ["d"]], ["a", "b", "c", "d"]) == [1, 2, 2, 4]
-    assert ranks_from_groups([["a"], ["b", "c"], ["d"]], ["d", "c", "a", "b"]) == [4, 2, 1, 2]
-
-
-@pytest.mark.parametrize("groups", [[["a"], ["b"]], [["a"], ["b", "c", "a"]], [["a"], ["b", "c", "x"]]])
-def test_ranks_from_groups_refuses_missing_repeated_or_unknown_answers(groups):
-    with pytest.raises(ValueError):
-        ranks_from_groups(groups, ["a", "b", "c"])
 
 
 # --- pairwise agreement --------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labeling import agreement_report
-from labeling.agreement import leave_one_out_agreement, pairwise_agreement, ranks_from_groups
+from labeling.agreement import leave_one_out_agreement, pairwise_agreement
 from labeling.agreement_report import LABELER_COLUMNS, PAIR_COLUMNS, PROMPT_COLUMNS, queue_agreement
+from labeling.ranking import ranks_from_groups
 
 COLUMNS = ["prompt_id", "labeler_id", "answer_id", "rank"]
 

@@ -9,6 +9,7 @@ from django.urls import reverse
 from labeling.agreement import consensus_ranking
 from labeling.assignment import lease_next_task, skip_task, submit_ranking, sync_tasks
 from labeling.models import Answer, Prompt, Ranking, Task
+from labeling.ranking import expand_ranking
 from rewardtrain import datasets, pairs
 from rewardtrain.models import PairDataset
 from tests.conftest import make_user
@@ -89,7 +90,7 @@ def test_a_consensus_gives_one_ranking_per_prompt_ranked_by_enough_labelers(db):
     for prompt_id, rows in frame.groupby("prompt_id"):
         rankings = list(Ranking.objects.filter(assignment__task__prompt_id=prompt_id).values_list("groups", flat=True))
         assert len(rankings) == 3
-        expected = {(p.chosen, p.rejected, p.margin) for p in pairs.expand_ranking(consensus_ranking(rankings))}
+        expected = {(p.chosen, p.rejected, p.margin) for p in expand_ranking(consensus_ranking(rankings))}
         assert set(zip(rows["chosen_id"], rows["rejected_id"], rows["margin"], strict=True)) == expected
         assert len(rows) == len(expected)
 

@@ -1,4 +1,5 @@
-"""rewardtrain.pairs: rankings to pairs, the split by prompt, the Parquet file (plain data, no database)."""
+"""labeling.ranking's pair expansion and rewardtrain.pairs: the split by prompt, the pair frame, the Parquet file
+(plain data, no database)."""
 import hashlib
 import itertools
 import math
@@ -10,13 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from labeling.ranking import Pair, expand_ranking, expand_rankings
 from rewardtrain.pairs import (
     PAIR_COLUMNS,
     PAIR_DTYPES,
-    Pair,
     build_pair_frame,
-    expand_ranking,
-    expand_rankings,
     read_pair_dataset,
     split_by_prompt,
     write_pair_dataset,
@@ -279,7 +278,9 @@ PROMPT_TEXTS = {100: "First prompt?", 200: "Second prompt?", 300: "Third prompt?
 
 
 def build(items=ITEMS, seed=3) -> pd.DataFrame:
-    return build_pair_frame(labels_frame(items), ANSWER_TEXTS, PROMPT_TEXTS, validation_fraction=0.3, seed=seed)
+    return build_pair_frame(
+        expand_rankings(labels_frame(items)), ANSWER_TEXTS, PROMPT_TEXTS, validation_fraction=0.3, seed=seed
+    )
 
 
 def test_build_pair_frame_columns_dtypes_and_texts():
@@ -301,20 +302,27 @@ def test_build_pair_frame_columns_dtypes_and_texts():
 def test_build_pair_frame_takes_text_frames():
     answers = pd.DataFrame({"answer_id": list(ANSWER_TEXTS), "text": list(ANSWER_TEXTS.values())})
     prompts = pd.DataFrame({"prompt_id": list(PROMPT_TEXTS), "text": list(PROMPT_TEXTS.values())})
-    frame = build_pair_frame(labels_frame(ITEMS), answers, prompts, validation_fraction=0.3, seed=3)
+    frame = build_pair_frame(
+        expand_rankings(labels_frame(ITEMS)), answers, prompts, validation_fraction=0.3, seed=3
+    )
     pd.testing.assert_frame_equal(frame, build())
 
 
 def test_build_pair_frame_needs_every_text():
     without_eight = {k: v for k, v in ANSWER_TEXTS.items() if k != 8}
     with pytest.raises(ValueError, match="No text for answer 8"):
-        build_pair_frame(labels_frame(ITEMS), without_eight, PROMPT_TEXTS, validation_fraction=0.3, seed=3)
+        build_pair_frame(
+        expand_rankings(labels_frame(ITEMS)), without_eight, PROMPT_TEXTS, validation_fraction=0.3, seed=3
+    )
     answers = pd.DataFrame({"answer_id": [1, 1], "text": ["one", "uno"]})
     with pytest.raises(ValueError, match="Answer 1 has two texts"):
-        build_pair_frame(labels_frame(ITEMS), answers, PROMPT_TEXTS, validation_fraction=0.3, seed=3)
+        build_pair_frame(
+        expand_rankings(labels_frame(ITEMS)), answers, PROMPT_TEXTS, validation_fraction=0.3, seed=3
+    )
     with pytest.raises(ValueError, match="Prompt 100 has no text"):
         build_pair_frame(
-            labels_frame(ITEMS), ANSWER_TEXTS, {**PROMPT_TEXTS, 100: None}, validation_fraction=0.3, seed=3
+            expand_rankings(labels_frame(ITEMS)), ANSWER_TEXTS, {**PROMPT_TEXTS, 100: None},
+            validation_fraction=0.3, seed=3,
         )
 
 
@@ -387,7 +395,9 @@ def test_write_and_read_no_pairs(tmp_path):
 @given(labeled_rankings(), st.integers(0, 99))
 def test_round_trip_of_random_rankings(tmp_path_factory, items, seed):
     answers, prompts = texts_for(items)
-    frame = build_pair_frame(labels_frame(items), answers, prompts, validation_fraction=0.4, seed=seed)
+    frame = build_pair_frame(
+        expand_rankings(labels_frame(items)), answers, prompts, validation_fraction=0.4, seed=seed
+    )
     folder = tmp_path_factory.mktemp("pairs")
     written = write_pair_dataset(frame, folder / "a.parquet")
     assert write_pair_dataset(frame.iloc[::-1], folder / "b.parquet") == written

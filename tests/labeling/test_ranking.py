@@ -1,7 +1,16 @@
-"""labeling.rankings: checking a submitted ranking, its ratings and flags (plain data, no database)."""
+"""labeling.ranking: checking a submitted ranking, its ratings and flags, its ranks (plain data, no database).
+
+Its pair expansion is tested in tests/rewardtrain/test_pairs.py, beside the pair files it feeds."""
 import pytest
 
-from labeling.rankings import RankingError, clean_flags, clean_groups, clean_ratings, ranks_by_answer
+from labeling.ranking import (
+    RankingError,
+    clean_flags,
+    clean_groups,
+    clean_ratings,
+    ranks_by_answer,
+    ranks_from_groups,
+)
 
 ANSWERS = [3, 4, 5, 7]
 FLAGS = ["harmful", "hallucination"]
@@ -188,3 +197,16 @@ def test_a_flag_on_an_answer_not_in_the_prompt_is_refused(key):
 def test_flags_that_are_not_a_mapping_are_refused(flags):
     with pytest.raises(RankingError, match="Flags must map"):
         clean_flags(flags, ANSWERS, FLAGS)
+
+
+# --- ranks_from_groups ---------------------------------------------------------------------------
+
+def test_ranks_from_groups_uses_competition_ranks_aligned_to_answer_ids():
+    assert ranks_from_groups([["a"], ["b", "c"], ["d"]], ["a", "b", "c", "d"]) == [1, 2, 2, 4]
+    assert ranks_from_groups([["a"], ["b", "c"], ["d"]], ["d", "c", "a", "b"]) == [4, 2, 1, 2]
+
+
+@pytest.mark.parametrize("groups", [[["a"], ["b"]], [["a"], ["b", "c", "a"]], [["a"], ["b", "c", "x"]]])
+def test_ranks_from_groups_refuses_missing_repeated_or_unknown_answers(groups):
+    with pytest.raises(ValueError):
+        ranks_from_groups(groups, ["a", "b", "c"])
