@@ -16,9 +16,10 @@ from rest_framework.response import Response
 
 from annotate import throttles
 from annotate.api import Detail, FilterSet, StrictSerializer, download_schema, finished_file, role_permission
-from rewardtrain.forms import PairDatasetForm
 
 from . import exports
+from .datasets.filters import describe_filters
+from .datasets.forms import DatasetForm
 from .models import ExportSnapshot, Queue
 from .roles import ML, role_required
 
@@ -44,10 +45,9 @@ def _download(snapshot: ExportSnapshot, *, card: bool = False) -> FileResponse:
 # Pages --------------------------------------------------------------------------------------------
 
 
-class ExportForm(PairDatasetForm):
-    """The pair dataset form's filters, without what only pair datasets have, plus dataset and format."""
+class ExportForm(DatasetForm):
+    """The dataset form (name, queues, label filters) plus dataset and format."""
 
-    source = min_rankings = validation_fraction = seed = None
     dataset = forms.ChoiceField(choices=ExportSnapshot.Dataset.choices)
     format = forms.ChoiceField(choices=ExportSnapshot.Format.choices, initial="jsonl")
     field_order = ["name", "dataset", "format", "queues"]
@@ -55,12 +55,8 @@ class ExportForm(PairDatasetForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["name"].help_text = "Letters, digits, - and _; each export adds a version (support-pairs-v3)."
-        self.fields["labelers"].help_text = "Only these labelers' labels; none ticked means everyone's."
         for key in ("min_agreement", "min_gold_accuracy"):
             self.fields[key].help_text += " Ranking figures; for sft, their demonstrations in that queue go too."
-
-    def filters(self) -> dict:
-        return {key: value for key, value in super().filters().items() if key in exports.FILTER_KEYS}
 
 
 @role_required(ML)
@@ -80,7 +76,7 @@ def export_list(request):
             messages.success(request, f"Exporting {snapshot}; the worker is on it.")
             return redirect("ml-export", snapshot.pk)
     snapshots = ExportSnapshot.objects.select_related("created_by").prefetch_related("queues")
-    rows = [(snapshot, exports.describe_filters(snapshot.filters)) for snapshot in snapshots]
+    rows = [(snapshot, describe_filters(snapshot.filters)) for snapshot in snapshots]
     context = {"form": form, "rows": rows, "retention_days": settings.EXPORT_RETENTION_DAYS}
     return throttles.respond(render(request, "labeling/export_list.html", context), wait)
 
@@ -106,7 +102,7 @@ def _detail(request, snapshot: ExportSnapshot, *, status: int = 200):
     return render(
         request,
         "labeling/export_detail.html",
-        {"snapshot": snapshot, "filters": exports.describe_filters(snapshot.filters), "card": card, "expired": expired},
+        {"snapshot": snapshot, "filters": describe_filters(snapshot.filters), "card": card, "expired": expired},
         status=status,
     )
 

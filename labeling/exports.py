@@ -35,21 +35,18 @@ from django.utils import timezone
 
 from annotate.celery import delay_on_commit
 from annotate.versions import create_next_version
-from rewardtrain.datasets import clean_filters
 
 from . import audit
 from .agreement import consensus_ranking
 from .agreement_report import pooled_queue_agreement
 from .csvsafe import csv_cell
+from .datasets.filters import clean_export_filters, describe_filters
 from .models import Answer, AnswerLabel, Demonstration, ExportSnapshot, Prompt, Queue, Ranking
 from .ranking import expand_rankings
 from .selectors import filtered_labels, ranking_label_chunks
 
 DATASETS = ("sft", "comparisons", "pairs")
 FORMATS = ("jsonl", "csv", "parquet")
-FILTER_KEYS = (
-    "date_from", "date_to", "labeler_ids", "exclude_skipped", "exclude_flagged", "min_agreement", "min_gold_accuracy",
-)
 # Prompts read per database round; each chunk's rows are written before the next is read.
 CHUNK_PROMPTS = 2_000
 _ZSTD_LEVEL = 3  # pinned, as in rewardtrain.pairs: the default level could change between pyarrow versions
@@ -436,14 +433,6 @@ class ExportResult(NamedTuple):
     left_out: list[dict]  # labelers min_agreement / min_gold_accuracy left out (filtered_labels)
 
 
-def clean_export_filters(filters: dict | None) -> dict:
-    """The filters an export takes (FILTER_KEYS), checked by rewardtrain.datasets.clean_filters; ValueError names
-    a bad one."""
-    unknown = set(filters or {}) - set(FILTER_KEYS)
-    if unknown:
-        raise ValueError(f"Exports take no filter {sorted(unknown)[0]!r}; they take {', '.join(FILTER_KEYS)}.")
-    # clean_filters also settles pair datasets' `source`, which an export does not have.
-    return {key: value for key, value in clean_filters(filters or {}).items() if key in FILTER_KEYS}
 
 
 def _check(dataset: str, fmt: str, queues: Sequence[Queue]) -> None:
@@ -506,25 +495,6 @@ def export_dataset(
     return ExportResult(path, card, rows, sha256, left_out)
 
 
-def describe_filters(filters: dict) -> list[str]:
-    """The filters in words, one phrase per filter given (for the card and the pages)."""
-    phrases = []
-    if filters.get("date_from"):
-        phrases.append(f"submitted on or after {filters['date_from']}")
-    if filters.get("date_to"):
-        phrases.append(f"submitted on or before {filters['date_to']}")
-    if filters.get("labeler_ids"):
-        names = get_user_model().objects.filter(pk__in=filters["labeler_ids"]).values_list("username", flat=True)
-        phrases.append(f"only labelers {', '.join(sorted(names))}")
-    if filters.get("exclude_skipped"):
-        phrases.append("prompts someone skipped left out")
-    if filters.get("exclude_flagged"):
-        phrases.append("prompts with a flagged answer left out")
-    if "min_agreement" in filters:
-        phrases.append(f"labelers with agreement below {filters['min_agreement']} in a queue left out")
-    if "min_gold_accuracy" in filters:
-        phrases.append(f"labelers with gold accuracy below {filters['min_gold_accuracy']} in a queue left out")
-    return phrases
 
 
 def dataset_card(

@@ -567,7 +567,7 @@ class ExportSnapshot(models.Model):
 
     Versions count up per name (support-pairs-v1, -v2, …). The worker (labeling.exports) writes the
     file under ARTIFACTS_DIR/exports/<name>-v<version>/ and records its rows and SHA-256; the file never
-    changes afterwards. `filters` are as asked, checked (labeling.exports.FILTER_KEYS).
+    changes afterwards. `filters` are as asked, checked (labeling.datasets.filters.clean_export_filters).
     """
 
     class Dataset(models.TextChoices):

@@ -283,7 +283,7 @@ class FilteredLabels(NamedTuple):
 def filtered_labels(model: type[Model], *, queues: Sequence[Queue], filters: dict) -> FilteredLabels:
     """The submitted labels (Demonstration, Ranking or AnswerLabel rows) of the queues through dataset filters.
 
-    `filters` as rewardtrain.datasets.clean_filters checks them: date_from and date_to (the label's
+    `filters` as labeling.datasets.filters.clean_filters checks them: date_from and date_to (the label's
     submission date), labeler_ids, exclude_skipped (prompts someone skipped), exclude_flagged (prompts
     with a flagged answer), min_agreement and min_gold_accuracy (labelers_below: the labeler's labels in
     that queue are left out). Excluded prompts and gold items' labels never pass: an admin took the first

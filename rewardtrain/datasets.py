@@ -5,7 +5,6 @@ prompts never pass), optionally replaces each prompt's rankings by their consens
 to labeling.ranking (pair expansion) and rewardtrain.pairs (split by prompt, Parquet), and records the
 file's rows and SHA-256 and what the filters left out (build_notes).
 """
-from datetime import date
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
@@ -21,6 +20,7 @@ from annotate.celery import delay_on_commit
 from annotate.versions import create_next_version
 from labeling import audit
 from labeling.agreement import consensus_ranking
+from labeling.datasets.filters import clean_filters
 from labeling.models import Answer, AnswerLabel, Prompt, Queue
 from labeling.ranking import expand_rankings
 from labeling.selectors import filtered_labels
@@ -28,68 +28,8 @@ from labeling.selectors import filtered_labels
 from . import pairs
 from .models import JobStatus, PairDataset
 
-FILTER_KEYS = {
-    "date_from", "date_to", "labeler_ids", "exclude_skipped", "exclude_flagged", "source", "min_rankings",
-    "min_agreement", "min_gold_accuracy",
-}
-SOURCES = ("labelers", "consensus")
-DEFAULT_MIN_RANKINGS = 2
 # The labeler_id of consensus rows: user ids start at 1, so 0 names no labeler.
 CONSENSUS_LABELER = 0
-
-
-def _given(value) -> bool:
-    return value is not None and value != ""
-
-
-def _fraction(key: str, value) -> float:
-    try:
-        number = float(value) if not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        number = None
-    if number is None or not 0 <= number <= 1:  # NaN fails this too
-        raise ValueError(f"{key} must be a number from 0 to 1, not {value!r}.")
-    return number
-
-
-def clean_filters(filters: dict) -> dict:
-    """Keep known filters with checked values; raise ValueError naming a bad one."""
-    unknown = set(filters) - FILTER_KEYS
-    if unknown:
-        raise ValueError(f"Unknown filter {sorted(unknown)[0]!r}.")
-    cleaned: dict = {}
-    for key in ("date_from", "date_to"):
-        if filters.get(key):
-            try:
-                cleaned[key] = date.fromisoformat(str(filters[key])).isoformat()
-            except ValueError:
-                raise ValueError(f"{key} must be a date (YYYY-MM-DD), not {filters[key]!r}.") from None
-    if cleaned.get("date_from", "") > cleaned.get("date_to", "9999"):
-        raise ValueError("date_to is before date_from.")
-    if filters.get("labeler_ids"):
-        try:
-            cleaned["labeler_ids"] = sorted({int(pk) for pk in filters["labeler_ids"]})
-        except (TypeError, ValueError):
-            raise ValueError(f"labeler_ids must be a list of user ids, not {filters['labeler_ids']!r}.") from None
-    for key in ("exclude_skipped", "exclude_flagged"):
-        cleaned[key] = bool(filters.get(key, False))
-    source = filters.get("source") or "labelers"
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {', '.join(map(repr, SOURCES))}, not {source!r}.")
-    cleaned["source"] = source
-    min_rankings = filters.get("min_rankings")
-    if source == "consensus":
-        if not _given(min_rankings):
-            min_rankings = DEFAULT_MIN_RANKINGS
-        if isinstance(min_rankings, bool) or not str(min_rankings).isdecimal() or int(min_rankings) < 1:
-            raise ValueError(f"min_rankings must be a whole number of at least 1, not {min_rankings!r}.")
-        cleaned["min_rankings"] = int(min_rankings)
-    elif _given(min_rankings):
-        raise ValueError("min_rankings applies only to source 'consensus'.")
-    for key in ("min_agreement", "min_gold_accuracy"):
-        if _given(filters.get(key)):
-            cleaned[key] = _fraction(key, filters[key])
-    return cleaned
 
 
 def request_pair_dataset(

@@ -29,7 +29,7 @@ class PairDataset(models.Model):
     name = models.SlugField(max_length=100, help_text="Versions count up per name: helpful-v1, helpful-v2, …")
     version = models.PositiveIntegerField()
     queues = models.ManyToManyField(Queue, related_name="pair_datasets")
-    # As asked (rewardtrain.datasets.clean_filters): date_from / date_to (ISO dates, inclusive), labeler_ids,
+    # As asked (labeling.datasets.filters.clean_filters): date_from / date_to (ISO dates, inclusive), labeler_ids,
     # exclude_skipped, exclude_flagged, source ("labelers" or "consensus"), min_rankings, min_agreement,
     # min_gold_accuracy.
     filters = models.JSONField(default=dict, blank=True)

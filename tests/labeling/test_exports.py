@@ -194,7 +194,8 @@ def test_an_empty_export_still_has_the_declared_schema(db, tmp_path):
 def test_exports_and_pair_datasets_take_the_same_rankings_through_the_same_filters(labeled, tmp_path):
     from django.contrib.auth.models import User
 
-    from rewardtrain.datasets import clean_filters, load_rankings
+    from labeling.datasets.filters import clean_filters
+    from rewardtrain.datasets import load_rankings
     from rewardtrain.models import PairDataset
 
     ana = User.objects.get(username="ana").pk

@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from labeling.agreement import consensus_ranking
 from labeling.assignment import lease_next_task, skip_task, submit_ranking, sync_tasks
+from labeling.datasets.filters import clean_filters
 from labeling.models import Answer, Prompt, Ranking, Task
 from labeling.ranking import expand_ranking
 from rewardtrain import datasets, pairs
@@ -23,7 +24,7 @@ def artifacts(settings, tmp_path):
 
 
 def build(queues, version=1, **filters) -> PairDataset:
-    dataset = PairDataset.objects.create(name="sources", version=version, filters=datasets.clean_filters(filters))
+    dataset = PairDataset.objects.create(name="sources", version=version, filters=clean_filters(filters))
     dataset.queues.set(queues)
     return datasets.build_pair_dataset(dataset)
 

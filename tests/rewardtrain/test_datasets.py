@@ -3,6 +3,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from labeling.assignment import lease_next_task, skip_task
+from labeling.datasets.filters import clean_filters
 from labeling.models import Answer, Assignment, Prompt, Task
 from rewardtrain import datasets, pairs
 from rewardtrain.forms import PairDatasetForm
@@ -107,7 +108,7 @@ def test_excluded_and_gold_prompts_never_reach_a_dataset(db):
     answers = list(gold.answers.values_list("pk", flat=True))
     Task.objects.filter(prompt=gold).update(gold_groups=[answers[:2], answers[2:]])
     for version, source in enumerate(["labelers", "consensus"], start=1):
-        dataset = build(queues=[queue], version=version, filters=datasets.clean_filters({"source": source}))
+        dataset = build(queues=[queue], version=version, filters=clean_filters({"source": source}))
         frame = pairs.read_pair_dataset(django_settings.ARTIFACTS_DIR / dataset.file)
         assert dataset.prompts == 4 and not set(frame["prompt_id"]) & {excluded.pk, gold.pk}
 
@@ -131,12 +132,12 @@ def test_excluded_and_gold_prompts_never_reach_a_dataset(db):
 )
 def test_bad_filter_values_are_refused_naming_the_filter(filters, field):
     with pytest.raises(ValueError, match=field):
-        datasets.clean_filters(filters)
+        clean_filters(filters)
 
 
 def test_filters_are_recorded_with_their_defaults():
-    assert datasets.clean_filters({}) == {"exclude_skipped": False, "exclude_flagged": False, "source": "labelers"}
-    cleaned = datasets.clean_filters({"source": "consensus", "min_agreement": "0.5", "min_gold_accuracy": 0})
+    assert clean_filters({}) == {"exclude_skipped": False, "exclude_flagged": False, "source": "labelers"}
+    cleaned = clean_filters({"source": "consensus", "min_agreement": "0.5", "min_gold_accuracy": 0})
     assert cleaned == {
         "exclude_skipped": False, "exclude_flagged": False, "source": "consensus", "min_rankings": 2,
         "min_agreement": 0.5, "min_gold_accuracy": 0.0,
@@ -151,4 +152,4 @@ def test_the_form_names_a_bad_source_filter(db):
     assert set(form.errors) == {"min_agreement", "min_gold_accuracy", "min_rankings"}
     form = PairDatasetForm({**base, "source": "consensus", "min_agreement": "0.6"})
     assert form.is_valid(), form.errors
-    assert datasets.clean_filters(form.filters())["min_rankings"] == 2
+    assert clean_filters(form.filters())["min_rankings"] == 2
