@@ -31,6 +31,7 @@ from django.contrib.auth import get_user_model
 from django.core.validators import slug_re
 from django.db import transaction
 from django.db.models import QuerySet
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from annotate.celery import delay_on_commit
@@ -501,96 +502,52 @@ def dataset_card(
     *, dataset: str, fmt: str, path: Path, rows: int, sha256: str, queues: Sequence[Queue], filters: dict,
     versions: Counter, left_out: Sequence[dict] = (), snapshot: ExportSnapshot | None = None,
 ) -> str:
-    """A Hugging Face dataset card: YAML front matter naming the data file, then fields, filters and figures."""
-    loader = {"jsonl": "json", "csv": "csv", "parquet": "parquet"}[fmt]
-    written = timezone.now().astimezone(UTC).isoformat()
-    if snapshot is None:
-        title, made = f"{dataset} export", f"Exported from Annotate by `manage.py export {dataset}` at {written}."
-    else:
-        who = snapshot.created_by.username if snapshot.created_by else "`manage.py export`"
-        title = str(snapshot)
-        made = (f"Snapshot `{snapshot}` ({dataset}, version {snapshot.version} of `{snapshot.name}`), exported from"
-                f" Annotate by {_cell(who)}; asked for at {snapshot.created_at.astimezone(UTC).isoformat()}, written"
-                f" at {written}.")  # fmt: skip
-    lines = [
-        "---",
-        "configs:",
-        "- config_name: default",
-        "  data_files:",
-        "  - split: train",
-        f"    path: {json.dumps(path.name)}",  # a JSON string is a YAML string
-        "tags:",
-        "- human-feedback",
-        "---",
-        "",
-        f"# {title}",
-        "",
-        made,
-        "",
-        f"- File: `{path.name}` ({fmt}), {rows} rows, SHA-256 `{sha256}`",
-        f"- Load: `datasets.load_dataset({loader!r}, data_files={path.name!r}, split='train')`",
-        "- Excluded prompts and gold items' labels are left out.",
-    ]
-    if fmt == "csv":
-        lines.append("- CSV: nested fields are JSON-encoded strings; a text cell starting with = + - @, a tab or a"
-                     " carriage return has a leading apostrophe so that spreadsheets do not run it.")  # fmt: skip
-    if dataset == "pairs":
-        lines.append("- TRL's RewardTrainer reads prompt, chosen and rejected; it also uses a `margin` column in its"
-                     " loss when there is one (drop it to train without).")  # fmt: skip
-    lines += ["", "## Fields", "", "| field | type | meaning |", "|---|---|---|"]
-    lines += [f"| `{field.name}` | `{field.type}` | {field.meaning} |" for field in FIELDS[dataset]]
-    lines += ["", "## Filters", ""]
-    lines += [f"- {phrase}" for phrase in describe_filters(filters)] or ["- none: every submitted label of the queues"]
-    if "min_agreement" in filters or "min_gold_accuracy" in filters:
-        lines += ["", "### Labelers left out by the minimums", ""]
-        if left_out:
-            names = dict(
-                get_user_model().objects.filter(pk__in=[row["labeler_id"] for row in left_out])
-                .values_list("pk", "username")
-            )  # fmt: skip
-            queue_names = {queue.pk: queue.name for queue in queues}
-            lines += ["| queue | labeler | filter | their figure |", "|---|---|---|---|"]
-            lines += [
-                f"| {_cell(queue_names[row['queue_id']])} | {_cell(names.get(row['labeler_id'], '?'))} |"
-                f" {row['filter']} | {row['rate']:.3f} |"
-                for row in left_out
-            ]
-        else:
-            lines.append("None: every labeler with labels here meets them (or has no figure).")
-    lines += [
-        "",
-        "## Queues and instructions versions",
-        "",
-        "| queue | id | instructions version now | labels in this export, by the version they were made under |",
-        "|---|---|---|---|",
-    ]
-    for queue in queues:
-        made = ", ".join(
-            f"v{version}: {count}" for (name, version), count in sorted(versions.items(), key=str) if name == queue.name
-        )
-        lines.append(f"| {_cell(queue.name)} | {queue.pk} | v{queue.instructions_version} | {made or 'none'} |")
+    """A Hugging Face dataset card: YAML front matter naming the data file, then fields, filters and figures.
+
+    The layout is templates/labeling/datasets/card.md; this gathers its figures.
+    """
+    minimums = "min_agreement" in filters or "min_gold_accuracy" in filters
+    names = dict(
+        get_user_model().objects.filter(pk__in=[row["labeler_id"] for row in left_out]).values_list("pk", "username")
+    ) if minimums and left_out else {}  # fmt: skip
+    queue_names = {queue.pk: queue.name for queue in queues}
+    agreement_rows = None
     if dataset != "sft":
-        lines += [
-            "",
-            "## Agreement",
-            "",
-            "Pooled pairwise agreement of each queue's labelers over all its submitted rankings, whatever the"
-            " filters (the queue's agreement page; docs/agreement.md).",
-            "",
-            "| queue | agreement | 95% interval | answer pairs | prompts with 2+ rankings |",
-            "|---|---|---|---|---|",
-        ]
+        agreement_rows = []
         for queue in queues:
             figure = pooled_queue_agreement(ranking_label_chunks(queue))  # bounded memory, whatever the queue
-            interval = "n/a" if figure.ci_low is None else f"{figure.ci_low:.3f} to {figure.ci_high:.3f}"
-            rate = "n/a" if figure.rate is None else f"{figure.rate:.3f}"
-            lines.append(f"| {_cell(queue.name)} | {rate} | {interval} | {figure.n} | {figure.prompts} |")
-    return "\n".join(lines) + "\n"
+            agreement_rows.append({
+                "queue": queue, "n": figure.n, "prompts": figure.prompts,
+                "rate": "n/a" if figure.rate is None else f"{figure.rate:.3f}",
+                "interval": "n/a" if figure.ci_low is None else f"{figure.ci_low:.3f} to {figure.ci_high:.3f}",
+            })  # fmt: skip
+    context = {
+        "dataset": dataset, "fmt": fmt, "rows": rows, "sha256": sha256, "snapshot": snapshot,
+        "title": f"{dataset} export" if snapshot is None else str(snapshot),
+        "who": snapshot.created_by.username if snapshot and snapshot.created_by else "`manage.py export`",
+        "asked_at": snapshot.created_at.astimezone(UTC).isoformat() if snapshot else None,
+        "written_at": timezone.now().astimezone(UTC).isoformat(),
+        "path_yaml": json.dumps(path.name),  # a JSON string is a YAML string
+        "file_name": path.name, "file_name_repr": repr(path.name),
+        "loader": {"jsonl": "json", "csv": "csv", "parquet": "parquet"}[fmt],
+        "fields": FIELDS[dataset], "filter_phrases": describe_filters(filters), "minimums": minimums,
+        "left_out": [
+            {"queue": queue_names[row["queue_id"]], "labeler": names.get(row["labeler_id"], "?"),
+             "filter": row["filter"], "rate": f"{row['rate']:.3f}"}
+            for row in left_out
+        ],
+        "queue_rows": [
+            {"queue": queue, "made": ", ".join(
+                f"v{version}: {count}"
+                for (name, version), count in sorted(versions.items(), key=str) if name == queue.name
+            )}
+            for queue in queues
+        ],
+        "agreement_rows": agreement_rows,
+    }  # fmt: skip
+    return render_to_string("labeling/datasets/card.md", context)
 
 
-def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell."""
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 # --- snapshots: versioned exports, built by the worker ---------------------------------------------

@@ -55,3 +55,9 @@ def answer_controls(answer_pk: int, rating: str | None, flags: list[str] | None)
         '<span class="rating-end" aria-hidden="true">excellent</span></fieldset>\n'
         f'<fieldset class="flags"><legend>Flags</legend>\n{flag_options}\n</fieldset>'
     )
+
+
+@register.filter
+def md_cell(text) -> str:
+    """Text safe inside a Markdown table cell (the dataset card's tables)."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
