@@ -17,9 +17,8 @@ from rest_framework.response import Response
 from annotate import throttles
 from annotate.api import FilterSet, StrictModelSerializer, StrictSerializer, parse_id, role_permission
 
-from . import audit
 from .assignment import queues_open_to
-from .importing import import_rows
+from .importing import push_rows
 from .models import Answer, AnswerLabel, Demonstration, Prompt, Queue, Ranking
 from .queues import queue_settings, save_queue
 from .roles import ADMIN, LABELER, ML, has_role
@@ -183,11 +182,7 @@ class QueueViewSet(
         body = PushRequest(data=request.data)
         body.is_valid(raise_exception=True)
         records = body.validated_data["prompts"]
-        with transaction.atomic():
-            report = import_rows(queue=queue, records=records)
-            if not report.errors:
-                detail = {"rows": len(records), "created": report.created, "existing": report.existing}
-                audit.record(actor=request.user, action="import.push", target=queue, detail=detail)
+        report = push_rows(queue=queue, records=records, user=request.user)
         if report.errors:
             errors = [{"row": error.line, "message": error.reason} for error in report.errors]
             return Response({"errors": errors}, status=status.HTTP_400_BAD_REQUEST)

@@ -16,9 +16,13 @@ from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
+from annotate.celery import delay_on_commit
+
+from . import audit
 from .assignment import sync_tasks
-from .models import MAX_ANSWERS, MIN_RANKED_ANSWERS, Answer, Prompt, Queue, TaskKind
+from .models import MAX_ANSWERS, MIN_RANKED_ANSWERS, Answer, ImportJob, Prompt, Queue, TaskKind
 
 JSONL_SUFFIXES = (".jsonl", ".json-lines", ".ndjson")
 CSV_SUFFIXES = (".csv",)
@@ -32,6 +36,7 @@ MAX_ID_CHARS = Prompt._meta.get_field("external_id").max_length
 MAX_MODEL_CHARS = Answer._meta.get_field("model").max_length
 MIN_PRIORITY, MAX_PRIORITY = -(2**31), 2**31 - 1  # IntegerField on every database
 BATCH_SIZE = 1000
+MAX_STORED_ERRORS = 1000  # a bad 100k-row file must not turn into a huge JSON column
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +197,65 @@ def import_rows(*, queue: Queue, records: list) -> ImportReport:
     if errors:
         return ImportReport(created=0, existing=0, errors=errors)
     return _store_rows(queue, rows)
+
+
+def push_rows(*, queue: Queue, records: list, user=None) -> ImportReport:
+    """The API's push: import_rows, audited when the rows went in (all or nothing, in one transaction)."""
+    with transaction.atomic():
+        report = import_rows(queue=queue, records=records)
+        if not report.errors:
+            detail = {"rows": len(records), "created": report.created, "existing": report.existing}
+            audit.record(actor=user, action="import.push", target=queue, detail=detail)
+    return report
+
+
+def request_import(*, queue: Queue, upload, user=None) -> ImportJob:
+    """Record an uploaded file as an import job and have the worker import it once the job is committed."""
+    from .tasks import run_import_job  # here: the tasks module imports this one
+
+    with transaction.atomic():
+        job = ImportJob.objects.create(queue=queue, file=upload, original_name=upload.name, uploaded_by=user)
+        audit.record(actor=user, action="import.request", target=job,
+                     detail={"queue": queue.pk, "file": upload.name, "bytes": upload.size})  # fmt: skip
+        # The worker imports; dispatch only once the job row is committed and visible to it.
+        delay_on_commit(run_import_job, job.pk, on_failure=lambda reason: _import_not_sent(job.pk, reason))
+    return job
+
+
+def _import_not_sent(job_id: int, reason: str) -> None:
+    ImportJob.objects.filter(pk=job_id).update(
+        status=ImportJob.Status.FAILED, errors=[{"line": 0, "reason": reason}], finished_at=timezone.now()
+    )
+
+
+def run_import(job_id: int) -> None:
+    """The worker's side of an import job: import its file and record the outcome on it."""
+    job = ImportJob.objects.select_related("queue").get(pk=job_id)
+    if job.status in (ImportJob.Status.SUCCEEDED, ImportJob.Status.FAILED):
+        # A redelivered message (acks_late) must not overwrite the first run's report.
+        return
+    job.status = ImportJob.Status.RUNNING
+    job.save(update_fields=["status"])
+    try:
+        with job.file.open("rb") as fileobj:
+            report = import_prompts(queue=job.queue, fileobj=fileobj, filename=job.original_name)
+    except Exception as error:
+        job.status = ImportJob.Status.FAILED
+        job.errors = [
+            {"line": 0, "reason": f"The import stopped on an unexpected error: {type(error).__name__}: {error}"}
+        ]
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "errors", "finished_at"])
+        raise
+    job.created_count = report.created
+    job.existing_count = report.existing
+    job.errors = [{"line": e.line, "reason": e.reason} for e in report.errors[:MAX_STORED_ERRORS]]
+    if len(report.errors) > MAX_STORED_ERRORS:
+        left_out = len(report.errors) - MAX_STORED_ERRORS
+        job.errors.append({"line": 0, "reason": f"… and {left_out:,} more problems, not listed."})
+    job.status = ImportJob.Status.FAILED if report.errors else ImportJob.Status.SUCCEEDED
+    job.finished_at = timezone.now()
+    job.save(update_fields=["created_count", "existing_count", "errors", "status", "finished_at"])
 
 
 def _store_rows(queue: Queue, rows: list[PromptRow]) -> ImportReport:

@@ -10,16 +10,13 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
-from annotate.celery import delay_on_commit
-
-from . import audit
 from .csvsafe import csv_cell
 from .forms import ImportForm, QueueForm
+from .importing import request_import
 from .models import ImportJob, Queue
 from .queues import queue_settings, save_queue, set_queue_open
 from .roles import ADMIN, role_required
 from .selectors import LOW_AGREEMENT_GAP, queue_agreement_page, queue_dashboard, queue_progress
-from .tasks import run_import_job
 
 
 @role_required(ADMIN)
@@ -82,20 +79,8 @@ def queue_import(request, queue_id: int):
         for error in form.errors.get("file", []):
             messages.error(request, error)
         return redirect("manage-queue", queue.pk)
-    upload = form.cleaned_data["file"]
-    with transaction.atomic():
-        job = ImportJob.objects.create(queue=queue, file=upload, original_name=upload.name, uploaded_by=request.user)
-        audit.record(actor=request.user, action="import.request", target=job,
-                     detail={"queue": queue.pk, "file": upload.name, "bytes": upload.size})  # fmt: skip
-        # The worker imports; dispatch only once the job row is committed and visible to it.
-        delay_on_commit(run_import_job, job.pk, on_failure=lambda reason: _import_not_sent(job.pk, reason))
+    job = request_import(queue=queue, upload=form.cleaned_data["file"], user=request.user)
     return redirect("manage-import", job.pk)
-
-
-def _import_not_sent(job_id: int, reason: str) -> None:
-    ImportJob.objects.filter(pk=job_id).update(
-        status=ImportJob.Status.FAILED, errors=[{"line": 0, "reason": reason}], finished_at=timezone.now()
-    )
 
 
 @role_required(ADMIN)

@@ -2,47 +2,20 @@
 import logging
 
 from celery import shared_task
-from django.utils import timezone
 
 from .aggregates import count_all_backlogs, count_backlog, refresh_intervals, refresh_prompt_agreement
 from .exports import build_export, prune_exports
 from .generation import requeue_stale_generation_jobs, run_generation_job
-from .importing import import_prompts
-from .models import ExportSnapshot, ImportJob
+from .importing import run_import
+from .models import ExportSnapshot
 
 log = logging.getLogger(__name__)
-MAX_STORED_ERRORS = 1000  # a bad 100k-row file must not turn into a huge JSON column
 
 
 @shared_task(acks_late=True)
 def run_import_job(job_id: int) -> None:
     """Import an uploaded file into its queue and record the outcome on the ImportJob."""
-    job = ImportJob.objects.select_related("queue").get(pk=job_id)
-    if job.status in (ImportJob.Status.SUCCEEDED, ImportJob.Status.FAILED):
-        # A redelivered message (acks_late) must not overwrite the first run's report.
-        return
-    job.status = ImportJob.Status.RUNNING
-    job.save(update_fields=["status"])
-    try:
-        with job.file.open("rb") as fileobj:
-            report = import_prompts(queue=job.queue, fileobj=fileobj, filename=job.original_name)
-    except Exception as error:
-        job.status = ImportJob.Status.FAILED
-        job.errors = [
-            {"line": 0, "reason": f"The import stopped on an unexpected error: {type(error).__name__}: {error}"}
-        ]
-        job.finished_at = timezone.now()
-        job.save(update_fields=["status", "errors", "finished_at"])
-        raise
-    job.created_count = report.created
-    job.existing_count = report.existing
-    job.errors = [{"line": e.line, "reason": e.reason} for e in report.errors[:MAX_STORED_ERRORS]]
-    if len(report.errors) > MAX_STORED_ERRORS:
-        left_out = len(report.errors) - MAX_STORED_ERRORS
-        job.errors.append({"line": 0, "reason": f"… and {left_out:,} more problems, not listed."})
-    job.status = ImportJob.Status.FAILED if report.errors else ImportJob.Status.SUCCEEDED
-    job.finished_at = timezone.now()
-    job.save(update_fields=["created_count", "existing_count", "errors", "status", "finished_at"])
+    run_import(job_id)
 
 
 # Routed to the "generation" queue (settings.CELERY_TASK_ROUTES): run those workers where the model fits.
