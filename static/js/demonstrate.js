@@ -1,7 +1,8 @@
 /*
  * The demonstration page: live character count, live Markdown preview (rendered and sanitised
  * by the server, so the preview is exactly what reviewers will see), a local draft that survives
- * a reload, Ctrl+Enter to submit, and refusing empty or oversized text before it is sent.
+ * a reload (unsent-work.js), Ctrl+Enter to submit, and refusing empty or oversized text before it
+ * is sent.
  */
 (function () {
   "use strict";
@@ -14,11 +15,9 @@
   const submitButton = document.getElementById("demo-submit");
   const csrfToken = form.querySelector('input[name="csrfmiddlewaretoken"]').value;
   const max = parseInt(textarea.dataset.max, 10) || Infinity;
-  const draftKey = textarea.dataset.draftKey;
+  const work = window.unsentWork.open("demonstration-draft", textarea.dataset.assignment);
   const numberFormat = new Intl.NumberFormat("en-US");
   const PREVIEW_DELAY_MS = 250;
-  const DRAFT_PREFIX = "demonstration-draft:";
-  const SENT = ":sent";
 
   let previewTimer = null;
   let previewRequest = 0; // only the newest response may write the preview
@@ -94,29 +93,14 @@
   }
 
   function saveDraft() {
-    try {
-      if (textarea.value.trim()) window.localStorage.setItem(draftKey, textarea.value);
-      else window.localStorage.removeItem(draftKey);
-    } catch (error) { /* storage full or disabled: the draft is a convenience */ }
-  }
-
-  // Drafts that were sent from another page are done with; this page's own is kept for a resubmit.
-  function forgetSent() {
-    try {
-      Object.keys(window.localStorage).forEach(function (key) {
-        if (!key.startsWith(DRAFT_PREFIX) || !key.endsWith(SENT)) return;
-        const draft = key.slice(0, -SENT.length);
-        if (draft !== draftKey) window.localStorage.removeItem(draft);
-        window.localStorage.removeItem(key);
-      });
-    } catch (error) { /* storage disabled */ }
+    if (textarea.value.trim()) work.save(textarea.value);
+    else work.remove();
   }
 
   function restoreDraft() {
     if (textarea.dataset.hadInitial || textarea.value) return;
-    let draft = null;
-    try { draft = window.localStorage.getItem(draftKey); } catch (error) { return; }
-    if (draft) {
+    const draft = work.load();
+    if (typeof draft === "string" && draft) {
       textarea.value = draft;
       showMessage("Restored the draft you had not submitted yet.", "info");
     }
@@ -140,9 +124,9 @@
     }
     submitting = true;
     showMessage("Submitting…", "info");
-    // The draft is kept until another demonstration page opens (see forgetSent): if the server
-    // could not store it (503, database unreachable), the labeler goes back and finds it there.
-    try { window.localStorage.setItem(draftKey + SENT, "1"); } catch (error) { /* ignore */ }
+    // The draft is kept until another demonstration page opens: if the server could not store it
+    // (503, database unreachable), the labeler goes back and finds it there.
+    work.markSent();
     // Disable after the browser has collected the form data, so a double click sends one POST.
     window.setTimeout(function () { submitButton.disabled = true; }, 0);
   });
@@ -151,7 +135,7 @@
   const skipForm = document.getElementById("skip-form");
   if (skipForm) {
     skipForm.addEventListener("submit", function () {
-      try { window.localStorage.removeItem(draftKey); } catch (error) { /* ignore */ }
+      work.remove();
     });
   }
 
@@ -189,7 +173,6 @@
     }, { rootMargin: "0px 0px 16px 0px" }).observe(sentinel);
   }
 
-  forgetSent();
   restoreDraft();
   updateCount();
   if (textarea.value.trim()) renderPreview();

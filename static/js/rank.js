@@ -1,12 +1,9 @@
 /*
  * The ranking page: order the answers best first, by drag-and-drop or entirely by keyboard.
  *
- * The ranking is held in `ranked`, a list of {id, tied} where `tied` means "tied with the answer
- * directly above"; answers not in it are "to place", always shown in display-number order. Every
- * change goes through this model and `render()` then brings the chips, cards, counters and the
- * hidden `groups` input in line with it. Two rules keep tie groups stable while answers move:
- * taking an answer out never merges its neighbours into one group, and an answer put strictly
- * inside a tie group joins that group.
+ * The ranking itself is ranking-model.js's (createRanking): every change goes through it and
+ * `render()` then brings the chips, cards, counters and the hidden `groups` input in line with it.
+ * Unsent work (the ranking, ratings and flags) is kept by unsent-work.js.
  */
 (function () {
   "use strict";
@@ -19,8 +16,7 @@
   const message = document.getElementById("rank-message");
   const announcer = document.getElementById("rank-announcer");
   const help = document.getElementById("kbd-help");
-  const storageKey = "ranking:" + form.dataset.assignment;
-  const sentKey = "ranking-sent";
+  const work = window.unsentWork.open("ranking", form.dataset.assignment);
   const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
 
   const answers = new Map(); // id -> {id, number, card, chip}
@@ -33,87 +29,13 @@
     byNumber.set(number, id);
   });
   const total = answers.size;
+  const model = window.createRanking(
+    Array.from(answers.values()).sort(function (a, b) { return a.number - b.number; }).map(function (a) { return a.id; })
+  );
 
-  let ranked = [];
   let ranksCache = new Map(); // id -> rank, refreshed by render()
   let selected = null;
   let submitting = false;
-
-  // ---- the model -------------------------------------------------------------------------
-
-  function rankIndex(id) {
-    return ranked.findIndex(function (item) { return item.id === id; });
-  }
-
-  function unplacedIds() {
-    return Array.from(answers.values())
-      .filter(function (answer) { return rankIndex(answer.id) < 0; })
-      .sort(function (a, b) { return a.number - b.number; })
-      .map(function (answer) { return answer.id; });
-  }
-
-  function normalise() {
-    if (ranked.length) ranked[0].tied = false;
-  }
-
-  function takeOut(id) {
-    const index = rankIndex(id);
-    if (index < 0) return null;
-    const item = ranked[index];
-    const next = ranked[index + 1];
-    // The answer below inherits whether a group started here, so the groups around stay apart.
-    if (next && next.tied && !item.tied) next.tied = false;
-    ranked.splice(index, 1);
-    normalise();
-    return item;
-  }
-
-  function putIn(id, index) {
-    index = Math.max(0, Math.min(index, ranked.length));
-    const below = ranked[index];
-    ranked.splice(index, 0, { id: id, tied: Boolean(below && below.tied) });
-    normalise();
-  }
-
-  function groups() {
-    const result = [];
-    ranked.forEach(function (item) {
-      if (item.tied && result.length) result[result.length - 1].push(item.id);
-      else result.push([item.id]);
-    });
-    return result;
-  }
-
-  // Competition ranks, as the server stores them: 1, 2, 2, 4.
-  function ranks() {
-    const result = new Map();
-    let rank = 0;
-    ranked.forEach(function (item, index) {
-      if (!item.tied || index === 0) rank = index + 1;
-      result.set(item.id, rank);
-    });
-    return result;
-  }
-
-  function restore(list) {
-    if (!Array.isArray(list)) return false;
-    const seen = new Set();
-    const restored = [];
-    list.forEach(function (group) {
-      if (!Array.isArray(group)) return;
-      let first = true;
-      group.forEach(function (raw) {
-        const id = Number(raw);
-        if (!answers.has(id) || seen.has(id)) return;
-        seen.add(id);
-        restored.push({ id: id, tied: !first });
-        first = false;
-      });
-    });
-    ranked = restored;
-    normalise();
-    return restored.length > 0;
-  }
 
   // ---- rendering -------------------------------------------------------------------------
 
@@ -126,14 +48,14 @@
     return answers.get(id).card.querySelectorAll('.flags input[type="checkbox"]:checked').length;
   }
 
-  function renderChip(answer, rank, item, index) {
+  // `nextId`: the answer ranked just below (undefined for the last and for answers to place).
+  function renderChip(answer, rank, index, nextId) {
     const chip = answer.chip;
-    const inRanking = item !== null;
-    const tied = inRanking && item.tied && index > 0;
-    const next = inRanking ? ranked[index + 1] : null;
+    const inRanking = rank !== null;
+    const tied = inRanking && model.isTied(answer.id);
     chip.classList.toggle("is-ranked", inRanking);
     chip.classList.toggle("is-tied", tied);
-    chip.classList.toggle("has-tie-below", Boolean(next && next.tied));
+    chip.classList.toggle("has-tie-below", nextId !== undefined && model.isTied(nextId));
     chip.classList.toggle("is-selected", selected === answer.id);
     chip.querySelector(".chip-rank").textContent = inRanking ? String(rank) : "";
     const tie = chip.querySelector(".chip-tie");
@@ -165,48 +87,49 @@
     }
   }
 
-  function renderCard(answer, rank, item) {
+  function renderCard(answer, rank) {
     const card = answer.card;
     const status = card.querySelector("[data-status]");
     card.classList.toggle("is-selected", selected === answer.id);
-    card.classList.toggle("is-ranked", item !== null);
-    if (item === null) {
+    card.classList.toggle("is-ranked", rank !== null);
+    if (rank === null) {
       status.textContent = "Not placed";
     } else {
-      const tiedWith = ranked.filter(function (other) {
-        return other.id !== answer.id && ranksCache.get(other.id) === rank;
-      }).map(function (other) { return answers.get(other.id).number; });
+      const tiedWith = model.placed().filter(function (other) {
+        return other !== answer.id && ranksCache.get(other) === rank;
+      }).map(function (other) { return answers.get(other).number; });
       status.textContent = "Rank " + rank + (tiedWith.length ? " · tied with " + tiedWith.join(", ") : "");
     }
   }
 
   function render() {
-    ranksCache = ranks();
-    const unplaced = unplacedIds();
+    ranksCache = model.ranks();
+    const unplaced = model.unplaced();
+    const placed = model.placed();
     unplaced.forEach(function (id) {
       const answer = answers.get(id);
       unplacedList.append(answer.chip);
-      renderChip(answer, null, null, -1);
-      renderCard(answer, null, null);
+      renderChip(answer, null, -1, undefined);
+      renderCard(answer, null);
     });
-    ranked.forEach(function (item, index) {
-      const answer = answers.get(item.id);
+    placed.forEach(function (id, index) {
+      const answer = answers.get(id);
       rankedList.append(answer.chip);
-      renderChip(answer, ranksCache.get(item.id), item, index);
-      renderCard(answer, ranksCache.get(item.id), item);
+      renderChip(answer, ranksCache.get(id), index, placed[index + 1]);
+      renderCard(answer, ranksCache.get(id));
     });
     unplacedList.classList.toggle("is-empty", unplaced.length === 0);
-    rankedList.classList.toggle("is-empty", ranked.length === 0);
+    rankedList.classList.toggle("is-empty", placed.length === 0);
     document.querySelector("[data-unplaced-count]").textContent = String(unplaced.length);
-    document.querySelector("[data-ranked-count]").textContent = ranked.length + " / " + total;
+    document.querySelector("[data-ranked-count]").textContent = placed.length + " / " + total;
 
-    groupsInput.value = JSON.stringify(groups());
+    groupsInput.value = JSON.stringify(model.groups());
     const complete = unplaced.length === 0;
     submitButton.disabled = submitting || !complete;
     if (!submitting) {
       if (complete) {
         showMessage("All " + total + " answers are placed. Ready to submit.", "ready");
-      } else if (message.dataset.kind !== "problem" || ranked.length === 0) {
+      } else if (message.dataset.kind !== "problem" || placed.length === 0) {
         showMessage(
           unplaced.length === 1 ? "Place 1 more answer to submit." : "Place " + unplaced.length + " more answers to submit.",
           "pending"
@@ -239,9 +162,7 @@
       const boxes = answer.card.querySelectorAll('.flags input[type="checkbox"]:checked');
       if (boxes.length) flags[answer.id] = Array.from(boxes, function (box) { return box.value; });
     });
-    try {
-      window.sessionStorage.setItem(storageKey, JSON.stringify({ groups: groups(), ratings: ratings, flags: flags }));
-    } catch (error) { /* storage disabled: a reload loses the ranking, nothing worse */ }
+    work.save({ groups: model.groups(), ratings: ratings, flags: flags });
   }
 
   function restoreMarks(saved) {
@@ -255,24 +176,6 @@
         if (flags.includes(box.value)) box.checked = true;
       });
     });
-  }
-
-  // The ranking this tab sent last is done with once a different ranking page opens.
-  function forgetSent() {
-    try {
-      const sent = window.sessionStorage.getItem(sentKey);
-      if (sent && sent !== storageKey) window.sessionStorage.removeItem(sent);
-      window.sessionStorage.removeItem(sentKey);
-    } catch (error) { /* storage disabled */ }
-  }
-
-  function loadSaved() {
-    try {
-      const saved = window.sessionStorage.getItem(storageKey);
-      return saved ? JSON.parse(saved) : null;
-    } catch (error) {
-      return null;
-    }
   }
 
   // ---- selection -------------------------------------------------------------------------
@@ -303,12 +206,8 @@
     revealInPanel(answer.chip);
   }
 
-  function visualOrder() {
-    return unplacedIds().concat(ranked.map(function (item) { return item.id; }));
-  }
-
   function moveSelection(step) {
-    const order = visualOrder();
+    const order = model.order();
     let index = order.indexOf(selected);
     if (index < 0) index = step > 0 ? -1 : order.length;
     const next = order[Math.max(0, Math.min(order.length - 1, index + step))];
@@ -318,10 +217,9 @@
 
   function describe(id) {
     const answer = answers.get(id);
-    const index = rankIndex(id);
-    if (index < 0) return "Answer " + answer.number + ", not placed.";
-    const rank = ranks().get(id);
-    return "Answer " + answer.number + ", rank " + rank + (ranked[index].tied ? ", tied with the answer above." : ".");
+    if (!model.isPlaced(id)) return "Answer " + answer.number + ", not placed.";
+    const rank = model.ranks().get(id);
+    return "Answer " + answer.number + ", rank " + rank + (model.isTied(id) ? ", tied with the answer above." : ".");
   }
 
   function needSelection() {
@@ -333,44 +231,37 @@
   // ---- actions (keyboard, buttons and drag-and-drop all end here) ----------------------
 
   function place(id) {
-    if (rankIndex(id) >= 0) return;
-    putIn(id, ranked.length);
+    if (!model.place(id)) return;
     render();
     announce(describe(id));
   }
 
   function unplace(id) {
-    if (!takeOut(id)) return;
+    if (!model.takeOut(id)) return;
     render();
     announce("Answer " + answers.get(id).number + " is back in To place.");
   }
 
   function move(id, step) {
-    const index = rankIndex(id);
-    if (index < 0) {
+    if (!model.isPlaced(id)) {
       showMessage("Answer " + answers.get(id).number + " is not placed yet: press Enter to place it.", "hint");
       return;
     }
-    const target = index + step;
-    if (target < 0 || target >= ranked.length) return;
-    takeOut(id);
-    putIn(id, target);
+    if (!model.move(id, step)) return;
     render();
     revealInPanel(answers.get(id).chip);
     announce(describe(id));
   }
 
   function toggleTie(id) {
-    const index = rankIndex(id);
-    if (index < 0) {
+    if (!model.isPlaced(id)) {
       showMessage("Place answer " + answers.get(id).number + " first, then tie it with the answer above.", "hint");
       return;
     }
-    if (index === 0) {
+    if (!model.toggleTie(id)) {
       showMessage("The top answer has no answer above it to tie with.", "hint");
       return;
     }
-    ranked[index].tied = !ranked[index].tied;
     render();
     announce(describe(id));
   }
@@ -388,8 +279,8 @@
 
   function trySubmit() {
     if (submitting) return;
-    if (unplacedIds().length) {
-      showMessage("Place every answer before submitting: " + unplacedIds().length + " not placed yet.", "problem");
+    if (model.unplaced().length) {
+      showMessage("Place every answer before submitting: " + model.unplaced().length + " not placed yet.", "problem");
       announce(message.textContent);
       return;
     }
@@ -399,7 +290,7 @@
   // ---- wiring ------------------------------------------------------------------------------
 
   form.addEventListener("submit", function (event) {
-    const missing = unplacedIds().length;
+    const missing = model.unplaced().length;
     if (submitting || missing) {
       event.preventDefault();
       if (missing) {
@@ -407,12 +298,12 @@
       }
       return;
     }
-    groupsInput.value = JSON.stringify(groups());
+    groupsInput.value = JSON.stringify(model.groups());
     submitting = true;
     showMessage("Submitting…", "info");
-    // Kept until another ranking page opens (see forgetSent): if the server could not store it
-    // (503, database unreachable), the labeler goes back and finds the ranking still there.
-    try { window.sessionStorage.setItem(sentKey, storageKey); } catch (error) { /* ignore */ }
+    // Kept until another ranking page opens: if the server could not store it (503, database
+    // unreachable), the labeler goes back and finds the ranking still there.
+    work.markSent();
     window.setTimeout(function () { submitButton.disabled = true; }, 0);
   });
 
@@ -420,7 +311,7 @@
   const skipForm = document.getElementById("skip-form");
   if (skipForm) {
     skipForm.addEventListener("submit", function () {
-      try { window.sessionStorage.removeItem(storageKey); } catch (error) { /* ignore */ }
+      work.remove();
     });
   }
 
@@ -435,7 +326,7 @@
     });
     answer.chip.addEventListener("dblclick", function (event) {
       if (event.target.closest(".chip-tie")) return;
-      if (rankIndex(answer.id) < 0) place(answer.id);
+      if (!model.isPlaced(answer.id)) place(answer.id);
     });
     answer.card.addEventListener("click", function (event) {
       // Links inside an answer keep working; anything else in the card selects it.
@@ -509,7 +400,7 @@
         if (!needSelection()) return;
         event.preventDefault();
         // Enter only ever places: pressing it twice must not undo the first press.
-        if (rankIndex(selected) < 0) place(selected);
+        if (!model.isPlaced(selected)) place(selected);
         else showMessage("Answer " + answers.get(selected).number + " is already ranked: Shift+↑/↓ moves it, Delete takes it out.", "hint");
         return;
       case "Backspace":
@@ -544,8 +435,8 @@
       select(id, { scroll: false });
       return;
     }
-    if (event.from === rankedList) takeOut(id);
-    if (event.to === rankedList) putIn(id, event.newDraggableIndex);
+    if (event.from === rankedList) model.takeOut(id);
+    if (event.to === rankedList) model.putIn(id, event.newDraggableIndex);
     selected = id;
     render();
     announce(describe(id));
@@ -576,7 +467,7 @@
     window.Sortable.create(rankedList, sortableOptions);
   }
 
-  // Start from the rejected submit's ranking, else from this tab's unsent work, else nothing.
+  // Start from the rejected submit's ranking, else from unsent work, else nothing.
   let initial = null;
   try {
     const raw = JSON.parse(document.getElementById("initial-groups").textContent);
@@ -584,10 +475,9 @@
   } catch (error) {
     initial = null;
   }
-  forgetSent();
-  if (!restore(initial)) {
-    const saved = loadSaved();
-    if (saved && restore(Array.isArray(saved) ? saved : saved.groups)) restoreMarks(saved);
+  if (!model.restore(initial)) {
+    const saved = work.load();
+    if (saved && model.restore(Array.isArray(saved) ? saved : saved.groups)) restoreMarks(saved);
   }
   render();
 

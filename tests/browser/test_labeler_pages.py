@@ -263,6 +263,32 @@ def test_submitting_before_every_answer_is_placed_is_refused(page: Page):
     assert assignment.status == Assignment.Status.LEASED
 
 
+def test_unsent_ranking_work_is_there_in_a_new_tab_and_gone_once_sent(page: Page):
+    """Unsent work lives in localStorage (static/js/unsent-work.js): a closed tab loses nothing."""
+    labeler = make_user("tab", "labeler")
+    queue = make_labeling_queue("Tabs", kind=Queue.Kinds.RANKING, prompts=[(RAINBOW, RAINBOW_ANSWERS)] * 2)
+    log_in(page, labeler)
+    assignment = open_next(page, queue, TaskKind.RANKING)
+    keys(page, "4", "Enter", "2", "Enter", "Digit3")
+    page.locator('.answer-card[data-number="2"] .rating-option:has(input[value="6"])').click()
+    assert ranked_numbers(page) == [4, 2]
+
+    other_tab = page.context.new_page()
+    other_tab.goto(reverse("task", args=[assignment.pk]))
+    assert ranked_numbers(other_tab) == [4, 2]
+    expect(other_tab.locator('.answer-card[data-number="2"] input[value="6"]')).to_be_checked()
+    page.close()
+
+    keys(other_tab, "1", "Enter", "3", "Enter", "5", "Enter", "Control+Enter")
+    # The next ranking page opens, and it drops the sent work (its own starts empty).
+    first = f"/tasks/{assignment.pk}/"
+    other_tab.wait_for_url(lambda url: re.search(r"/tasks/\d+/$", url) is not None and not url.endswith(first))
+    assert Ranking.objects.filter(assignment=assignment).count() == 1
+    assert ranked_numbers(other_tab) == []
+    keys_left = other_tab.evaluate("Object.keys(localStorage).filter(k => k.startsWith('ranking:'))")
+    assert f"ranking:{assignment.pk}" not in keys_left and f"ranking:{assignment.pk}:sent" not in keys_left
+
+
 # ---- d. demonstration ------------------------------------------------------------------------
 
 
