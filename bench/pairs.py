@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from rewardtrain.pairs import (
+from rewardtrain.ml.pairs import (
     PAIR_COLUMNS,
     DatasetFile,
     build_pair_frame,

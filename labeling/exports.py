@@ -36,7 +36,7 @@ from django.utils import timezone
 from annotate.celery import delay_on_commit
 from annotate.versions import create_next_version
 from rewardtrain.datasets import clean_filters
-from rewardtrain.pairs import expand_rankings
+from rewardtrain.ml.pairs import expand_rankings
 
 from . import audit
 from .agreement import consensus_ranking
@@ -52,7 +52,7 @@ FILTER_KEYS = (
 )
 # Prompts read per database round; each chunk's rows are written before the next is read.
 CHUNK_PROMPTS = 2_000
-_ZSTD_LEVEL = 3  # pinned, as in rewardtrain.pairs: the default level could change between pyarrow versions
+_ZSTD_LEVEL = 3  # pinned, as in rewardtrain.ml.pairs: the default level could change between pyarrow versions
 
 
 class PromptRecord(NamedTuple):
@@ -213,7 +213,7 @@ def pair_table(
     prompts: Mapping[int, PromptRecord], answers: Mapping[int, AnswerRecord], rankings: Sequence[RankingRecord],
     dataset_version: str | None,
 ) -> pa.Table:
-    """The rankings' pairs, expanded by rewardtrain.pairs.expand_rankings; by prompt, then pair order.
+    """The rankings' pairs, expanded by rewardtrain.ml.pairs.expand_rankings; by prompt, then pair order.
 
     Columns as SCHEMAS["pairs"], but the texts dictionary-encoded: a prompt's text appears in each of its
     ~100 pairs and an answer's in up to 24, so a chunk holds each text once and an index per row; the

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from annotate.celery import delay_on_commit
 from annotate.heartbeat import MAX_ATTEMPTS, Heartbeat, lost_before
-from rewardtrain.model_sources import ModelFiles, check_model_name, load_from_disk, resolve_model
+from rewardtrain.ml.model_sources import ModelFiles, check_model_name, load_from_disk, resolve_model
 
 from . import audit
 from .assignment import sync_tasks
@@ -133,7 +133,7 @@ def check_generator_name(name: str) -> None:
 
 
 def resolve_generator(name: str) -> ModelFiles:
-    """The files of a generator's name (rewardtrain.model_sources says which names are allowed)."""
+    """The files of a generator's name (rewardtrain.ml.model_sources says which names are allowed)."""
     return resolve_model(name, models_dir=settings.MODELS_DIR, bundled=BUNDLED_GENERATORS)
 
 
@@ -269,7 +269,7 @@ def run_generation_job(job_id: int) -> None:
 
 
 def _generate(job: GenerationJob) -> None:
-    from rewardtrain.device import pick_device
+    from rewardtrain.ml.device import pick_device
 
     # A restarted job starts its count again: the prompts it answered before have answers now.
     prompts = list(

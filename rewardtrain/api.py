@@ -335,7 +335,7 @@ class RewardModelViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin,
 
     @staticmethod
     def _score(model: RewardModel, *, prompt: str, answers: list[str]) -> Response:
-        from .scoring import TooMuchToScore, load_scorer  # torch loads on the first score, not with the URLs
+        from .ml.scoring import TooMuchToScore, load_scorer  # torch loads on the first score, not with the URLs
 
         try:
             scorer = load_scorer(model.path)

@@ -2,7 +2,7 @@
 
 Building loads the submitted rankings of the chosen queues through the filters (excluded and gold
 prompts never pass), optionally replaces each prompt's rankings by their consensus, hands plain frames
-to rewardtrain.pairs (expansion, split by prompt, Parquet), and records the file's rows and SHA-256
+to rewardtrain.ml.pairs (expansion, split by prompt, Parquet), and records the file's rows and SHA-256
 and what the filters left out (build_notes).
 """
 from datetime import date
@@ -24,7 +24,7 @@ from labeling.agreement import consensus_ranking
 from labeling.models import Answer, AnswerLabel, Prompt, Queue
 from labeling.selectors import filtered_labels
 
-from . import pairs
+from .ml import pairs
 from .models import JobStatus, PairDataset
 
 FILTER_KEYS = {
@@ -130,7 +130,7 @@ def request_pair_dataset(
 
 
 class Rankings(NamedTuple):
-    labels: pd.DataFrame  # one row per ranking x answer, as rewardtrain.pairs.expand_rankings takes
+    labels: pd.DataFrame  # one row per ranking x answer, as rewardtrain.ml.pairs.expand_rankings takes
     answer_texts: dict[int, str]
     prompt_texts: dict[int, str]
     notes: dict  # what the filters left out, for PairDataset.build_notes

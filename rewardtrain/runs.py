@@ -17,13 +17,13 @@ from annotate.celery import delay_on_commit
 from annotate.heartbeat import MAX_ATTEMPTS, Heartbeat, lost_before
 from labeling import audit
 
-from .model_sources import ModelFiles, check_model_name, resolve_model
+from .ml.model_sources import ModelFiles, check_model_name, resolve_model
 from .models import JobStatus, PairDataset, RewardModel, TrainingRun
 
 log = logging.getLogger(__name__)
 
 def _tiny_backbone() -> ModelFiles:
-    from . import backbones
+    from .ml import backbones
 
     path = Path(settings.ARTIFACTS_DIR) / "backbones" / "tiny"
     if not (path / "config.json").exists():
@@ -32,7 +32,7 @@ def _tiny_backbone() -> ModelFiles:
 
 
 def _minilm_backbone() -> ModelFiles:
-    from . import backbones
+    from .ml import backbones
 
     return ModelFiles(str(backbones.minilm_path()))
 
@@ -142,7 +142,7 @@ class _Reporter:
 
 def execute_run(run_id: int) -> None:
     """The training task's body: claim, train (resuming from a checkpoint), record the outcome."""
-    from . import pairs, train
+    from .ml import pairs, train
 
     run = claim_run(run_id)
     if run is None:

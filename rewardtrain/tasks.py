@@ -38,6 +38,6 @@ def requeue_stale_runs_task() -> int:
 @shared_task
 def score_answers_task(model_dir: str, prompt: str, answers: list[str]) -> list[float]:
     """Scoring on a (GPU) training worker; the API scores in process instead (bench/score_latency.py)."""
-    from .scoring import load_scorer
+    from .ml.scoring import load_scorer
 
     return load_scorer(model_dir).score(prompt, answers)

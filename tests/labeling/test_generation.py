@@ -24,7 +24,7 @@ from labeling.generation import load_generator, resolve_generator, run_generatio
 from labeling.management.commands import sample_demo_answers
 from labeling.models import Answer, GenerationJob, Prompt, Queue, Task, TaskKind
 from labeling.tasks import generate_answers_task, requeue_stale_generation_jobs_task
-from rewardtrain.backbones import minilm_path
+from rewardtrain.ml.backbones import minilm_path
 from tests.conftest import make_user
 
 PARAMS = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 4, "seed": 3}

@@ -9,7 +9,8 @@ from django.urls import reverse
 from labeling.agreement import consensus_ranking
 from labeling.assignment import lease_next_task, skip_task, submit_ranking, sync_tasks
 from labeling.models import Answer, Prompt, Ranking, Task
-from rewardtrain import datasets, pairs
+from rewardtrain import datasets
+from rewardtrain.ml import pairs
 from rewardtrain.models import PairDataset
 from tests.conftest import make_user
 

@@ -1,4 +1,4 @@
-"""rewardtrain.pairs: rankings to pairs, the split by prompt, the Parquet file (plain data, no database)."""
+"""rewardtrain.ml.pairs: rankings to pairs, the split by prompt, the Parquet file (plain data, no database)."""
 import hashlib
 import itertools
 import math
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rewardtrain.pairs import (
+from rewardtrain.ml.pairs import (
     PAIR_COLUMNS,
     PAIR_DTYPES,
     Pair,

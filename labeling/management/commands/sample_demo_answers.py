@@ -53,7 +53,7 @@ class Command(BaseCommand):
             torch.set_num_threads(threads)
 
     def _sample(self, rows: list[dict], out: Path, model: str, answers: int, sampling: dict) -> None:
-        from rewardtrain.device import pick_device
+        from rewardtrain.ml.device import pick_device
 
         started = time.monotonic()
         device = pick_device()

@@ -10,8 +10,8 @@ tokenizer and `reward_model_card.json` are saved in output_dir/model.
 Under `torchrun` (one process per CPU or GPU, gloo or nccl) the ranks split each epoch's batches and
 DistributedDataParallel averages their gradients; only rank 0 logs and writes files. CLI:
 
-    python -m rewardtrain.train --dataset pairs.parquet --base-model PATH --output DIR [--epochs 2 ...]
-    torchrun --standalone --nproc_per_node=2 -m rewardtrain.train --dataset ... (same flags)
+    python -m rewardtrain.ml.train --dataset pairs.parquet --base-model PATH --output DIR [--epochs 2 ...]
+    torchrun --standalone --nproc_per_node=2 -m rewardtrain.ml.train --dataset ... (same flags)
 """
 from __future__ import annotations
 
@@ -428,7 +428,7 @@ def code_version() -> str:
     """ANNOTATE_CODE_VERSION if set, else the checked-out commit read from .git, else "unknown"."""
     if os.environ.get("ANNOTATE_CODE_VERSION"):
         return os.environ["ANNOTATE_CODE_VERSION"]
-    git = Path(__file__).resolve().parent.parent / ".git"
+    git = Path(__file__).resolve().parents[2] / ".git"
     try:
         head = (git / "HEAD").read_text().strip()
         if not head.startswith("ref: "):
