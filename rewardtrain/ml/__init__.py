@@ -6,5 +6,5 @@ runs, registry, views, API, tasks) calls into it, never the other way round (tes
 
 pairs (rankings to pairs, split, Parquet) · grouping (per-prompt batches) · encoding (texts to inputs, rewards) ·
 loss · evaluate · checkpoint · device · backbones · model_sources (models from disk only) · train · scoring ·
-synthetic (test data)
+sampling (answers from a causal LM) · synthetic (test data)
 """

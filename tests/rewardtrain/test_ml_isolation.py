@@ -31,6 +31,6 @@ def test_the_ml_core_imports_no_django_and_no_app():
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert "rewardtrain.ml.train" in result["modules"]
+    assert "rewardtrain.ml.train" in result["modules"] and "rewardtrain.ml.sampling" in result["modules"]
     assert result["forbidden"] == [], result["forbidden"]
     assert result["app"] == [], result["app"]
