@@ -171,7 +171,7 @@ FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 ARTIFACTS_DIR = Path(os.environ.get("ARTIFACTS_DIR", VAR_DIR / "artifacts"))
 # Base models and generators that runs and generation jobs may name, one directory each (written by
 # save_pretrained, or `hf download ORG/MODEL --local-dir MODELS_DIR/ORG/MODEL`); besides the bundled
-# ones, nothing else is loaded (rewardtrain.model_sources), and nothing is ever downloaded.
+# ones, nothing else is loaded (rewardtrain.ml.model_sources), and nothing is ever downloaded.
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", VAR_DIR / "models"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # also for libraries that load files by themselves
 # Days an export snapshot's file and card are kept once written; then beat's prune-exports task (or

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from labeling.ranking import expand_ranking, expand_rankings
-from rewardtrain.pairs import (
+from rewardtrain.ml.pairs import (
     PAIR_COLUMNS,
     DatasetFile,
     build_pair_frame,

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from rewardtrain.backbones import minilm_path  # noqa: E402
-from rewardtrain.train import TrainConfig, train_reward_model  # noqa: E402
+from rewardtrain.ml.backbones import minilm_path  # noqa: E402
+from rewardtrain.ml.train import TrainConfig, train_reward_model  # noqa: E402
 
 DATA = Path(os.environ.get("HH_RLHF_DIR", ROOT.parent / "shared" / "data" / "hh-rlhf"))
 

@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from rewardtrain.backbones import make_tiny_model, minilm_path  # noqa: E402
-from rewardtrain.synthetic import WORDS, synthetic_rankings  # noqa: E402
-from rewardtrain.train import TrainConfig, train_reward_model  # noqa: E402
+from rewardtrain.ml.backbones import make_tiny_model, minilm_path  # noqa: E402
+from rewardtrain.ml.synthetic import WORDS, synthetic_rankings  # noqa: E402
+from rewardtrain.ml.train import TrainConfig, train_reward_model  # noqa: E402
 
 K = 9
 

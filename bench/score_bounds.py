@@ -54,9 +54,9 @@ def encode_in_child(way: str, kind: str, runs: int, queue) -> None:
 
     from transformers import AutoTokenizer
 
-    from rewardtrain.backbones import minilm_path
-    from rewardtrain.encoding import PairEncoder, keep_lengths
-    from rewardtrain.model_sources import load_from_disk
+    from rewardtrain.ml.backbones import minilm_path
+    from rewardtrain.ml.encoding import PairEncoder, keep_lengths
+    from rewardtrain.ml.model_sources import load_from_disk
 
     tokenizer = load_from_disk(AutoTokenizer, minilm_path())
     encoder = PairEncoder(tokenizer, 512)
@@ -119,8 +119,8 @@ def bench_encoding(runs: int, slow_before: bool) -> None:
 def reward_model_dir(folder: Path) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rewardtrain.backbones import minilm_path
-    from rewardtrain.model_sources import load_from_disk
+    from rewardtrain.ml.backbones import minilm_path
+    from rewardtrain.ml.model_sources import load_from_disk
 
     model = load_from_disk(AutoModelForSequenceClassification, minilm_path(), num_labels=1)
     model.save_pretrained(folder)

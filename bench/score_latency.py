@@ -26,9 +26,9 @@ import django  # noqa: E402
 
 django.setup()
 
-from rewardtrain.backbones import minilm_path  # noqa: E402
-from rewardtrain.model_sources import load_from_disk  # noqa: E402
-from rewardtrain.scoring import load_scorer  # noqa: E402
+from rewardtrain.ml.backbones import minilm_path  # noqa: E402
+from rewardtrain.ml.model_sources import load_from_disk  # noqa: E402
+from rewardtrain.ml.scoring import load_scorer  # noqa: E402
 from rewardtrain.tasks import score_answers_task  # noqa: E402
 
 PROMPT = "Human: How do I keep basil alive on a windowsill?\n\nAssistant:"

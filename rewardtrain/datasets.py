@@ -2,7 +2,7 @@
 
 Building loads the submitted rankings of the chosen queues through the filters (excluded and gold
 prompts never pass), optionally replaces each prompt's rankings by their consensus, hands plain frames
-to labeling.ranking (pair expansion) and rewardtrain.pairs (split by prompt, Parquet), and records the
+to labeling.ranking (pair expansion) and rewardtrain.ml.pairs (split by prompt, Parquet), and records the
 file's rows and SHA-256 and what the filters left out (build_notes).
 """
 from itertools import groupby
@@ -25,7 +25,7 @@ from labeling.models import Answer, AnswerLabel, Prompt, Queue
 from labeling.ranking import expand_rankings
 from labeling.selectors import filtered_labels
 
-from . import pairs
+from .ml import pairs
 from .models import JobStatus, PairDataset
 
 # The labeler_id of consensus rows: user ids start at 1, so 0 names no labeler.

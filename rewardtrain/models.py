@@ -60,7 +60,7 @@ class PairDataset(models.Model):
 
 
 def validate_base_model(name: str) -> None:
-    """Forms and API bodies refuse a base model the worker could not load (rewardtrain.model_sources)."""
+    """Forms and API bodies refuse a base model the worker could not load (rewardtrain.ml.model_sources)."""
     from .runs import check_base_model  # runs imports these models
 
     try:

@@ -1,4 +1,4 @@
-"""Training runs: asking for one, running it in the worker, cancelling it, and the model registry.
+"""Training runs: asking for one, running it in the worker, cancelling it (the model registry: registry.py).
 
 A run survives its worker dying. Messages are acknowledged late, so the broker hands a dead worker's
 run to another worker; `claim_run` lets exactly one worker hold a run (a fresh heartbeat means
@@ -17,13 +17,14 @@ from annotate.celery import delay_on_commit
 from annotate.heartbeat import MAX_ATTEMPTS, Heartbeat, lost_before
 from labeling import audit
 
-from .model_sources import ModelFiles, check_model_name, resolve_model
-from .models import JobStatus, PairDataset, RewardModel, TrainingRun
+from . import registry
+from .ml.model_sources import ModelFiles, check_model_name, resolve_model
+from .models import JobStatus, PairDataset, TrainingRun
 
 log = logging.getLogger(__name__)
 
 def _tiny_backbone() -> ModelFiles:
-    from . import backbones
+    from .ml import backbones
 
     path = Path(settings.ARTIFACTS_DIR) / "backbones" / "tiny"
     if not (path / "config.json").exists():
@@ -32,7 +33,7 @@ def _tiny_backbone() -> ModelFiles:
 
 
 def _minilm_backbone() -> ModelFiles:
-    from . import backbones
+    from .ml import backbones
 
     return ModelFiles(str(backbones.minilm_path()))
 
@@ -142,7 +143,7 @@ class _Reporter:
 
 def execute_run(run_id: int) -> None:
     """The training task's body: claim, train (resuming from a checkpoint), record the outcome."""
-    from . import pairs, train
+    from .ml import pairs, train
 
     run = claim_run(run_id)
     if run is None:
@@ -189,13 +190,7 @@ def execute_run(run_id: int) -> None:
                 eta_seconds=0,
                 history=reporter.history,
             )
-            RewardModel.objects.create(
-                run=run,
-                name=f"rm-{run.pk} ({dataset})",
-                path=str(result.model_dir),
-                metrics=result.metrics,
-                bias_offset=result.bias_offset,
-            )
+            registry.register_reward_model(run, result)
     finally:
         heartbeat.stopped.set()
         heartbeat.join(timeout=5)
@@ -223,11 +218,3 @@ def requeue_stale_runs() -> int:
     for run_id in run_ids:
         train_reward_model_task.delay(run_id)
     return len(run_ids)
-
-
-def activate_reward_model(model: RewardModel, *, user=None) -> None:
-    with transaction.atomic():
-        previous = list(RewardModel.objects.filter(is_active=True).exclude(pk=model.pk).values_list("pk", flat=True))
-        RewardModel.objects.filter(pk__in=previous).update(is_active=False)
-        RewardModel.objects.filter(pk=model.pk).update(is_active=True)
-        audit.record(actor=user, action="model.activate", target=model, detail={"previous": previous})

@@ -1,10 +1,10 @@
-"""Celery tasks of rewardtrain: thin wrappers around rewardtrain.datasets and rewardtrain.runs."""
+"""Celery tasks of rewardtrain: thin wrappers around rewardtrain.datasets, rewardtrain.runs and rewardtrain.registry."""
 import logging
 
 from celery import shared_task
 from django.utils import timezone
 
-from . import datasets, runs
+from . import datasets, registry, runs
 from .models import JobStatus, PairDataset
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,4 @@ def requeue_stale_runs_task() -> int:
 @shared_task
 def score_answers_task(model_dir: str, prompt: str, answers: list[str]) -> list[float]:
     """Scoring on a (GPU) training worker; the API scores in process instead (bench/score_latency.py)."""
-    from .scoring import load_scorer
-
-    return load_scorer(model_dir).score(prompt, answers)
+    return registry.score_answers(model_dir, prompt, answers)

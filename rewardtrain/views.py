@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 from annotate import throttles
 from labeling.roles import ML, role_required
 
-from . import datasets, runs
+from . import datasets, registry, runs
 from .forms import PairDatasetForm, TrainingRunForm
 from .models import PairDataset, RewardModel, TrainingRun
 
@@ -110,6 +110,6 @@ def model_list(request):
 @role_required(ML)
 def model_activate(request, model_id: int):
     model = get_object_or_404(RewardModel, pk=model_id)
-    runs.activate_reward_model(model, user=request.user)
+    registry.activate_reward_model(model, user=request.user)
     messages.success(request, f"{model.name} is now the active reward model.")
     return redirect("ml-models")

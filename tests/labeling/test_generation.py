@@ -20,11 +20,12 @@ from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 from annotate.celery import app as celery_app
 from annotate.heartbeat import MAX_ATTEMPTS
 from labeling import generation
-from labeling.generation import load_generator, resolve_generator, run_generation_job, sample_answers
+from labeling.generation import resolve_generator, run_generation_job
 from labeling.management.commands import sample_demo_answers
 from labeling.models import Answer, GenerationJob, Prompt, Queue, Task, TaskKind
 from labeling.tasks import generate_answers_task, requeue_stale_generation_jobs_task
-from rewardtrain.backbones import minilm_path
+from rewardtrain.ml.backbones import minilm_path
+from rewardtrain.ml.sampling import load_generator, sample_answers
 from tests.conftest import make_user
 
 PARAMS = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 4, "seed": 3}

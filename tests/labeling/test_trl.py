@@ -23,7 +23,7 @@ from transformers import BertTokenizer, GPT2Config, GPT2ForSequenceClassificatio
 from labeling.assignment import lease_next_task, submit_demonstration, submit_ranking
 from labeling.exports import export_dataset
 from labeling.models import Queue, TaskKind
-from rewardtrain.backbones import tiny_vocabulary
+from rewardtrain.ml.backbones import tiny_vocabulary
 from tests.conftest import make_queue, make_user
 
 trl = pytest.importorskip("trl")

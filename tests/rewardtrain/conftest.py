@@ -7,9 +7,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach the Huggi
 import pytest  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
-from rewardtrain.backbones import make_tiny_model  # noqa: E402
-from rewardtrain.synthetic import WORDS, synthetic_rankings  # noqa: E402
-from rewardtrain.train import TrainConfig, train_reward_model  # noqa: E402
+from rewardtrain.ml.backbones import make_tiny_model  # noqa: E402
+from rewardtrain.ml.synthetic import WORDS, synthetic_rankings  # noqa: E402
+from rewardtrain.ml.train import TrainConfig, train_reward_model  # noqa: E402
 
 hf_logging.set_verbosity_error()
 hf_logging.disable_progress_bar()

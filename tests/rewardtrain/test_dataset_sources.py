@@ -11,7 +11,8 @@ from labeling.assignment import lease_next_task, skip_task, submit_ranking, sync
 from labeling.datasets.filters import clean_filters
 from labeling.models import Answer, Prompt, Ranking, Task
 from labeling.ranking import expand_ranking
-from rewardtrain import datasets, pairs
+from rewardtrain import datasets
+from rewardtrain.ml import pairs
 from rewardtrain.models import PairDataset
 from tests.conftest import make_user
 

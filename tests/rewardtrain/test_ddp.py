@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rewardtrain.synthetic import synthetic_rankings
-from rewardtrain.train import main, state_dict_sha256
+from rewardtrain.ml.synthetic import synthetic_rankings
+from rewardtrain.ml.train import main, state_dict_sha256
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,7 +17,7 @@ def test_two_processes_train_identical_replicas(tiny_model_dir, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "rewardtrain.train", "--dataset", str(dataset), "--base-model", str(tiny_model_dir),
+        "-m", "rewardtrain.ml.train", "--dataset", str(dataset), "--base-model", str(tiny_model_dir),
         "--output", str(tmp_path / "out"), "--epochs", "2", "--lr", "3e-3", "--max-length", "64",
         "--prompts-per-batch", "4", "--log-every-steps", "2", "--weights-hash-dir", str(tmp_path / "hashes"),
     ]

@@ -4,8 +4,8 @@ import contextlib
 import pytest
 import torch
 
-from rewardtrain import device as device_module
-from rewardtrain.device import Precision, choose_precision, pick_device
+from rewardtrain.ml import device as device_module
+from rewardtrain.ml.device import Precision, choose_precision, pick_device
 
 
 @pytest.fixture

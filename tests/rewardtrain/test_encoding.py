@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from rewardtrain.encoding import PairEncoder, keep_lengths
+from rewardtrain.ml.encoding import PairEncoder, keep_lengths
 
 CORPUS = ["the cat sat on the mat", "a dog ran in the park", "answers and prompts", "hello world 123 !?"] * 20
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from rewardtrain.evaluate import (
+from rewardtrain.ml.evaluate import (
     accuracy_with_interval,
     bootstrap_accuracies,
     difference_with_interval,
@@ -14,7 +14,7 @@ from rewardtrain.evaluate import (
     pairwise_loss,
     random_rewards,
 )
-from rewardtrain.grouping import PromptGroup
+from rewardtrain.ml.grouping import PromptGroup
 
 
 def test_pair_outcomes_count_ties_half():

@@ -5,9 +5,9 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
 
-from rewardtrain import train as train_module
-from rewardtrain.encoding import PairEncoder, ensure_padding, keep_lengths, model_rewards
-from rewardtrain.grouping import collate_groups, encode_groups, group_by_prompt, plan_batches
+from rewardtrain.ml import train as train_module
+from rewardtrain.ml.encoding import PairEncoder, ensure_padding, keep_lengths, model_rewards
+from rewardtrain.ml.grouping import collate_groups, encode_groups, group_by_prompt, plan_batches
 
 from .conftest import tiny_config
 

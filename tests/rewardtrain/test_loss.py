@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rewardtrain.loss import grouped_loss
+from rewardtrain.ml.loss import grouped_loss
 
 
 def naive_loss(rewards, pairs_per_prompt, margins_per_prompt=None):

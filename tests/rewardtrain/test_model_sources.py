@@ -9,8 +9,8 @@ from django.urls import reverse
 from annotate.api import issue_token
 from labeling.models import GenerationJob, Queue
 from rewardtrain import runs
-from rewardtrain.backbones import make_tiny_model
-from rewardtrain.model_sources import ModelFiles, UnknownModel, check_model_name, resolve_model
+from rewardtrain.ml.backbones import make_tiny_model
+from rewardtrain.ml.model_sources import ModelFiles, UnknownModel, check_model_name, resolve_model
 from rewardtrain.models import JobStatus, PairDataset, TrainingRun
 from tests.conftest import make_user
 
@@ -127,7 +127,7 @@ def test_a_generation_job_naming_a_path_is_refused(client, tmp_path):
 def test_a_hub_id_given_to_the_core_loader_never_reaches_the_network(no_network, monkeypatch):
     import huggingface_hub.constants
 
-    from rewardtrain.train import BaseModelError, load_backbone
+    from rewardtrain.ml.train import BaseModelError, load_backbone
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # as in a process that never set it
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -143,4 +143,4 @@ def test_load_from_disk_is_the_only_from_pretrained_of_the_platform():
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "from_pretrained":
                     calls.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert [call.split(":")[0] for call in calls] == ["rewardtrain/model_sources.py"], calls
+    assert [call.split(":")[0] for call in calls] == ["rewardtrain/ml/model_sources.py"], calls

@@ -108,7 +108,7 @@ def test_only_one_reward_model_is_active(client, finished_run):
 
 
 def test_the_score_endpoint_checks_who_asks_and_what(client, finished_run, tmp_path):
-    from rewardtrain.backbones import make_tiny_model
+    from rewardtrain.ml.backbones import make_tiny_model
 
     model = RewardModel.objects.create(run=finished_run, name="rm", path=str(make_tiny_model(tmp_path / "tiny")))
     url = reverse("api-reward-model-score", args=[model.pk])

@@ -1,4 +1,4 @@
-"""labeling.ranking's pair expansion and rewardtrain.pairs: the split by prompt, the pair frame, the Parquet file
+"""labeling.ranking's pair expansion and rewardtrain.ml.pairs: the split by prompt, the pair frame, the Parquet file
 (plain data, no database)."""
 import hashlib
 import itertools
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labeling.ranking import Pair, expand_ranking, expand_rankings
-from rewardtrain.pairs import (
+from rewardtrain.ml.pairs import (
     PAIR_COLUMNS,
     PAIR_DTYPES,
     build_pair_frame,

@@ -5,7 +5,7 @@ import pytest
 from django.urls import reverse
 
 from rewardtrain import datasets, runs
-from rewardtrain.backbones import make_tiny_model
+from rewardtrain.ml.backbones import make_tiny_model
 from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
 from tests.conftest import make_user
 

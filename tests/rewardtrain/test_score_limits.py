@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from annotate.api import issue_token
 from annotate.slots import NoFreeSlot, slot
-from rewardtrain import scoring
+from rewardtrain.ml import scoring
 from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
 from tests.conftest import make_user
 

@@ -3,9 +3,9 @@ import shutil
 
 import pytest
 
-from rewardtrain import scoring
-from rewardtrain.encoding import model_rewards
-from rewardtrain.synthetic import MARKER
+from rewardtrain.ml import scoring
+from rewardtrain.ml.encoding import model_rewards
+from rewardtrain.ml.synthetic import MARKER
 
 
 @pytest.fixture(autouse=True)

@@ -6,11 +6,11 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from rewardtrain import checkpoint
-from rewardtrain.device import Precision
-from rewardtrain.encoding import PairEncoder
-from rewardtrain.grouping import encode_groups, group_by_prompt
-from rewardtrain.train import BaseModelError, TrainingCancelled, group_rewards, train_reward_model
+from rewardtrain.ml import checkpoint
+from rewardtrain.ml.device import Precision
+from rewardtrain.ml.encoding import PairEncoder
+from rewardtrain.ml.grouping import encode_groups, group_by_prompt
+from rewardtrain.ml.train import BaseModelError, TrainingCancelled, group_rewards, train_reward_model
 
 from .conftest import tiny_config
 

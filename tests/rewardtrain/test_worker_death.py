@@ -6,8 +6,8 @@ import signal
 import pytest
 
 from rewardtrain import datasets, runs
-from rewardtrain.backbones import make_tiny_model
-from rewardtrain.checkpoint import FILE as CHECKPOINT_FILE
+from rewardtrain.ml.backbones import make_tiny_model
+from rewardtrain.ml.checkpoint import FILE as CHECKPOINT_FILE
 from rewardtrain.models import JobStatus, PairDataset, RewardModel
 
 from .factories import MARKER, WORDS, marker_queue, rank_by_marker

@@ -71,7 +71,7 @@ def api_action(scope: str, queue: Queue, built: PairDataset, monkeypatch):
     model = RewardModel.objects.create(run=TrainingRun.objects.create(dataset=built, base_model="tiny"), name="rm",
                                        path="/nowhere")  # fmt: skip
     FakeScorer.calls = 0
-    monkeypatch.setattr("rewardtrain.scoring.load_scorer", lambda path: FakeScorer())
+    monkeypatch.setattr("rewardtrain.ml.scoring.load_scorer", lambda path: FakeScorer())
     body = lambda n: {"prompt": "Name a prime.", "answers": ["7", str(n)]}  # noqa: E731
     return f"/api/v1/reward-models/{model.pk}/score/", body, lambda: FakeScorer.calls
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from labeling.generation import SMOLLM2, answer_prompt, load_generator, resolve_generator
+from labeling.generation import answer_prompt, resolve_generator
 from labeling.models import MAX_ANSWERS, MIN_RANKED_ANSWERS
+from rewardtrain.ml.sampling import SMOLLM2, load_generator
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "demo" / "ranking_prompts.jsonl"
 
@@ -53,7 +54,7 @@ class Command(BaseCommand):
             torch.set_num_threads(threads)
 
     def _sample(self, rows: list[dict], out: Path, model: str, answers: int, sampling: dict) -> None:
-        from rewardtrain.device import pick_device
+        from rewardtrain.ml.device import pick_device
 
         started = time.monotonic()
         device = pick_device()

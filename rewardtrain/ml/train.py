@@ -10,8 +10,8 @@ tokenizer and `reward_model_card.json` are saved in output_dir/model.
 Under `torchrun` (one process per CPU or GPU, gloo or nccl) the ranks split each epoch's batches and
 DistributedDataParallel averages their gradients; only rank 0 logs and writes files. CLI:
 
-    python -m rewardtrain.train --dataset pairs.parquet --base-model PATH --output DIR [--epochs 2 ...]
-    torchrun --standalone --nproc_per_node=2 -m rewardtrain.train --dataset ... (same flags)
+    python -m rewardtrain.ml.train --dataset pairs.parquet --base-model PATH --output DIR [--epochs 2 ...]
+    torchrun --standalone --nproc_per_node=2 -m rewardtrain.ml.train --dataset ... (same flags)
 """
 from __future__ import annotations
 
@@ -129,7 +129,46 @@ def train_reward_model(
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train (or resume training) a reward model on `frame`; see the module docstring."""
-    output_dir = Path(output_dir)
+    run = _start(config, frame, Path(output_dir))
+    start_epoch, start_batch = _resume(run)
+    eta = _Eta()
+    for epoch in range(start_epoch, config.epochs):
+        first_batch = start_batch if epoch == start_epoch else 0
+        _train_epoch(run, epoch, first_batch, eta, on_progress=on_progress, should_stop=should_stop)
+    return _finalise(run, data_info)
+
+
+@dataclass
+class _Run:
+    """What one call of train_reward_model works with: data, model, optimiser, and the progress so far."""
+
+    config: TrainConfig
+    output_dir: Path
+    ranks: _Ranks
+    device: torch.device
+    precision: Precision
+    train_groups: list[PromptGroup]
+    val_groups: list[PromptGroup]
+    tokenizer: Any
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, wrapped in DistributedDataParallel under torchrun
+    encoder: PairEncoder
+    train_encoded: list[list[EncodedAnswer]]
+    val_encoded: list[list[EncodedAnswer]]
+    lengths: list[int]  # each training prompt's longest sequence, for the batch plan
+    total_steps: int
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: Any
+    data_checksum: str
+    run_hash: str  # a checkpoint is resumed only if it has this hash
+    step: int = 0  # optimizer steps done
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+
+
+def _start(config: TrainConfig, frame: pd.DataFrame, output_dir: Path) -> _Run:
+    """Seed, group and encode the data, load the base model, and make its optimiser and schedule."""
     ranks = _Ranks.current()
     device = _device(config.device, ranks)
     precision = Precision.for_device(device)
@@ -161,124 +200,180 @@ def train_reward_model(
     scaler = precision.make_scaler()
 
     data_checksum = frame_checksum(frame)
-    run_hash = ckpt.config_hash(config.weight_fields(), data_checksum)
-    start_epoch, start_batch, step = 0, 0, 0
-    history: list[dict[str, Any]] = []
-    epoch_seconds: list[float] = []
-    state = ckpt.load_checkpoint(output_dir, run_hash)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        ckpt.set_rng_state(state["rng"][ranks.rank % len(state["rng"])])
-        start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
-        history, epoch_seconds = state["history"], state["epoch_seconds"]
+    return _Run(
+        config=config,
+        output_dir=output_dir,
+        ranks=ranks,
+        device=device,
+        precision=precision,
+        train_groups=train_groups,
+        val_groups=val_groups,
+        tokenizer=tokenizer,
+        model=model,
+        net=net,
+        encoder=encoder,
+        train_encoded=train_encoded,
+        val_encoded=val_encoded,
+        lengths=lengths,
+        total_steps=total_steps,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        data_checksum=data_checksum,
+        run_hash=ckpt.config_hash(config.weight_fields(), data_checksum),
+    )
 
-    def save(epoch: int, batch: int) -> None:
-        rng = _gather(ckpt.rng_state(), ranks)
-        if ranks.main:
-            ckpt.save_checkpoint(
-                output_dir,
-                {
-                    "config_hash": run_hash,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "rng": rng,
-                    "epoch": epoch,
-                    "batch": batch,
-                    "step": step,
-                    "history": history,
-                    "epoch_seconds": epoch_seconds,
-                },
-            )
-        _barrier(ranks)
 
-    def validation_metrics() -> dict[str, float]:
-        if not val_groups:
-            return {}
-        rewards = group_rewards(model, encoder, val_encoded, device, precision, config.eval_batch_sequences, ranks)
-        pairs = group_pairs(val_groups, rewards)
-        return {
-            "validation_accuracy": float(pair_outcomes(pairs["r_chosen"], pairs["r_rejected"]).mean()),
-            "validation_loss": pairwise_loss(pairs["r_chosen"], pairs["r_rejected"], pairs["prompt_ids"]),
-        }
+def _resume(run: _Run) -> tuple[int, int]:
+    """Load the run's checkpoint if there is one of this config and data; the (epoch, batch) to go on from."""
+    state = ckpt.load_checkpoint(run.output_dir, run.run_hash)
+    if state is None:
+        return 0, 0
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    ckpt.set_rng_state(state["rng"][run.ranks.rank % len(state["rng"])])
+    run.step, run.history, run.epoch_seconds = state["step"], state["history"], state["epoch_seconds"]
+    return state["epoch"], state["batch"]
 
-    started, steps_this_call = time.perf_counter(), 0
-    for epoch in range(start_epoch, config.epochs):
-        plan = plan_batches(lengths, config.prompts_per_batch, seed=config.seed, epoch=epoch)
-        my_batches = _shard(plan, ranks)
-        first = start_batch if epoch == start_epoch else 0
-        train_seconds, loss_sum, loss_count = 0.0, 0.0, 0
-        for b in range(first, len(my_batches)):
-            if _stop_requested(should_stop, ranks):
-                raise TrainingCancelled(f"Training was cancelled at step {step} of {total_steps}.")
-            t0 = time.perf_counter()
-            model.train()
-            batch = collate_groups(encoder, train_groups, train_encoded, my_batches[b]).to(device)
-            with precision.autocast():
-                rewards = model_rewards(net, batch.inputs)
-            loss = grouped_loss(
-                rewards,
-                batch.pair_index,
-                comparisons_per_prompt=batch.comparisons_per_prompt,
-                margins=batch.margins if config.use_margin else None,
-            )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            steps_this_call += 1
-            loss_sum, loss_count = loss_sum + loss.item(), loss_count + 1
-            train_seconds += time.perf_counter() - t0
 
-            last_of_epoch = b == len(my_batches) - 1
-            metrics: dict[str, float] = {}
-            if step % max(1, config.log_every_steps) == 0 or last_of_epoch:
-                metrics["train_loss"] = _mean_over_ranks(loss_sum, loss_count, ranks)
-                loss_sum, loss_count = 0.0, 0
-            if (config.eval_every_steps and step % config.eval_every_steps == 0) or (
-                last_of_epoch and not config.eval_every_steps
-            ):
-                metrics.update(validation_metrics())
-            if metrics:
-                history.append({"step": step, "epoch": epoch + 1, **metrics})
-            if last_of_epoch:
-                epoch_seconds.append(train_seconds)  # training only, without evaluation or checkpoint
-                save(epoch + 1, 0)
-            elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
-                save(epoch, b + 1)
-            if on_progress is not None and ranks.main:
-                elapsed = time.perf_counter() - started
-                on_progress(
-                    Progress(
-                        epoch=epoch + 1,
-                        epochs=config.epochs,
-                        step=step,
-                        total_steps=total_steps,
-                        percent=100.0 * step / total_steps,
-                        eta_seconds=elapsed / steps_this_call * (total_steps - step),
-                        metrics=metrics,
-                    )
+def _save_checkpoint(run: _Run, epoch: int, batch: int) -> None:
+    """Checkpoint the run so that it resumes at (epoch, batch); every rank's RNG state goes in it."""
+    rng = _gather(ckpt.rng_state(), run.ranks)
+    if run.ranks.main:
+        ckpt.save_checkpoint(
+            run.output_dir,
+            {
+                "config_hash": run.run_hash,
+                "model": run.model.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.scheduler.state_dict(),
+                "scaler": run.scaler.state_dict(),
+                "rng": rng,
+                "epoch": epoch,
+                "batch": batch,
+                "step": run.step,
+                "history": run.history,
+                "epoch_seconds": run.epoch_seconds,
+            },
+        )
+    _barrier(run.ranks)
+
+
+class _Eta:
+    """Seconds left, at the pace of the steps done in this call (a resumed run's earlier ones do not count)."""
+
+    def __init__(self) -> None:
+        self.started, self.steps = time.perf_counter(), 0
+
+    def seconds_left(self, step: int, total_steps: int) -> float:
+        return (time.perf_counter() - self.started) / self.steps * (total_steps - step)
+
+
+def _train_epoch(
+    run: _Run,
+    epoch: int,
+    first_batch: int,
+    eta: _Eta,
+    *,
+    on_progress: Callable[[Progress], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> None:
+    """Train this rank's batches of one epoch from `first_batch` on: log, evaluate and checkpoint on schedule."""
+    config = run.config
+    plan = plan_batches(run.lengths, config.prompts_per_batch, seed=config.seed, epoch=epoch)
+    my_batches = _shard(plan, run.ranks)
+    train_seconds, loss_sum, loss_count = 0.0, 0.0, 0
+    for b in range(first_batch, len(my_batches)):
+        if _stop_requested(should_stop, run.ranks):
+            raise TrainingCancelled(f"Training was cancelled at step {run.step} of {run.total_steps}.")
+        t0 = time.perf_counter()
+        loss = _optimizer_step(run, my_batches[b])
+        run.step += 1
+        eta.steps += 1
+        loss_sum, loss_count = loss_sum + loss, loss_count + 1
+        train_seconds += time.perf_counter() - t0
+
+        last_of_epoch = b == len(my_batches) - 1
+        metrics: dict[str, float] = {}
+        if run.step % max(1, config.log_every_steps) == 0 or last_of_epoch:
+            metrics["train_loss"] = _mean_over_ranks(loss_sum, loss_count, run.ranks)
+            loss_sum, loss_count = 0.0, 0
+        if (config.eval_every_steps and run.step % config.eval_every_steps == 0) or (
+            last_of_epoch and not config.eval_every_steps
+        ):
+            metrics.update(_validation_metrics(run))
+        if metrics:
+            run.history.append({"step": run.step, "epoch": epoch + 1, **metrics})
+        if last_of_epoch:
+            run.epoch_seconds.append(train_seconds)  # training only, without evaluation or checkpoint
+            _save_checkpoint(run, epoch + 1, 0)
+        elif config.checkpoint_every_steps and run.step % config.checkpoint_every_steps == 0:
+            _save_checkpoint(run, epoch, b + 1)
+        if on_progress is not None and run.ranks.main:
+            on_progress(
+                Progress(
+                    epoch=epoch + 1,
+                    epochs=config.epochs,
+                    step=run.step,
+                    total_steps=run.total_steps,
+                    percent=100.0 * run.step / run.total_steps,
+                    eta_seconds=eta.seconds_left(run.step, run.total_steps),
+                    metrics=metrics,
                 )
+            )
 
+
+def _optimizer_step(run: _Run, prompt_indices: list[int]) -> float:
+    """One optimizer step on the batch of these training prompts; its loss."""
+    run.model.train()
+    batch = collate_groups(run.encoder, run.train_groups, run.train_encoded, prompt_indices).to(run.device)
+    with run.precision.autocast():
+        rewards = model_rewards(run.net, batch.inputs)
+    loss = grouped_loss(
+        rewards,
+        batch.pair_index,
+        comparisons_per_prompt=batch.comparisons_per_prompt,
+        margins=batch.margins if run.config.use_margin else None,
+    )
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.unscale_(run.optimizer)
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.max_grad_norm)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    return loss.item()
+
+
+def _rewards(run: _Run, encoded: Sequence[Sequence[EncodedAnswer]]) -> list[np.ndarray]:
+    return group_rewards(
+        run.model, run.encoder, encoded, run.device, run.precision, run.config.eval_batch_sequences, run.ranks
+    )
+
+
+def _validation_metrics(run: _Run) -> dict[str, float]:
+    """Accuracy and loss on the validation pairs, as logged during training (none without validation prompts)."""
+    if not run.val_groups:
+        return {}
+    pairs = group_pairs(run.val_groups, _rewards(run, run.val_encoded))
+    return {
+        "validation_accuracy": float(pair_outcomes(pairs["r_chosen"], pairs["r_rejected"]).mean()),
+        "validation_loss": pairwise_loss(pairs["r_chosen"], pairs["r_rejected"], pairs["prompt_ids"]),
+    }
+
+
+def _finalise(run: _Run, data_info: dict[str, Any] | None) -> TrainResult:
+    """Normalise the rewards, evaluate on the validation prompts, save model and card (rank 0), drop the checkpoint."""
+    config, ranks, model, val_groups = run.config, run.ranks, run.model, run.val_groups
     model.eval()
     # InstructGPT normalisation: shift the head's bias so the training answers average reward 0.
-    train_rewards = group_rewards(model, encoder, train_encoded, device, precision, config.eval_batch_sequences, ranks)
+    train_rewards = _rewards(run, run.train_encoded)
     bias_offset = float(np.concatenate(train_rewards).mean())
     bias_applied = shift_reward_bias(model, bias_offset)
     train_rewards = [r - bias_offset for r in train_rewards]
-    val_rewards = (
-        group_rewards(model, encoder, val_encoded, device, precision, config.eval_batch_sequences, ranks)
-        if val_groups
-        else []
-    )
+    val_rewards = _rewards(run, run.val_encoded) if val_groups else []
     if not bias_applied:
         val_rewards = [r - bias_offset for r in val_rewards]
     validation = evaluate_groups(val_groups, val_rewards, seed=config.seed)
@@ -288,39 +383,52 @@ def train_reward_model(
         "length_baseline_accuracy": validation["length_baseline"]["accuracy"] if val_groups else None,
         "random_baseline_accuracy": validation["random_baseline"]["accuracy"] if val_groups else None,
         "validation": validation,
-        "train": _train_summary(train_groups, train_rewards),
+        "train": _train_summary(run.train_groups, train_rewards),
         "bias_offset": bias_offset,
         "epochs": config.epochs,
-        "steps": step,
-        "epoch_seconds": epoch_seconds,
-        "train_sequences_per_epoch": sum(len(g.answers) for g in train_groups),
-        "train_comparisons_per_epoch": sum(g.comparisons for g in train_groups),
-        "device": str(device),
-        "precision": precision.name,
+        "steps": run.step,
+        "epoch_seconds": run.epoch_seconds,
+        "train_sequences_per_epoch": sum(len(g.answers) for g in run.train_groups),
+        "train_comparisons_per_epoch": sum(g.comparisons for g in run.train_groups),
+        "device": str(run.device),
+        "precision": run.precision.name,
         "world_size": ranks.world,
     }
     weights_sha256 = state_dict_sha256(model)
-    model_dir = output_dir / "model"
+    model_dir = run.output_dir / "model"
     if ranks.main:
-        card = {
-            "format": "annotate-reward-model/1",
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "base_model": config.base_model,
-            "hyperparameters": dataclasses.asdict(config),
-            "max_length": config.max_length,
-            "data": {**(data_info or {}), "frame_checksum": data_checksum},
-            "metrics": metrics,
-            "bias_offset": bias_offset,
-            "bias_applied": bias_applied,  # False: the head has no bias, subtract bias_offset when scoring
-            "weights_sha256": weights_sha256,
-            "code_version": code_version(),
-            "libraries": {"torch": torch.__version__, "transformers": _version("transformers")},
-        }
-        _save_model_dir(model, tokenizer, card, model_dir)
+        card = _model_card(run, data_info, metrics, bias_offset, bias_applied, weights_sha256)
+        _save_model_dir(model, run.tokenizer, card, model_dir)
         if not config.keep_checkpoint:
-            ckpt.remove_checkpoint(output_dir)
+            ckpt.remove_checkpoint(run.output_dir)
     _barrier(ranks)
-    return TrainResult(model_dir, bias_offset, metrics, history, weights_sha256)
+    return TrainResult(model_dir, bias_offset, metrics, run.history, weights_sha256)
+
+
+def _model_card(
+    run: _Run,
+    data_info: dict[str, Any] | None,
+    metrics: dict[str, Any],
+    bias_offset: float,
+    bias_applied: bool,
+    weights_sha256: str,
+) -> dict[str, Any]:
+    """reward_model_card.json: how the model was made (base model, settings, data, code) and how good it is."""
+    config = run.config
+    return {
+        "format": "annotate-reward-model/1",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "base_model": config.base_model,
+        "hyperparameters": dataclasses.asdict(config),
+        "max_length": config.max_length,
+        "data": {**(data_info or {}), "frame_checksum": run.data_checksum},
+        "metrics": metrics,
+        "bias_offset": bias_offset,
+        "bias_applied": bias_applied,  # False: the head has no bias, subtract bias_offset when scoring
+        "weights_sha256": weights_sha256,
+        "code_version": code_version(),
+        "libraries": {"torch": torch.__version__, "transformers": _version("transformers")},
+    }
 
 
 def load_backbone(base_model: str):
@@ -428,7 +536,7 @@ def code_version() -> str:
     """ANNOTATE_CODE_VERSION if set, else the checked-out commit read from .git, else "unknown"."""
     if os.environ.get("ANNOTATE_CODE_VERSION"):
         return os.environ["ANNOTATE_CODE_VERSION"]
-    git = Path(__file__).resolve().parent.parent / ".git"
+    git = Path(__file__).resolve().parents[2] / ".git"
     try:
         head = (git / "HEAD").read_text().strip()
         if not head.startswith("ref: "):
