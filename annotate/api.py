@@ -25,11 +25,10 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import authentication, exceptions, pagination, parsers, permissions, serializers, status
 from rest_framework.response import Response
 
+from core import jsonlimits
+from core.roles import ML, has_role
 from labeling import audit
 from labeling.models import ApiToken
-from labeling.roles import ML, has_role
-
-from . import jsonlimits
 
 TOKEN_PREFIX = "ann_"
 # Writing last_used_at on every request would make each API call a write; a minute is precise enough.
@@ -148,7 +147,7 @@ class PayloadTooLarge(exceptions.APIException):
 
 class JSONParser(parsers.BaseParser):
     """JSON with a size limit that gives a clear 413 (Django's own limit answers an HTML 400), read by
-    annotate.jsonlimits: too deep a nesting or a number too large for any column is a 400 saying so.
+    core.jsonlimits: too deep a nesting or a number too large for any column is a 400 saying so.
 
     DRF reads a JSONParser subclass's body through request.body, capped by DATA_UPLOAD_MAX_MEMORY_SIZE;
     this parser reads the stream itself, so a view may allow more with a `max_body_bytes` attribute

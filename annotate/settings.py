@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by us: no CDN at run time
     "csp",  # django-csp: the Content-Security-Policy header (its checks catch old-style settings)
+    "core",
     "labeling",
     "rewardtrain",
 ]
@@ -104,7 +105,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "labeling.roles.roles_context",
+                "core.roles.roles_context",
                 "csp.context_processors.nonce",  # {{ CSP_NONCE }}, for the rare inline script
             ],
         },
@@ -235,8 +236,8 @@ else:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": VAR_DIR / "cache"}
     }
-# The signed-in user and their roles are read from the cache too (labeling/roles.py).
-AUTHENTICATION_BACKENDS = ["labeling.roles.CachedUserBackend"]
+# The signed-in user and their roles are read from the cache too (core/roles.py).
+AUTHENTICATION_BACKENDS = ["core.roles.CachedUserBackend"]
 # Sessions are read from the cache (written through to the database): no query per request for them.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 # Failed logins within LOGIN_FAILURE_WINDOW seconds, then the login page answers 429: LOGIN_FAILURE_LIMIT
@@ -261,7 +262,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * MAX_TEXT_CHARS + 1024 * 1024
 MAX_API_PUSH_BYTES = int(os.environ.get("MAX_API_PUSH_BYTES", str(20 * 1024 * 1024)))
 # Scoring with a reward model runs in the web process (docs/api.md has the measured times): one request
 # may cost at most SCORE_MAX_TOKENS tokens (answers x longest prompt + answer), and at most
-# SCORE_CONCURRENCY requests per machine score at once (annotate.slots); more get 503 at once, so
+# SCORE_CONCURRENCY requests per machine score at once (core.slots); more get 503 at once, so
 # scoring never holds every web worker.
 SCORE_MAX_TOKENS = int(os.environ.get("SCORE_MAX_TOKENS", "8192"))
 SCORE_CONCURRENCY = int(os.environ.get("SCORE_CONCURRENCY", "1"))

@@ -16,13 +16,13 @@ from rest_framework.response import Response
 
 from annotate import throttles
 from annotate.api import FilterSet, StrictModelSerializer, StrictSerializer, parse_id, role_permission
+from core.roles import ADMIN, LABELER, ML, has_role
 
 from . import audit
 from .assignment import queues_open_to
 from .importing import import_rows
 from .models import Answer, AnswerLabel, Demonstration, Prompt, Queue, Ranking
 from .queues import queue_settings, save_queue
-from .roles import ADMIN, LABELER, ML, has_role
 
 
 def _is_staff(user) -> bool:

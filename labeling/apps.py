@@ -8,8 +8,5 @@ class LabelingConfig(AppConfig):
 
     def ready(self):
         from .login_limits import check_client_ip_header
-        from .roles import connect_user_cache
-
-        connect_user_cache()
 
         checks.register(check_client_ip_header, checks.Tags.security, deploy=True)

@@ -5,9 +5,10 @@ from django import forms
 from django.core.paginator import Paginator
 from django.shortcuts import render
 
+from core.roles import ADMIN, role_required
+
 from .audit import ACTIONS, audit_events
 from .models import AuditEvent
-from .roles import ADMIN, role_required
 
 PAGE_SIZE = 50
 

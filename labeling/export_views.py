@@ -16,11 +16,11 @@ from rest_framework.response import Response
 
 from annotate import throttles
 from annotate.api import Detail, FilterSet, StrictSerializer, download_schema, finished_file, role_permission
+from core.roles import ML, role_required
 from rewardtrain.forms import PairDatasetForm
 
 from . import exports
 from .models import ExportSnapshot, Queue
-from .roles import ML, role_required
 
 
 def _download(snapshot: ExportSnapshot, *, card: bool = False) -> FileResponse:

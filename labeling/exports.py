@@ -33,8 +33,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from annotate.celery import delay_on_commit
-from annotate.versions import create_next_version
+from core.jobs import delay_on_commit
+from core.versions import create_next_version
 from rewardtrain.datasets import clean_filters
 from rewardtrain.pairs import expand_rankings
 

@@ -1,8 +1,9 @@
 from django import forms
 from django.contrib.auth.models import Group, User
 
+from core.roles import ADMIN, LABELER, ML
+
 from .models import GenerationJob, Queue
-from .roles import ADMIN, LABELER, ML
 
 
 class QueueForm(forms.ModelForm):

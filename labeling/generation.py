@@ -16,8 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from annotate.celery import delay_on_commit
-from annotate.heartbeat import MAX_ATTEMPTS, Heartbeat, lost_before
+from core.jobs import MAX_ATTEMPTS, Heartbeat, delay_on_commit, lost_before
 from rewardtrain.model_sources import ModelFiles, check_model_name, load_from_disk, resolve_model
 
 from . import audit

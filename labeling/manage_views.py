@@ -10,14 +10,14 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
-from annotate.celery import delay_on_commit
+from core.jobs import delay_on_commit
+from core.roles import ADMIN, role_required
 
 from . import audit
 from .csvsafe import csv_cell
 from .forms import ImportForm, QueueForm
 from .models import ImportJob, Queue
 from .queues import queue_settings, save_queue, set_queue_open
-from .roles import ADMIN, role_required
 from .selectors import LOW_AGREEMENT_GAP, queue_agreement_page, queue_dashboard, queue_progress
 from .tasks import run_import_job
 

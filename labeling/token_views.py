@@ -6,9 +6,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from annotate.api import issue_token, revoke_token
+from core.roles import ML, role_required
 
 from .models import ApiToken
-from .roles import ML, role_required
 
 
 class TokenForm(forms.Form):

@@ -10,12 +10,12 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from annotate import jsonlimits
+from core import jsonlimits
+from core.roles import ADMIN, LABELER, ML, has_role, role_required
 
 from . import assignment as service
 from . import rendering
 from .models import Assignment, Flag, SkipReason, TaskKind
-from .roles import ADMIN, LABELER, ML, has_role, role_required
 from .selectors import labeler_queues
 
 

@@ -22,9 +22,9 @@ from annotate.api import (
     finished_file,
     role_permission,
 )
-from annotate.slots import NoFreeSlot, slot
+from core.roles import ML
+from core.slots import NoFreeSlot, slot
 from labeling.models import Queue
-from labeling.roles import ML
 
 from . import datasets, runs
 from .models import PairDataset, RewardModel, TrainingRun

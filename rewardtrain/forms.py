@@ -1,8 +1,8 @@
 from django import forms
 from django.contrib.auth.models import User
 
+from core.roles import LABELER
 from labeling.models import Queue
-from labeling.roles import LABELER
 
 from .models import PairDataset, TrainingRun
 

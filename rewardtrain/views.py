@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotate import throttles
-from labeling.roles import ML, role_required
+from core.roles import ML, role_required
 
 from . import datasets, runs
 from .forms import PairDatasetForm, TrainingRunForm

@@ -26,7 +26,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 @pytest.fixture(autouse=True, scope="session")
 def empty_cache(django_db_setup):
     """The file cache outlives a run, and a new test database gives out the same ids again: start it empty (it
-    holds signed-in users, labeling.roles)."""
+    holds signed-in users, core.roles)."""
     from django.core.cache import cache
 
     cache.clear()

@@ -69,7 +69,7 @@ def test_deeply_nested_json_gets_a_400_that_says_so(place, method, path, who, bo
 
 
 def test_nesting_up_to_the_limit_is_read():
-    from annotate import jsonlimits
+    from core import jsonlimits
 
     assert jsonlimits.loads("[" * 64 + "]" * 64) is not None
     assert jsonlimits.loads(json.dumps({"meta": {"a": [[{"b": 1}]]}})) == {"meta": {"a": [[{"b": 1}]]}}
