@@ -5,6 +5,7 @@ from .health import healthz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("", include("core.urls")),
     path("", include("labeling.urls")),
     path("", include("rewardtrain.urls")),
     path("", include("annotate.api_urls")),

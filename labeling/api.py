@@ -14,11 +14,10 @@ from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from annotate import throttles
-from annotate.api import FilterSet, StrictModelSerializer, StrictSerializer, parse_id, role_permission
+from core import audit, throttles
+from core.api import FilterSet, StrictModelSerializer, StrictSerializer, parse_id, role_permission
 from core.roles import ADMIN, LABELER, ML, has_role
 
-from . import audit
 from .assignment import queues_open_to
 from .importing import import_rows
 from .models import Answer, AnswerLabel, Demonstration, Prompt, Queue, Ranking
@@ -136,7 +135,7 @@ class QueueViewSet(
 
     @property
     def max_body_bytes(self) -> int | None:
-        """A push may be larger than other bodies (annotate.api.JSONParser reads this)."""
+        """A push may be larger than other bodies (core.api.JSONParser reads this)."""
         return settings.MAX_API_PUSH_BYTES if getattr(self, "action", None) == "push_prompts" else None
 
     def perform_create(self, serializer) -> None:

@@ -14,8 +14,8 @@ from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from annotate import throttles
-from annotate.api import Detail, FilterSet, StrictSerializer, download_schema, finished_file, role_permission
+from core import throttles
+from core.api import Detail, FilterSet, StrictSerializer, download_schema, finished_file, role_permission
 from core.roles import ML, role_required
 from rewardtrain.forms import PairDatasetForm
 

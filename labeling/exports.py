@@ -33,12 +33,12 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from core import audit
 from core.jobs import delay_on_commit
 from core.versions import create_next_version
 from rewardtrain.datasets import clean_filters
 from rewardtrain.pairs import expand_rankings
 
-from . import audit
 from .agreement import consensus_ranking
 from .agreement_report import pooled_queue_agreement
 from .csvsafe import csv_cell

@@ -16,10 +16,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core import audit
 from core.jobs import MAX_ATTEMPTS, Heartbeat, delay_on_commit, lost_before
 from rewardtrain.model_sources import ModelFiles, check_model_name, load_from_disk, resolve_model
 
-from . import audit
 from .assignment import sync_tasks
 from .models import Answer, GenerationJob, Prompt, Queue
 

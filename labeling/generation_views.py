@@ -3,7 +3,7 @@ from django.contrib import messages
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 
-from annotate import throttles
+from core import throttles
 from core.roles import ML, role_required
 
 from . import generation

@@ -10,10 +10,10 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
+from core import audit
 from core.jobs import delay_on_commit
 from core.roles import ADMIN, role_required
 
-from . import audit
 from .csvsafe import csv_cell
 from .forms import ImportForm, QueueForm
 from .models import ImportJob, Queue

@@ -17,7 +17,8 @@ from django.db import transaction
 from django.db.models import F, Max, QuerySet
 from django.db.models.functions import Least
 
-from . import audit
+from core import audit
+
 from .agreement import consensus_ranking, leave_one_out_agreement, pairwise_agreement, ranks_from_groups
 from .models import (
     Answer,

@@ -12,8 +12,8 @@ from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from annotate import throttles
-from annotate.api import (
+from core import throttles
+from core.api import (
     Detail,
     FilterSet,
     StrictModelSerializer,

@@ -17,9 +17,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core import audit
 from core.jobs import delay_on_commit
 from core.versions import create_next_version
-from labeling import audit
 from labeling.agreement import consensus_ranking
 from labeling.models import Answer, AnswerLabel, Prompt, Queue
 from labeling.selectors import filtered_labels

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core import audit
 from core.jobs import MAX_ATTEMPTS, Heartbeat, delay_on_commit, lost_before
-from labeling import audit
 
 from .model_sources import ModelFiles, check_model_name, resolve_model
 from .models import JobStatus, PairDataset, RewardModel, TrainingRun

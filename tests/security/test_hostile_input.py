@@ -170,9 +170,9 @@ def test_the_largest_id_is_taken_and_finds_nothing(place):
 
 
 def test_every_api_filter_set_refuses_ids_beyond_bigint():
-    """FilterBackend refuses a filter set that does not build on annotate.api.FilterSet."""
-    from annotate.api import FilterBackend, FilterSet
+    """FilterBackend refuses a filter set that does not build on core.api.FilterSet."""
     from annotate.api_urls import router
+    from core.api import FilterBackend, FilterSet
 
     for _, viewset, _ in router.registry:
         view = viewset()
