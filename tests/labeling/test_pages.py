@@ -272,7 +272,7 @@ def test_a_queue_not_open_to_a_labeler_answers_like_one_that_does_not_exist(clie
 
 
 def test_markdown_keeps_single_line_breaks_of_model_answers():
-    from labeling.rendering import render_markdown
+    from core.text import render_markdown
 
     assert (
         render_markdown("Cold rain on red leaves\nthe gutter hums")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from core.text import render_markdown
 from labeling.models import Demonstration, Queue
-from labeling.rendering import render_markdown
 from tests.security.conftest import HOSTILE, HOSTILE_USERNAME, injected
 from tests.security.test_csrf import html_pages
 

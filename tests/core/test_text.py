@@ -3,7 +3,7 @@ import pytest
 from django.core.cache import cache
 from django.urls import reverse
 
-from labeling import rendering
+import core.text
 from tests.conftest import make_user
 
 
@@ -11,40 +11,41 @@ from tests.conftest import make_user
 def empty_caches(settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "md"}}
     cache.clear()
-    rendering.render_markdown.cache_clear()
+    core.text.render_markdown.cache_clear()
     yield
-    rendering.render_markdown.cache_clear()
+    core.text.render_markdown.cache_clear()
 
 
 @pytest.fixture
 def renders(monkeypatch) -> list[str]:
     done = []
-    real = rendering.markdown_to_html
+    real = core.text.markdown_to_html
 
     def counting(text):
         done.append(text)
         return real(text)
 
-    monkeypatch.setattr(rendering, "markdown_to_html", counting)
+    monkeypatch.setattr(core.text, "markdown_to_html", counting)
+    monkeypatch.setattr("labeling.views.markdown_to_html", counting)  # the live preview's
     return done
 
 
 def test_a_text_is_rendered_once_and_then_read_from_memory_or_the_shared_cache(renders):
-    html = rendering.render_markdown("**Water** the basil <script>x</script>")
+    html = core.text.render_markdown("**Water** the basil <script>x</script>")
     assert "<strong>Water</strong>" in html and "&lt;script&gt;" in html
-    assert rendering.render_markdown("**Water** the basil <script>x</script>") == html
-    rendering.render_markdown.cache_clear()  # as another web process would start: only the shared cache has it
-    assert rendering.render_markdown("**Water** the basil <script>x</script>") == html
+    assert core.text.render_markdown("**Water** the basil <script>x</script>") == html
+    core.text.render_markdown.cache_clear()  # as another web process would start: only the shared cache has it
+    assert core.text.render_markdown("**Water** the basil <script>x</script>") == html
     assert renders == ["**Water** the basil <script>x</script>"]
-    rendering.render_markdown("Another text")
+    core.text.render_markdown("Another text")
     assert len(renders) == 2
 
 
 def test_the_cached_html_is_keyed_on_the_rendering_rules(renders, monkeypatch):
-    rendering.render_markdown("# Title")
-    rendering.render_markdown.cache_clear()
-    monkeypatch.setattr(rendering, "RENDERING", "changed-rules")
-    rendering.render_markdown("# Title")
+    core.text.render_markdown("# Title")
+    core.text.render_markdown.cache_clear()
+    monkeypatch.setattr(core.text, "RENDERING", "changed-rules")
+    core.text.render_markdown("# Title")
     assert renders == ["# Title", "# Title"]
 
 
@@ -62,17 +63,17 @@ def test_a_task_pages_texts_are_read_in_one_round_trip_and_rendered_as_one_by_on
     reads = []
     real_get_many = cache.get_many
     monkeypatch.setattr(cache, "get_many", lambda keys: reads.append(keys) or real_get_many(keys))
-    many = rendering.render_markdown_many(texts)
-    assert many == [rendering.markdown_to_html(text) for text in texts]
+    many = core.text.render_markdown_many(texts)
+    assert many == [core.text.markdown_to_html(text) for text in texts]
     assert "&lt;b&gt;one&lt;/b&gt;" in many[1]  # escaped, as everywhere
     assert renders[:3] == ["**Prompt**", "Answer <b>one</b>", "Answer two"]  # a repeated text: rendered once
     renders.clear()
-    assert rendering.render_markdown_many(texts) == many
+    assert core.text.render_markdown_many(texts) == many
     assert renders == [] and len(reads) == 2  # the second page: all from the shared cache, one read each
-    rendering.render_markdown.cache_clear()
-    assert rendering.render_markdown("Answer two") == many[2] and renders == []  # the same cache entries
+    core.text.render_markdown.cache_clear()
+    assert core.text.render_markdown("Answer two") == many[2] and renders == []  # the same cache entries
 
 
 def test_an_empty_text_renders_to_nothing_from_the_cache_too(renders):
-    assert rendering.render_markdown_many(["", "x"]) == ["", "<p>x</p>\n"]
-    assert rendering.render_markdown_many(["", "x"]) == ["", "<p>x</p>\n"]  # "" read back from the cache
+    assert core.text.render_markdown_many(["", "x"]) == ["", "<p>x</p>\n"]
+    assert core.text.render_markdown_many(["", "x"]) == ["", "<p>x</p>\n"]  # "" read back from the cache
