@@ -1,14 +1,101 @@
-"""Rendering untrusted Markdown (prompts, answers, instructions, demonstrations) to safe HTML.
+"""Text as every app takes it in and gives it out.
 
-markdown-it runs with raw HTML disabled, so `<script>` in a model's answer is shown as text;
-nh3 then sanitises the output as a second line of defence (links, attributes, schemes).
+- Plain text: the rules a text must meet to be stored (PostgreSQL stores neither NUL nor a lone surrogate), line
+  breaks as one LF, short free-text fields (a skip note, a review reason). Each caller keeps its own messages.
+- The upload file names the importer reads (JSONL_SUFFIXES, CSV_SUFFIXES), for the importer and the upload form.
+- CSV cells that a spreadsheet opens as text (csv_cell): shared by the agreement CSV and the dataset exports.
+- Untrusted Markdown (prompts, answers, instructions, demonstrations) rendered to safe HTML: markdown-it runs with
+  raw HTML disabled, so `<script>` in a model's answer is shown as text; nh3 then sanitises the output as a second
+  line of defence (links, attributes, schemes).
 """
 import functools
 import hashlib
+from typing import Any
 
 import nh3
 from django.core.cache import cache
 from markdown_it import MarkdownIt
+
+# Plain text ---------------------------------------------------------------------------------------------------
+
+
+def normalize_newlines(text: str) -> str:
+    """Browsers send a textarea's line breaks as CRLF; they are stored (and counted) as one LF."""
+    return text.replace("\r\n", "\n")
+
+
+def without_nul(text: str) -> str:
+    """`text` with its NUL characters removed, for text taken whatever it holds (a sampled answer, a preview)."""
+    return text.replace("\x00", "")
+
+
+def character_problem(value: str) -> str | None:
+    """Why `value` cannot be stored ("contains a NUL character", …), or None if it can.
+
+    PostgreSQL stores neither NUL nor the lone surrogates that a JSON "\\ud800" escape produces.
+    """
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains an invalid Unicode escape (a lone surrogate)"
+    return None
+
+
+def nested_character_problem(value: Any) -> str | None:
+    """character_problem of the first text in a JSON value (keys and values of objects, items of lists) that has one."""
+    if isinstance(value, str):
+        return character_problem(value)
+    if isinstance(value, dict):
+        items = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        problem = nested_character_problem(item)
+        if problem:
+            return problem
+    return None
+
+
+def short_text(value: object) -> str:
+    """A short free-text field (a skip note, a review reason) as stored: one LF per line break, no surrounding
+    space; "" when there is no text."""
+    return normalize_newlines(value).strip() if isinstance(value, str) else ""
+
+
+def is_short_plain_text(text: str, *, max_chars: int) -> bool:
+    """Whether a short free-text field can be stored: at most `max_chars` characters, none that cannot be stored."""
+    return len(text) <= max_chars and character_problem(text) is None
+
+
+# Upload file names --------------------------------------------------------------------------------------------
+
+JSONL_SUFFIXES = (".jsonl", ".json-lines", ".ndjson")
+CSV_SUFFIXES = (".csv",)
+UPLOAD_SUFFIXES = JSONL_SUFFIXES + CSV_SUFFIXES
+
+
+# CSV cells ----------------------------------------------------------------------------------------------------
+
+# A spreadsheet runs a cell that starts with one of these as a formula (usernames and texts are chosen by users).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value) -> str:
+    """Empty for a missing value, true/false for a flag, and text that cannot start a formula."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return str(value)
+
+
+# Markdown -----------------------------------------------------------------------------------------------------
 
 # breaks: a single newline is a line break, as model answers (poems, addresses) expect.
 _markdown = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable(["table", "strikethrough"])

@@ -35,13 +35,13 @@ from django.utils import timezone
 
 from core import audit
 from core.jobs import delay_on_commit
+from core.text import csv_cell
 from core.versions import create_next_version
 from rewardtrain.datasets import clean_filters
 from rewardtrain.pairs import expand_rankings
 
 from .agreement import consensus_ranking
 from .agreement_report import pooled_queue_agreement
-from .csvsafe import csv_cell
 from .models import Answer, AnswerLabel, Demonstration, ExportSnapshot, Prompt, Queue, Ranking
 from .selectors import filtered_labels, ranking_label_chunks
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from core import audit
 from core.jobs import MAX_ATTEMPTS, Heartbeat, delay_on_commit, lost_before
+from core.text import without_nul
 from rewardtrain.model_sources import ModelFiles, check_model_name, load_from_disk, resolve_model
 
 from .assignment import sync_tasks
@@ -222,7 +223,7 @@ class RefusedAnswer(Exception):
 
 def _clean_answer_text(text: str) -> str:
     """A sampled text as an answer: NUL removed (PostgreSQL refuses it), capped at MAX_TEXT_CHARS."""
-    text = text.replace("\x00", "")[: settings.MAX_TEXT_CHARS]
+    text = without_nul(text)[: settings.MAX_TEXT_CHARS]
     if not text.strip():
         raise RefusedAnswer("The model gave an empty answer.")
     return text

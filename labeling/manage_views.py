@@ -13,8 +13,8 @@ from django.views.decorators.http import require_POST
 from core import audit
 from core.jobs import delay_on_commit
 from core.roles import ADMIN, role_required
+from core.text import csv_cell
 
-from .csvsafe import csv_cell
 from .forms import ImportForm, QueueForm
 from .models import ImportJob, Queue
 from .queues import queue_settings, save_queue, set_queue_open

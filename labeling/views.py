@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from core import jsonlimits
 from core.roles import ADMIN, LABELER, ML, has_role, role_required
-from core.text import markdown_to_html, render_markdown, render_markdown_many
+from core.text import markdown_to_html, normalize_newlines, render_markdown, render_markdown_many, without_nul
 
 from . import assignment as service
 from .models import Assignment, Flag, SkipReason, TaskKind
@@ -199,6 +199,6 @@ def task_skip(request, assignment_id: int):
 @require_POST
 @role_required(LABELER)
 def markdown_preview(request):
-    text = request.POST.get("text", "").replace("\r\n", "\n")[: settings.MAX_TEXT_CHARS]
+    text = normalize_newlines(request.POST.get("text", ""))[: settings.MAX_TEXT_CHARS]
     # Not cached: a preview's text is seen once, and every keystroke would add an entry.
-    return HttpResponse(markdown_to_html(text.replace("\x00", "")), content_type="text/html; charset=utf-8")
+    return HttpResponse(markdown_to_html(without_nul(text)), content_type="text/html; charset=utf-8")

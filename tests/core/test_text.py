@@ -1,4 +1,5 @@
-"""Markdown is rendered once per text: then read from the process's memory or the shared cache."""
+"""core.text: Markdown is rendered once per text, then read from the process's memory or the shared cache; the
+plain-text rules the apps share."""
 import pytest
 from django.core.cache import cache
 from django.urls import reverse
@@ -77,3 +78,41 @@ def test_a_task_pages_texts_are_read_in_one_round_trip_and_rendered_as_one_by_on
 def test_an_empty_text_renders_to_nothing_from_the_cache_too(renders):
     assert core.text.render_markdown_many(["", "x"]) == ["", "<p>x</p>\n"]
     assert core.text.render_markdown_many(["", "x"]) == ["", "<p>x</p>\n"]  # "" read back from the cache
+
+
+# Plain text ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        ("fine\ntext ²", None),
+        ("a\x00b", "contains a NUL character"),
+        ("x\ud800", "contains an invalid Unicode escape (a lone surrogate)"),
+    ],
+)
+def test_character_problem_names_what_postgresql_cannot_store(value, problem):
+    assert core.text.character_problem(value) == problem
+
+
+def test_nested_character_problem_reads_keys_values_and_items():
+    assert core.text.nested_character_problem({"a": [1, {"b": "ok"}], "c": None}) is None
+    assert core.text.nested_character_problem({"a": [1, {"b": "\x00"}]}) == "contains a NUL character"
+    assert core.text.nested_character_problem({"\ud800": 1}) == "contains an invalid Unicode escape (a lone surrogate)"
+
+
+def test_short_text_has_one_lf_per_line_break_and_no_surrounding_space():
+    assert core.text.short_text("  one\r\ntwo \n") == "one\ntwo"
+    assert core.text.short_text(None) == "" and core.text.short_text(5) == ""
+    assert core.text.is_short_plain_text("abc", max_chars=3)
+    assert not core.text.is_short_plain_text("abcd", max_chars=3)
+    assert not core.text.is_short_plain_text("a\x00", max_chars=3)
+
+
+def test_text_taken_whatever_it_holds_loses_its_nul_characters():
+    assert core.text.without_nul("a\x00b\x00") == "ab"
+    assert core.text.normalize_newlines("a\r\nb\rc\n") == "a\nb\rc\n"
+
+
+def test_the_importer_and_the_upload_form_take_the_same_file_names():
+    assert core.text.UPLOAD_SUFFIXES == (".jsonl", ".json-lines", ".ndjson", ".csv")

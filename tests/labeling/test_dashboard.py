@@ -10,9 +10,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from core.text import csv_cell
 from labeling import aggregates
 from labeling.assignment import lease_next_task, skip_task, submit_ranking
-from labeling.csvsafe import csv_cell
 from labeling.manage_views import AGREEMENT_CSV_COLUMNS
 from labeling.models import Assignment, ImportJob, Prompt, Queue, Task
 from labeling.selectors import DASHBOARD_DAYS, labeler_queues, queue_agreement_page
