@@ -1,3 +1,4 @@
+"""The project's URLs: each app's pages (core, labeling, rewardtrain), the API, the health check, Django's admin."""
 from django.contrib import admin
 from django.urls import include, path
 

@@ -35,7 +35,7 @@ def empty_cache(django_db_setup):
 @pytest.fixture(autouse=True)
 def no_throttles(settings):
     """No per-user limits on exports, datasets, runs, generation, pushes and scoring: tests make them by the dozen,
-    and the cache outlives a test. tests/security/test_throttles.py sets its own limits."""
+    and the cache outlives a test. tests/core/test_throttles.py sets its own limits."""
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {}}
 
 
