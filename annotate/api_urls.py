@@ -1,11 +1,10 @@
-"""/api/v1/ (one router for every app's endpoints), the OpenAPI schema, its documentation page, and
-the page where ML staff make the tokens the API takes."""
+"""/api/v1/ (one router for every app's endpoints), the OpenAPI schema and its documentation page. The page
+where ML staff make the tokens the API takes is core's (core.urls)."""
 from csp.decorators import csp_update
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from labeling import token_views
 from labeling.api import DemonstrationViewSet, PromptViewSet, QueueViewSet, RankingViewSet
 from labeling.export_views import ExportSnapshotViewSet
 from rewardtrain.api import PairDatasetViewSet, RewardModelViewSet, TrainingRunViewSet
@@ -31,6 +30,4 @@ urlpatterns = [
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", api_docs, name="api-docs"),
-    path("ml/tokens/", token_views.token_list, name="ml-tokens"),
-    path("ml/tokens/<int:token_id>/revoke/", token_views.token_revoke, name="ml-token-revoke"),
 ]

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by us: no CDN at run time
     "csp",  # django-csp: the Content-Security-Policy header (its checks catch old-style settings)
+    "core",
     "labeling",
     "rewardtrain",
 ]
@@ -84,7 +85,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "labeling.audit.AuditMiddleware",  # the client's address for the audit log
+    "core.audit.AuditMiddleware",  # the client's address for the audit log
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",  # CONTENT_SECURITY_POLICY below; a fresh nonce per request
@@ -104,7 +105,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "labeling.roles.roles_context",
+                "core.roles.roles_context",
                 "csp.context_processors.nonce",  # {{ CSP_NONCE }}, for the rare inline script
             ],
         },
@@ -223,7 +224,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", Fals
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
 
-# The cache holds the login failure counts (labeling.login_limits), so every web process must share it:
+# The cache holds the login failure counts (core.login_limits), so every web process must share it:
 # CACHE_URL=redis://… in production (several machines); files in var/cache otherwise, which the
 # processes of one machine share (gunicorn workers, runserver).
 CACHE_URL = os.environ.get("CACHE_URL", "")
@@ -235,8 +236,8 @@ else:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": VAR_DIR / "cache"}
     }
-# The signed-in user and their roles are read from the cache too (labeling/roles.py).
-AUTHENTICATION_BACKENDS = ["labeling.roles.CachedUserBackend"]
+# The signed-in user and their roles are read from the cache too (core/roles.py).
+AUTHENTICATION_BACKENDS = ["core.roles.CachedUserBackend"]
 # Sessions are read from the cache (written through to the database): no query per request for them.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 # Failed logins within LOGIN_FAILURE_WINDOW seconds, then the login page answers 429: LOGIN_FAILURE_LIMIT
@@ -257,11 +258,11 @@ MAX_IMPORT_BYTES = int(os.environ.get("MAX_IMPORT_BYTES", str(50 * 1024 * 1024))
 MAX_IMPORT_ROWS = int(os.environ.get("MAX_IMPORT_ROWS", "100000"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * MAX_TEXT_CHARS + 1024 * 1024
 # The push of prompts (POST /api/v1/queues/<id>/prompts/) may be larger than other API bodies, which
-# keep the limit above (annotate.api.JSONParser answers 413 past either).
+# keep the limit above (core.api.JSONParser answers 413 past either).
 MAX_API_PUSH_BYTES = int(os.environ.get("MAX_API_PUSH_BYTES", str(20 * 1024 * 1024)))
 # Scoring with a reward model runs in the web process (docs/api.md has the measured times): one request
 # may cost at most SCORE_MAX_TOKENS tokens (answers x longest prompt + answer), and at most
-# SCORE_CONCURRENCY requests per machine score at once (annotate.slots); more get 503 at once, so
+# SCORE_CONCURRENCY requests per machine score at once (core.slots); more get 503 at once, so
 # scoring never holds every web worker.
 SCORE_MAX_TOKENS = int(os.environ.get("SCORE_MAX_TOKENS", "8192"))
 SCORE_CONCURRENCY = int(os.environ.get("SCORE_CONCURRENCY", "1"))
@@ -304,7 +305,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
-# Per-user limits on the expensive actions (annotate/throttles.py; docs/api.md), shared by the API and the
+# Per-user limits on the expensive actions (core/throttles.py; docs/api.md), shared by the API and the
 # pages and counted in the cache above, so every web process sees one count. THROTTLE_<SCOPE>=N/second|minute|
 # hour|day, or "off" for no limit.
 _THROTTLE_DEFAULTS = {
@@ -323,16 +324,16 @@ for _scope, _default in _THROTTLE_DEFAULTS.items():
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an unauthenticated request then gets 401 with a WWW-Authenticate header.
-        "annotate.api.TokenAuthentication",
-        "annotate.api.SessionAuthentication",
+        "core.tokens.TokenAuthentication",
+        "core.api.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # JSON only, with a size limit (annotate.api.JSONParser).
-    "DEFAULT_PARSER_CLASSES": ["annotate.api.JSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "annotate.api.CursorPagination",
+    # JSON only, with a size limit (core.api.JSONParser).
+    "DEFAULT_PARSER_CLASSES": ["core.api.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "core.api.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
-        "annotate.api.FilterBackend",
+        "core.api.FilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -1,3 +1,4 @@
+"""The project's URLs: each app's pages (core, labeling, rewardtrain), the API, the health check, Django's admin."""
 from django.contrib import admin
 from django.urls import include, path
 
@@ -5,6 +6,7 @@ from .health import healthz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("", include("core.urls")),
     path("", include("labeling.urls")),
     path("", include("rewardtrain.urls")),
     path("", include("annotate.api_urls")),

@@ -498,7 +498,7 @@ def queries_per_request(queue_id: int) -> list[tuple[str, int, int, float]]:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from labeling.roles import LABELER
+    from core.roles import LABELER
 
     user = User.objects.create_user("query-probe", password=PASSWORD)
     user.groups.add(Group.objects.get(name=LABELER))
@@ -545,7 +545,7 @@ def create_labelers(count: int) -> None:
     from django.contrib.auth.hashers import make_password
     from django.contrib.auth.models import Group, User
 
-    from labeling.roles import LABELER
+    from core.roles import LABELER
 
     password = make_password(PASSWORD)  # one hash for all: hashing is slow on purpose
     users = User.objects.bulk_create(User(username=f"labeler-{n:02d}", password=password) for n in range(count))

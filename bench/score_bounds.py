@@ -140,7 +140,7 @@ import django, json; django.setup()
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
 call_command("collectstatic", "--noinput", verbosity=0)
-from annotate.api import issue_token
+from core.tokens import issue_token
 from rewardtrain.models import PairDataset, RewardModel, TrainingRun
 from django.contrib.auth.models import Group, User
 dataset = PairDataset.objects.create(name="d", version=1, status="succeeded", rows=1)

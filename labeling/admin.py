@@ -1,7 +1,7 @@
 """Django admin (/django-admin/) for superusers: raw access to the labeling tables."""
 from django.contrib import admin
 
-from .models import Answer, ApiToken, Assignment, ImportJob, Prompt, Queue, Task
+from .models import Answer, Assignment, ImportJob, Prompt, Queue, Task
 
 
 @admin.register(Queue)
@@ -41,15 +41,3 @@ class AssignmentAdmin(admin.ModelAdmin):
 class ImportJobAdmin(admin.ModelAdmin):
     list_display = ["pk", "queue", "original_name", "status", "created_count", "existing_count", "created_at"]
     readonly_fields = ["errors"]
-
-
-@admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
-    """Superusers may see and revoke (set revoked_at) anyone's tokens; keys are never shown, only hashed."""
-
-    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
-    list_filter = ["revoked_at"]
-    readonly_fields = ["user", "key_hash", "prefix", "created_at", "last_used_at"]
-
-    def has_add_permission(self, request) -> bool:
-        return False  # keys are issued on /ml/tokens/, where the key is shown once

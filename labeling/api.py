@@ -14,14 +14,14 @@ from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from annotate import throttles
-from annotate.api import FilterSet, StrictModelSerializer, StrictSerializer, parse_id, role_permission
+from core import throttles
+from core.api import FilterSet, StrictModelSerializer, StrictSerializer, parse_id, role_permission
+from core.roles import ADMIN, LABELER, ML, has_role
 
 from .assignment import queues_open_to
 from .importing import push_rows
 from .models import Answer, AnswerLabel, Demonstration, Prompt, Queue, Ranking
 from .queues import queue_settings, save_queue
-from .roles import ADMIN, LABELER, ML, has_role
 
 
 def _is_staff(user) -> bool:
@@ -135,7 +135,7 @@ class QueueViewSet(
 
     @property
     def max_body_bytes(self) -> int | None:
-        """A push may be larger than other bodies (annotate.api.JSONParser reads this)."""
+        """A push may be larger than other bodies (core.api.JSONParser reads this)."""
         return settings.MAX_API_PUSH_BYTES if getattr(self, "action", None) == "push_prompts" else None
 
     def perform_create(self, serializer) -> None:

@@ -28,6 +28,8 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from core.text import character_problem, is_short_plain_text, normalize_newlines, short_text
+
 from .models import (
     MIN_RANKED_ANSWERS,
     Answer,
@@ -349,16 +351,16 @@ def _close(assignment: Assignment, status: str, now, time_spent_ms: int | None) 
 
 
 def clean_text(text: str, *, what: str) -> str:
-    """Refuse empty, oversized or NUL-containing text (PostgreSQL cannot store NUL).
+    """Refuse empty, oversized or unstorable text (core.text.character_problem: NUL, a lone surrogate).
 
     Browsers send textarea line breaks as CRLF; they are stored (and counted) as one LF.
     """
     if isinstance(text, str):
-        text = text.replace("\r\n", "\n")
+        text = normalize_newlines(text)
     if not isinstance(text, str) or not text.strip():
         raise InvalidLabel(f"The {what} is empty.")
-    if "\x00" in text:
-        raise InvalidLabel(f"The {what} contains a NUL character.")
+    if problem := character_problem(text):
+        raise InvalidLabel(f"The {what} {problem}.")
     if len(text) > settings.MAX_TEXT_CHARS:
         raise InvalidLabel(f"The {what} is {len(text):,} characters long; the limit is {settings.MAX_TEXT_CHARS:,}.")
     return text
@@ -426,10 +428,10 @@ def skip_task(
     """Record that the labeler will not label this prompt; they are not offered it again."""
     if reason not in SkipReason.values:
         raise InvalidLabel("Choose a reason for skipping.")
-    note = (note or "").replace("\r\n", "\n").strip()
+    note = short_text(note)
     if reason == SkipReason.OTHER and not note:
         raise InvalidLabel("Say why you skip when the reason is 'other'.")
-    if len(note) > MAX_SKIP_NOTE_CHARS or "\x00" in note:
+    if not is_short_plain_text(note, max_chars=MAX_SKIP_NOTE_CHARS):
         raise InvalidLabel(f"The note must be plain text of at most {MAX_SKIP_NOTE_CHARS} characters.")
     now = timezone.now()
     with transaction.atomic():

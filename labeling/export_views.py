@@ -14,14 +14,14 @@ from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from annotate import throttles
-from annotate.api import Detail, FilterSet, StrictSerializer, download_schema, finished_file, role_permission
+from core import throttles
+from core.api import Detail, FilterSet, StrictSerializer, download_schema, finished_file, role_permission
+from core.roles import ML, role_required
 
 from . import exports
 from .datasets.filters import describe_filters
 from .datasets.forms import DatasetForm
 from .models import ExportSnapshot, Queue
-from .roles import ML, role_required
 
 
 def _download(snapshot: ExportSnapshot, *, card: bool = False) -> FileResponse:

@@ -34,13 +34,13 @@ from django.db.models import QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from annotate.celery import delay_on_commit
-from annotate.versions import create_next_version
+from core import audit
+from core.jobs import delay_on_commit
+from core.text import csv_cell
+from core.versions import create_next_version
 
-from . import audit
 from .agreement import consensus_ranking
 from .agreement_report import pooled_queue_agreement
-from .csvsafe import csv_cell
 from .datasets.filters import clean_export_filters, describe_filters
 from .models import Answer, AnswerLabel, Demonstration, ExportSnapshot, Prompt, Queue, Ranking
 from .ranking import expand_rankings

@@ -1,8 +1,10 @@
 from django import forms
 from django.contrib.auth.models import Group, User
 
+from core.roles import ADMIN, LABELER, ML
+from core.text import UPLOAD_SUFFIXES
+
 from .models import GenerationJob, Queue
-from .roles import ADMIN, LABELER, ML
 
 
 class QueueForm(forms.ModelForm):
@@ -45,8 +47,10 @@ class ImportForm(forms.Form):
             raise forms.ValidationError(
                 f"The file is {upload.size:,} bytes; the limit is {self.max_bytes:,} bytes."
             )
-        if not upload.name.lower().endswith((".jsonl", ".ndjson", ".csv")):
-            raise forms.ValidationError("Upload a .jsonl or .csv file.")
+        if not upload.name.lower().endswith(UPLOAD_SUFFIXES):
+            raise forms.ValidationError(
+                f"Upload a .jsonl or .csv file: the name must end in {', '.join(UPLOAD_SUFFIXES)}."
+            )
         return upload
 
 

@@ -14,12 +14,12 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from annotate.celery import delay_on_commit
-from annotate.heartbeat import MAX_ATTEMPTS, Heartbeat, lost_before
+from core import audit
+from core.jobs import MAX_ATTEMPTS, Heartbeat, delay_on_commit, lost_before
+from core.text import without_nul
 from rewardtrain.ml.model_sources import ModelFiles, check_model_name, resolve_model
 from rewardtrain.ml.sampling import SMOLLM2, load_generator, sample_answers, smollm2_gguf
 
-from . import audit
 from .assignment import sync_tasks
 from .models import Answer, GenerationJob, Prompt, Queue
 
@@ -139,7 +139,7 @@ class RefusedAnswer(Exception):
 
 def _clean_answer_text(text: str) -> str:
     """A sampled text as an answer: NUL removed (PostgreSQL refuses it), capped at MAX_TEXT_CHARS."""
-    text = text.replace("\x00", "")[: settings.MAX_TEXT_CHARS]
+    text = without_nul(text)[: settings.MAX_TEXT_CHARS]
     if not text.strip():
         raise RefusedAnswer("The model gave an empty answer.")
     return text

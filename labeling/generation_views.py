@@ -3,12 +3,12 @@ from django.contrib import messages
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 
-from annotate import throttles
+from core import throttles
+from core.roles import ML, role_required
 
 from . import generation
 from .forms import GenerationJobForm
 from .models import GenerationJob, Prompt
-from .roles import ML, role_required
 
 
 @role_required(ML)

@@ -18,14 +18,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from annotate.celery import delay_on_commit
+from core import audit
+from core.jobs import delay_on_commit
+from core.text import CSV_SUFFIXES, JSONL_SUFFIXES, character_problem, nested_character_problem
 
-from . import audit
 from .assignment import sync_tasks
 from .models import MAX_ANSWERS, MIN_RANKED_ANSWERS, Answer, ImportJob, Prompt, Queue, TaskKind
 
-JSONL_SUFFIXES = (".jsonl", ".json-lines", ".ndjson")
-CSV_SUFFIXES = (".csv",)
 ROW_FIELDS = {"prompt", "answers", "id", "meta", "priority"}
 ANSWER_FIELDS = {"text", "model", "meta"}
 CSV_COLUMNS = {"prompt", "id", "meta", "priority"} | {
@@ -531,21 +530,10 @@ def _clean_text(value: Any, *, what: str, max_chars: int, allow_empty: bool = Fa
         raise _BadRow(f"The {what} is empty.")
     if len(value) > max_chars:
         raise _BadRow(f"The {what} is {len(value):,} characters long; the limit is {max_chars:,}.")
-    problem = _character_problem(value)
+    problem = character_problem(value)
     if problem:
         raise _BadRow(f"The {what} {problem}.")
     return value
-
-
-def _character_problem(value: str) -> str | None:
-    # PostgreSQL stores neither NUL nor the lone surrogates that a JSON "\ud800" escape produces.
-    if "\x00" in value:
-        return "contains a NUL character"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "contains an invalid Unicode escape (a lone surrogate)"
-    return None
 
 
 def _clean_id(value: Any) -> str:
@@ -562,26 +550,10 @@ def _clean_meta(value: Any, *, what: str) -> dict:
         return {}
     if not isinstance(value, dict):
         raise _BadRow(f"The {what} must be a JSON object, not {_type_name(value)}.")
-    problem = _nested_character_problem(value)
+    problem = nested_character_problem(value)
     if problem:
         raise _BadRow(f"The {what} {problem}.")
     return value
-
-
-def _nested_character_problem(value: Any) -> str | None:
-    if isinstance(value, str):
-        return _character_problem(value)
-    if isinstance(value, dict):
-        items = [*value.keys(), *value.values()]
-    elif isinstance(value, list):
-        items = value
-    else:
-        return None
-    for item in items:
-        problem = _nested_character_problem(item)
-        if problem:
-            return problem
-    return None
 
 
 def _clean_priority(value: Any) -> int:

@@ -10,12 +10,13 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
-from .csvsafe import csv_cell
+from core.roles import ADMIN, role_required
+from core.text import csv_cell
+
 from .forms import ImportForm, QueueForm
 from .importing import request_import
 from .models import ImportJob, Queue
 from .queues import queue_settings, save_queue, set_queue_open
-from .roles import ADMIN, role_required
 from .selectors import LOW_AGREEMENT_GAP, queue_agreement_page, queue_dashboard, queue_progress
 
 

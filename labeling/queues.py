@@ -1,7 +1,8 @@
 """Queue changes that carry a rule: instructions keep every version they have had; every change is audited."""
 from django.db import transaction
 
-from . import audit
+from core import audit
+
 from .assignment import sync_tasks
 from .models import InstructionsVersion, Queue
 

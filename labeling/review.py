@@ -17,7 +17,9 @@ from django.db import transaction
 from django.db.models import F, Max, QuerySet
 from django.db.models.functions import Least
 
-from . import audit
+from core import audit
+from core.text import is_short_plain_text, short_text
+
 from .agreement import consensus_ranking, leave_one_out_agreement, pairwise_agreement
 from .models import (
     Answer,
@@ -43,10 +45,10 @@ class ReviewError(ValueError):
 
 
 def clean_reason(reason: object) -> str:
-    reason = reason.replace("\r\n", "\n").strip() if isinstance(reason, str) else ""
+    reason = short_text(reason)
     if not reason:
         raise ReviewError("Give a reason; it is recorded with the decision.")
-    if len(reason) > MAX_REASON_CHARS or "\x00" in reason:
+    if not is_short_plain_text(reason, max_chars=MAX_REASON_CHARS):
         raise ReviewError(f"The reason must be plain text of at most {MAX_REASON_CHARS} characters.")
     return reason
 

@@ -7,9 +7,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from core.roles import ADMIN, role_required
+
 from . import review
 from .models import Prompt, Queue
-from .roles import ADMIN, role_required
 
 REVIEW_PAGE_SIZE = 50
 

@@ -1,13 +1,9 @@
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import audit_views, export_views, generation_views, manage_views, review_views, views
-from .login_limits import RateLimitedLoginView
+from . import export_views, generation_views, manage_views, review_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", RateLimitedLoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("next/", views.next_task, name="next-task"),
     path("queues/<int:queue_id>/next/", views.next_task, name="queue-next-task"),
     path("tasks/<int:assignment_id>/", views.task, name="task"),
@@ -24,7 +20,6 @@ urlpatterns = [
     path("manage/queues/<int:queue_id>/agreement.csv", manage_views.queue_agreement_csv,
          name="manage-queue-agreement-csv"),
     path("manage/imports/<int:job_id>/", manage_views.import_detail, name="manage-import"),
-    path("manage/audit/", audit_views.audit_log, name="manage-audit"),
     path("manage/queues/<int:queue_id>/review/", review_views.review_list, name="manage-review"),
     path("manage/queues/<int:queue_id>/review/bulk/", review_views.review_bulk, name="manage-review-bulk"),
     path("manage/queues/<int:queue_id>/review/<int:prompt_id>/", review_views.prompt_detail,

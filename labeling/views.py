@@ -10,12 +10,12 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from annotate import jsonlimits
+from core import jsonlimits
+from core.roles import ADMIN, LABELER, ML, has_role, role_required
+from core.text import markdown_to_html, normalize_newlines, render_markdown, render_markdown_many, without_nul
 
 from . import assignment as service
-from . import rendering
 from .models import Assignment, Flag, SkipReason, TaskKind
-from .roles import ADMIN, LABELER, ML, has_role, role_required
 from .selectors import labeler_queues
 
 
@@ -87,14 +87,14 @@ def _render_task(request, assignment: Assignment, *, error: str | None = None, f
         "next_url": _next_url(prompt.queue_id, task.kind),
     }
     if task.kind == TaskKind.DEMONSTRATION:
-        context["prompt_html"] = mark_safe(rendering.render_markdown(prompt.text))  # noqa: S308 - sanitised
+        context["prompt_html"] = mark_safe(render_markdown(prompt.text))  # noqa: S308 - sanitised
         context["initial_text"] = (form or {}).get("text", "")
         return render(request, "labeling/demonstrate.html", context, status=status)
     answers = {answer.pk: answer for answer in prompt.answers.all()}
     ordered = [answers.pop(pk) for pk in assignment.answer_order if pk in answers] + list(answers.values())
     # The prompt's and the answers' HTML from the cache in one round trip. render_markdown escapes raw HTML and
     # sanitises what it makes, so marking it safe is sound.
-    prompt_html, *answer_html = rendering.render_markdown_many([prompt.text, *(a.text for a in ordered)])
+    prompt_html, *answer_html = render_markdown_many([prompt.text, *(a.text for a in ordered)])
     for number, (answer, html) in enumerate(zip(ordered, answer_html, strict=True), start=1):
         answer.number, answer.html = number, mark_safe(html)  # noqa: S308
     context.update(
@@ -199,6 +199,6 @@ def task_skip(request, assignment_id: int):
 @require_POST
 @role_required(LABELER)
 def markdown_preview(request):
-    text = request.POST.get("text", "").replace("\r\n", "\n")[: settings.MAX_TEXT_CHARS]
+    text = normalize_newlines(request.POST.get("text", ""))[: settings.MAX_TEXT_CHARS]
     # Not cached: a preview's text is seen once, and every keystroke would add an entry.
-    return HttpResponse(rendering.markdown_to_html(text.replace("\x00", "")), content_type="text/html; charset=utf-8")
+    return HttpResponse(markdown_to_html(without_nul(text)), content_type="text/html; charset=utf-8")

@@ -12,8 +12,8 @@ from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from annotate import throttles
-from annotate.api import (
+from core import throttles
+from core.api import (
     Detail,
     FilterSet,
     StrictModelSerializer,
@@ -22,9 +22,9 @@ from annotate.api import (
     finished_file,
     role_permission,
 )
-from annotate.slots import NoFreeSlot, slot
+from core.roles import ML
+from core.slots import NoFreeSlot, slot
 from labeling.models import Queue
-from labeling.roles import ML
 
 from . import datasets, registry, runs
 from .models import PairDataset, RewardModel, TrainingRun

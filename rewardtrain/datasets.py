@@ -16,9 +16,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from annotate.celery import delay_on_commit
-from annotate.versions import create_next_version
-from labeling import audit
+from core import audit
+from core.jobs import delay_on_commit
+from core.versions import create_next_version
 from labeling.agreement import consensus_ranking
 from labeling.datasets.filters import clean_filters
 from labeling.models import Answer, AnswerLabel, Prompt, Queue

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from django.db import transaction
 
-from labeling import audit
+from core import audit
 
 from .models import RewardModel, TrainingRun
 

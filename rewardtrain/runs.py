@@ -13,9 +13,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from annotate.celery import delay_on_commit
-from annotate.heartbeat import MAX_ATTEMPTS, Heartbeat, lost_before
-from labeling import audit
+from core import audit
+from core.jobs import MAX_ATTEMPTS, Heartbeat, delay_on_commit, lost_before
 
 from . import registry
 from .ml.model_sources import ModelFiles, check_model_name, resolve_model

@@ -5,8 +5,8 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from annotate import throttles
-from labeling.roles import ML, role_required
+from core import throttles
+from core.roles import ML, role_required
 
 from . import datasets, registry, runs
 from .forms import PairDatasetForm, TrainingRunForm

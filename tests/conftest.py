@@ -26,7 +26,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 @pytest.fixture(autouse=True, scope="session")
 def empty_cache(django_db_setup):
     """The file cache outlives a run, and a new test database gives out the same ids again: start it empty (it
-    holds signed-in users, labeling.roles)."""
+    holds signed-in users, core.roles)."""
     from django.core.cache import cache
 
     cache.clear()
@@ -35,7 +35,7 @@ def empty_cache(django_db_setup):
 @pytest.fixture(autouse=True)
 def no_throttles(settings):
     """No per-user limits on exports, datasets, runs, generation, pushes and scoring: tests make them by the dozen,
-    and the cache outlives a test. tests/security/test_throttles.py sets its own limits."""
+    and the cache outlives a test. tests/core/test_throttles.py sets its own limits."""
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {}}
 
 

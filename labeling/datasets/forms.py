@@ -7,8 +7,9 @@ would take and shows whatever the service refuses next to its field.
 from django import forms
 from django.contrib.auth.models import User
 
+from core.roles import LABELER
+
 from ..models import Queue
-from ..roles import LABELER
 from .filters import FilterError, clean_export_filters
 
 # A filter key and the form field that asks for it, where they differ.

@@ -2,7 +2,7 @@ from django import template
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
-from labeling.rendering import render_markdown
+from core.text import render_markdown
 
 register = template.Library()
 

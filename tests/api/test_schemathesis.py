@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from annotate.api import issue_token
 from annotate.wsgi import application
+from core.tokens import issue_token
 from labeling.models import Demonstration, ExportSnapshot, Ranking
 from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
 from tests.api.conftest import label_everything

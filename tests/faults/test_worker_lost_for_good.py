@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from annotate.heartbeat import MAX_ATTEMPTS
+from core.jobs import MAX_ATTEMPTS
 from rewardtrain import runs
 from rewardtrain.models import JobStatus, PairDataset, TrainingRun
 

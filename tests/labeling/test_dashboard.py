@@ -10,9 +10,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from core.text import csv_cell
 from labeling import aggregates
 from labeling.assignment import lease_next_task, skip_task, submit_ranking
-from labeling.csvsafe import csv_cell
 from labeling.manage_views import AGREEMENT_CSV_COLUMNS
 from labeling.models import Assignment, ImportJob, Prompt, Queue, Task
 from labeling.selectors import DASHBOARD_DAYS, labeler_queues, queue_agreement_page
@@ -105,7 +105,7 @@ def _dashboard_queries(client) -> list[str]:
 
 def test_the_queue_list_runs_the_same_queries_whatever_the_numbers(client, queue_admin):
     client.force_login(queue_admin)
-    client.get("/")  # the signed-in user is read once, then from the cache (labeling.roles)
+    client.get("/")  # the signed-in user is read once, then from the cache (core.roles)
     first = make_queue("Q1", prompts=3, answers=3, task_kind=Queue.Kinds.RANKING, ranking_overlap=2)
     rank_queue(first, [make_user(f"a{i}", "labeler") for i in range(2)])
     small = _dashboard_queries(client)

@@ -11,8 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from core.models import AuditEvent
 from labeling import exports, tasks
-from labeling.models import AuditEvent, ExportSnapshot
+from labeling.models import ExportSnapshot
 from rewardtrain.models import JobStatus, PairDataset
 from tests.conftest import make_queue, make_user
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from annotate.celery import app as celery_app
-from annotate.heartbeat import MAX_ATTEMPTS
+from core.jobs import MAX_ATTEMPTS
 from labeling import generation
 from labeling.generation import resolve_generator, run_generation_job
 from labeling.management.commands import sample_demo_answers

@@ -233,6 +233,29 @@ def test_admin_creates_a_queue_and_imports_prompts(
     assert "2 new prompts imported" in client.get(response.url).content.decode()
 
 
+def test_import_page_takes_every_name_the_importer_reads(
+    client, queue_admin, ranking_queue, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    """A .json-lines file (a JSONL name the importer reads) is accepted by the upload page and imported."""
+    settings.MEDIA_ROOT = tmp_path
+    client.force_login(queue_admin)
+    rows = b'{"prompt": "P1", "answers": ["a", "b"]}\n{"prompt": "P2", "answers": ["c", "d"]}\n'
+    celery_app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(
+                reverse("manage-queue-import", args=[ranking_queue.pk]),
+                {"file": SimpleUploadedFile("p.json-lines", rows)},
+            )
+    finally:
+        celery_app.conf.task_always_eager = False
+    job = ImportJob.objects.get()
+    assert response.status_code == 302 and response.url == reverse("manage-import", args=[job.pk])
+    assert job.original_name == "p.json-lines"
+    assert job.status == "succeeded" and job.created_count == 2
+    assert set(ranking_queue.prompts.values_list("text", flat=True)) >= {"P1", "P2"}
+
+
 def test_import_page_refuses_wrong_files(client, queue_admin, ranking_queue, settings):
     settings.MAX_IMPORT_BYTES = 10
     client.force_login(queue_admin)
@@ -272,7 +295,7 @@ def test_a_queue_not_open_to_a_labeler_answers_like_one_that_does_not_exist(clie
 
 
 def test_markdown_keeps_single_line_breaks_of_model_answers():
-    from labeling.rendering import render_markdown
+    from core.text import render_markdown
 
     assert (
         render_markdown("Cold rain on red leaves\nthe gutter hums")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from annotate.api import issue_token
+from core.tokens import issue_token
 from labeling.models import GenerationJob, Queue
 from rewardtrain import runs
 from rewardtrain.ml.backbones import make_tiny_model

@@ -2,8 +2,8 @@
 import pytest
 from django.urls import reverse
 
-from annotate.api import issue_token
 from annotate.celery import app as celery_app
+from core.tokens import issue_token
 from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
 from tests.conftest import make_user
 

@@ -7,8 +7,8 @@ import time
 import pytest
 from django.urls import reverse
 
-from annotate.api import issue_token
-from annotate.slots import NoFreeSlot, slot
+from core.slots import NoFreeSlot, slot
+from core.tokens import issue_token
 from rewardtrain.ml import scoring
 from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
 from tests.conftest import make_user

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 import pytest
 from django.contrib.auth.models import User
 
-from annotate.api import issue_token
+from core.tokens import issue_token
 from labeling.assignment import lease_next_task, submit_demonstration, submit_ranking
 from labeling.models import Demonstration, ExportSnapshot, GenerationJob, ImportJob, Queue, Ranking, TaskKind
 from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import pytest
 from django.test import Client
 
-from labeling.rendering import render_markdown
+from core.text import render_markdown
 from tests.security.conftest import sign_in
 from tests.security.test_csrf import GET_PAGES
 

@@ -9,7 +9,7 @@ from django.apps import apps
 from django.conf import settings
 from django.test import Client
 
-from annotate.api import issue_token
+from core.tokens import issue_token
 from rewardtrain.models import TrainingRun
 from tests.security.conftest import sign_in
 from tests.security.test_permissions import MATRIX, WHO

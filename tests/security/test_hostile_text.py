@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from core.text import render_markdown
 from labeling.models import Demonstration, Queue
-from labeling.rendering import render_markdown
 from tests.security.conftest import HOSTILE, HOSTILE_USERNAME, injected
 from tests.security.test_csrf import html_pages
 
@@ -115,7 +115,7 @@ def test_every_csv_the_app_writes_goes_through_csv_cell():
         text = module.read_text()
         if re.search(r"csv\.(writer|DictWriter)\(", text):
             writers.append(module.name)
-            assert "csv_cell" in text, f"{module} writes CSV without labeling.csvsafe.csv_cell"
+            assert "csv_cell" in text, f"{module} writes CSV without core.text.csv_cell"
     assert sorted(writers) == ["exports.py", "manage_views.py"]
 
 

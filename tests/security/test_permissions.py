@@ -187,8 +187,8 @@ def test_a_labeler_cannot_read_other_labelers_rankings_demonstrations_or_exports
 
 
 def test_an_ml_user_cannot_revoke_another_users_token(client, world):
-    from annotate.api import issue_token
-    from labeling.models import ApiToken
+    from core.models import ApiToken
+    from core.tokens import issue_token
 
     other_ml = world["users"]["ml"]
     token, _ = issue_token(user=world["users"]["admin"], name="admin's")

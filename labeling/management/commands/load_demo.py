@@ -7,10 +7,10 @@ from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from core.roles import ADMIN, LABELER, ML
 from labeling.importing import import_prompts
 from labeling.models import Queue
 from labeling.queues import record_instructions
-from labeling.roles import ADMIN, LABELER, ML
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 DEMO_USERS = [

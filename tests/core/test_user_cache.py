@@ -1,11 +1,11 @@
-"""The signed-in user and their roles come from the cache (labeling.roles.CachedUserBackend): no query for them on a
+"""The signed-in user and their roles come from the cache (core.roles.CachedUserBackend): no query for them on a
 signed-in request, and every change of a user or of their groups is seen by their next request."""
 import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from labeling.roles import LABELER
+from core.roles import LABELER
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +60,7 @@ def test_a_stale_entry_of_another_user_with_the_same_id_signs_nobody_in(client, 
     Django's password-hash check of the session refuses it, and the request is anonymous."""
     from django.core.cache import cache
 
-    from labeling.roles import _user_key
+    from core.roles import _user_key
 
     client.force_login(labeler)
     impostor = make_user("impostor", "admin")

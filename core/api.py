@@ -1,12 +1,9 @@
-"""What every endpoint under /api/v1/ shares: tokens, pagination, role permissions, strict bodies, body
-limits, filters, file downloads.
+"""What every endpoint under /api/v1/ shares: session authentication, pagination, role permissions, strict
+bodies, body limits, filters, file downloads (API tokens: core.tokens).
 
 The endpoints themselves live with their data (labeling.api, rewardtrain.api); annotate.api_urls
 puts them under one router.
 """
-import hashlib
-import secrets
-from datetime import timedelta
 from pathlib import Path
 
 import django_filters
@@ -15,85 +12,20 @@ from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import transaction
 from django.http import FileResponse, QueryDict
-from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import authentication, exceptions, pagination, parsers, permissions, serializers, status
 from rest_framework.response import Response
 
-from labeling import audit
-from labeling.models import ApiToken
-from labeling.roles import ML, has_role
-
 from . import jsonlimits
+from .roles import has_role
 
-TOKEN_PREFIX = "ann_"
-# Writing last_used_at on every request would make each API call a write; a minute is precise enough.
-LAST_USED_PRECISION = timedelta(minutes=1)
 # Ids are bigint on every database; a number outside this range in a filter or cursor names nothing.
 MIN_BIGINT, MAX_BIGINT = -(2**63), 2**63 - 1
 # A request body's whole number goes to some integer column, and every backend's IntegerField holds this.
 MIN_INT, MAX_INT = -(2**31), 2**31 - 1
-
-
-def _hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def issue_token(*, user, name: str) -> tuple[ApiToken, str]:
-    """A new token for `user` and its key, which is shown once: only its hash is kept."""
-    key = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    with transaction.atomic():
-        token = ApiToken.objects.create(user=user, name=name, key_hash=_hash_key(key), prefix=key[:10])
-        audit.record(actor=user, action="token.create", target=token, detail={"name": name, "prefix": token.prefix})
-    return token, key
-
-
-def revoke_token(*, token: ApiToken, user=None) -> None:
-    """Revoke the token (once); `user` is who did it, its owner unless given."""
-    with transaction.atomic():
-        if ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
-            audit.record(actor=user or token.user, action="token.revoke", target=token, detail={"owner": token.user_id})
-
-
-class TokenAuthentication(authentication.BaseAuthentication):
-    """`Authorization: Token <key>` (or `Bearer <key>`) with a key from /ml/tokens/.
-
-    Tokens are for ML staff's scripts: a token whose user no longer holds the ml role is refused.
-    """
-
-    keywords = ("token", "bearer")
-
-    def authenticate(self, request):
-        parts = authentication.get_authorization_header(request).split()
-        if not parts or parts[0].lower().decode(errors="replace") not in self.keywords:
-            return None
-        if len(parts) != 2:
-            raise exceptions.AuthenticationFailed("Invalid token header: give the key after 'Token ', with no spaces.")
-        try:
-            key = parts[1].decode()
-        except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("Invalid token.") from None
-        token = ApiToken.objects.select_related("user").filter(key_hash=_hash_key(key)).first()
-        if token is None:
-            raise exceptions.AuthenticationFailed("Invalid token.")
-        if token.is_revoked:
-            raise exceptions.AuthenticationFailed("This token was revoked.")
-        if not token.user.is_active:
-            raise exceptions.AuthenticationFailed("The token's user is deactivated.")
-        if not has_role(token.user, ML):
-            raise exceptions.PermissionDenied("The token's user no longer holds the ml role.")
-        now = timezone.now()
-        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION:
-            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        return token.user, token
-
-    def authenticate_header(self, request) -> str:
-        return "Token"  # so that a request without credentials gets 401, not 403
 
 
 class _NoFormBody:
@@ -126,21 +58,6 @@ class SessionScheme(drf_spectacular.authentication.SessionScheme):
     target_class = SessionAuthentication
 
 
-class TokenScheme(OpenApiAuthenticationExtension):
-    """Describes TokenAuthentication in the OpenAPI schema (Swagger UI's "Authorize" button)."""
-
-    target_class = TokenAuthentication
-    name = "tokenAuth"
-
-    def get_security_definition(self, auto_schema):
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Authorization",
-            "description": "`Token <key>` (or `Bearer <key>`), with a key made on /ml/tokens/.",
-        }
-
-
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "payload_too_large"
@@ -148,7 +65,7 @@ class PayloadTooLarge(exceptions.APIException):
 
 class JSONParser(parsers.BaseParser):
     """JSON with a size limit that gives a clear 413 (Django's own limit answers an HTML 400), read by
-    annotate.jsonlimits: too deep a nesting or a number too large for any column is a 400 saying so.
+    core.jsonlimits: too deep a nesting or a number too large for any column is a 400 saying so.
 
     DRF reads a JSONParser subclass's body through request.body, capped by DATA_UPLOAD_MAX_MEMORY_SIZE;
     this parser reads the stream itself, so a view may allow more with a `max_body_bytes` attribute
@@ -233,7 +150,7 @@ class FilterBackend(DjangoFilterBackend):
     def get_filterset_class(self, view, queryset=None):
         filterset_class = super().get_filterset_class(view, queryset)
         if filterset_class is not None and not issubclass(filterset_class, FilterSet):
-            raise ImproperlyConfigured(f"{filterset_class.__name__} must subclass annotate.api.FilterSet.")
+            raise ImproperlyConfigured(f"{filterset_class.__name__} must subclass core.api.FilterSet.")
         return filterset_class
 
 

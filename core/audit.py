@@ -76,7 +76,7 @@ def record(*, actor, action: str, target: models.Model | None = None, detail: di
     """Write one event; call it in the transaction of the change. `request` overrides the address kept
     by AuditMiddleware."""
     if action not in ACTIONS:
-        raise ValueError(f"Unknown audit action {action!r}; add it to labeling.audit.ACTIONS.")
+        raise ValueError(f"Unknown audit action {action!r}; add it to core.audit.ACTIONS.")
     actor = actor if actor is not None and actor.is_authenticated else None
     return AuditEvent.objects.create(
         actor=actor,

@@ -5,10 +5,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from annotate.api import issue_token, revoke_token
-
 from .models import ApiToken
 from .roles import ML, role_required
+from .tokens import issue_token, revoke_token
 
 
 class TokenForm(forms.Form):
@@ -25,7 +24,7 @@ def token_list(request):
         _, new_key = issue_token(user=request.user, name=form.cleaned_data["name"])
         form = TokenForm()
     tokens = ApiToken.objects.filter(user=request.user)
-    return render(request, "labeling/tokens.html", {"form": form, "tokens": tokens, "new_key": new_key})
+    return render(request, "core/tokens.html", {"form": form, "tokens": tokens, "new_key": new_key})
 
 
 @require_POST

@@ -1,4 +1,4 @@
-"""Per-user limits on the expensive actions (annotate/throttles.py): past the limit the API answers 429 with
+"""Per-user limits on the expensive actions (core/throttles.py): past the limit the API answers 429 with
 Retry-After and a message, the pages show it on the page, nothing is created, and API and pages share one count
 kept in the shared cache. tests/conftest.py turns the limits off for every other test."""
 import os

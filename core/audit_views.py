@@ -1,4 +1,4 @@
-"""The audit log page for admins: every admin and ML action, newest first, filtered (labeling.audit)."""
+"""The audit log page for admins: every admin and ML action, newest first, filtered (core.audit)."""
 import json
 
 from django import forms
@@ -47,4 +47,4 @@ def audit_log(request):
     events = audit_events(**form.cleaned_data) if form.is_valid() else AuditEvent.objects.none()
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [(event, ACTIONS.get(event.action, event.action), _detail_lines(event.detail)) for event in page]
-    return render(request, "labeling/manage/audit.html", {"form": form, "page": page, "rows": rows})
+    return render(request, "core/audit.html", {"form": form, "page": page, "rows": rows})

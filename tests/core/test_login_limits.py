@@ -1,8 +1,8 @@
-"""Failed logins are limited per username at one address, per address and per username (labeling.login_limits)."""
+"""Failed logins are limited per username at one address, per address and per username (core.login_limits)."""
 import pytest
 from django.test import Client
 
-from labeling import login_limits
+from core import login_limits
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db

@@ -106,7 +106,7 @@ def _groups_changed(sender, instance, action, reverse, pk_set, **kwargs):
 
 
 def connect_user_cache() -> None:
-    """Called by the labeling app's ready()."""
+    """Called by the core app's ready()."""
     User = get_user_model()
     post_save.connect(_user_changed, sender=User, dispatch_uid="roles-user-saved")
     post_delete.connect(_user_changed, sender=User, dispatch_uid="roles-user-deleted")

@@ -9,8 +9,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from annotate.api import issue_token
-from labeling.models import ApiToken
+from core.models import ApiToken
+from core.tokens import issue_token
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db

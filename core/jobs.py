@@ -1,16 +1,35 @@
-"""A long worker job's sign of life: its row's heartbeat_at, written every few seconds while it runs,
-so that a redelivered message (a dead worker, or Redis's visibility timeout) can tell a job alive on
-another worker from one whose worker died."""
+"""The lifecycle of a worker job (import, export, pair dataset, generation job, training run).
+
+Sending its task once the transaction that made the job commits (delay_on_commit), and a long job's sign of
+life: its row's heartbeat_at, written every few seconds while it runs, so that a redelivered message (a dead
+worker, or Redis's visibility timeout) can tell a job alive on another worker from one whose worker died.
+"""
 import threading
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 # Times workers may start one job (a training run, a generation job) before it is failed with the reason:
 # a job that kills its worker each time (out of memory) must not be retried forever.
 MAX_ATTEMPTS = 3
+
+
+def delay_on_commit(task, *args, on_failure) -> None:
+    """Send `task` once the current transaction commits (so the worker sees the rows it needs).
+
+    If the broker cannot take the message (Redis down), `on_failure(reason)` records that on the
+    job's row, so the job says why instead of waiting as "queued" forever.
+    """
+
+    def send() -> None:
+        try:
+            task.delay(*args)
+        except Exception as error:  # kombu's OperationalError and whatever else the transport raises
+            on_failure(f"The task queue could not be reached ({error}). Nothing was lost: try again later.")
+
+    transaction.on_commit(send)
 
 
 def lost_before(now: datetime) -> datetime:

@@ -9,9 +9,10 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from annotate.api import issue_token
-from labeling import audit
-from labeling.models import ApiToken, AuditEvent, ExportSnapshot, GenerationJob, ImportJob, Prompt, Queue
+from core import audit
+from core.models import ApiToken, AuditEvent
+from core.tokens import issue_token
+from labeling.models import ExportSnapshot, GenerationJob, ImportJob, Prompt, Queue
 from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
 from tests.conftest import make_queue, make_user
 
