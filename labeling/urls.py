@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import export_views, generation_views, manage_views, review_views, views
+from . import export_views, manage_views, review_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -26,8 +26,6 @@ urlpatterns = [
          name="manage-review-prompt"),
     path("manage/queues/<int:queue_id>/review/<int:prompt_id>/action/", review_views.prompt_action,
          name="manage-review-action"),
-    path("ml/generation/", generation_views.generation_list, name="ml-generation-jobs"),
-    path("ml/generation/<int:job_id>/", generation_views.generation_detail, name="ml-generation-job"),
     path("ml/exports/", export_views.export_list, name="ml-exports"),
     path("ml/exports/<int:snapshot_id>/", export_views.export_detail, name="ml-export"),
     path("ml/exports/<int:snapshot_id>/download/", export_views.export_download, name="ml-export-download"),

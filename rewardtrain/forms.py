@@ -2,8 +2,9 @@ from django import forms
 
 from labeling.datasets.filters import clean_filters
 from labeling.datasets.forms import DatasetForm
+from labeling.models import Queue
 
-from .models import PairDataset, TrainingRun
+from .models import GenerationJob, PairDataset, TrainingRun
 
 
 class PairDatasetForm(DatasetForm):
@@ -51,3 +52,16 @@ class TrainingRunForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["dataset"].queryset = PairDataset.objects.filter(status="succeeded")
         self.fields["base_model"].initial = "minilm"
+
+
+class GenerationJobForm(forms.ModelForm):
+    class Meta:
+        model = GenerationJob
+        fields = ["queue", "model_name", "answers_per_prompt", "temperature", "top_p", "max_new_tokens", "seed"]
+        labels = {"answers_per_prompt": "Answers per prompt (K)", "top_p": "Top-p", "max_new_tokens": "Max new tokens"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Sampled answers are there to be ranked; a demonstration-only queue has no use for them.
+        self.fields["queue"].queryset = Queue.objects.exclude(task_kind=Queue.Kinds.DEMONSTRATION)
+        self.fields["model_name"].initial = "smollm2"

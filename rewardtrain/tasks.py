@@ -1,10 +1,10 @@
-"""Celery tasks of rewardtrain: thin wrappers around rewardtrain.datasets, rewardtrain.runs and rewardtrain.registry."""
+"""Celery tasks of rewardtrain: thin wrappers around its datasets, runs, registry and generation modules."""
 import logging
 
 from celery import shared_task
 from django.utils import timezone
 
-from . import datasets, registry, runs
+from . import datasets, generation, registry, runs
 from .models import JobStatus, PairDataset
 
 log = logging.getLogger(__name__)
@@ -39,3 +39,17 @@ def requeue_stale_runs_task() -> int:
 def score_answers_task(model_dir: str, prompt: str, answers: list[str]) -> list[float]:
     """Scoring on a (GPU) training worker; the API scores in process instead (bench/score_latency.py)."""
     return registry.score_answers(model_dir, prompt, answers)
+
+
+# The generation tasks were labeling's: their registered names stay, so CELERY_TASK_ROUTES, the beat schedule
+# and the messages already in a broker still find them.
+# Routed to the "generation" queue (settings.CELERY_TASK_ROUTES): run those workers where the model fits.
+@shared_task(name="labeling.tasks.generate_answers_task", acks_late=True, reject_on_worker_lost=True)
+def generate_answers_task(job_id: int) -> None:
+    generation.run_generation_job(job_id)
+
+
+# Light: runs on the default queue every minute (settings.CELERY_BEAT_SCHEDULE); the jobs it sends go to "generation".
+@shared_task(name="labeling.tasks.requeue_stale_generation_jobs_task")
+def requeue_stale_generation_jobs_task() -> int:
+    return generation.requeue_stale_generation_jobs()

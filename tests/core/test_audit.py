@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 from core import audit
 from core.models import ApiToken, AuditEvent
 from core.tokens import issue_token
-from labeling.models import ExportSnapshot, GenerationJob, ImportJob, Prompt, Queue
-from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
+from labeling.models import ExportSnapshot, ImportJob, Prompt, Queue
+from rewardtrain.models import GenerationJob, JobStatus, PairDataset, RewardModel, TrainingRun
 from tests.conftest import make_queue, make_user
 
 pytestmark = pytest.mark.django_db

@@ -7,11 +7,11 @@ import pytest
 from django.urls import reverse
 
 from core.tokens import issue_token
-from labeling.models import GenerationJob, Queue
+from labeling.models import Queue
 from rewardtrain import runs
 from rewardtrain.ml.backbones import make_tiny_model
 from rewardtrain.ml.model_sources import ModelFiles, UnknownModel, check_model_name, resolve_model
-from rewardtrain.models import JobStatus, PairDataset, TrainingRun
+from rewardtrain.models import GenerationJob, JobStatus, PairDataset, TrainingRun
 from tests.conftest import make_user
 
 ROOT = Path(__file__).resolve().parents[2]

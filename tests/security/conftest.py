@@ -9,8 +9,8 @@ from django.contrib.auth.models import User
 
 from core.tokens import issue_token
 from labeling.assignment import lease_next_task, submit_demonstration, submit_ranking
-from labeling.models import Demonstration, ExportSnapshot, GenerationJob, ImportJob, Queue, Ranking, TaskKind
-from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
+from labeling.models import Demonstration, ExportSnapshot, ImportJob, Queue, Ranking, TaskKind
+from rewardtrain.models import GenerationJob, JobStatus, PairDataset, RewardModel, TrainingRun
 from tests.api.conftest import label_everything
 from tests.browser.conftest import (
     page,  # noqa: F401  (a fixture, for the Chromium test; browser is in tests/conftest.py)

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from labeling.generation import answer_prompt, resolve_generator
+from labeling.management.commands.load_demo import DEMO_DIR
 from labeling.models import MAX_ANSWERS, MIN_RANKED_ANSWERS
+from rewardtrain.generation import answer_prompt, resolve_generator
 from rewardtrain.ml.sampling import SMOLLM2, load_generator
 
-DEMO_FILE = Path(__file__).resolve().parents[2] / "demo" / "ranking_prompts.jsonl"
+DEMO_FILE = DEMO_DIR / "ranking_prompts.jsonl"  # the file load_demo loads: labeling's demo data
 
 
 class Command(BaseCommand):

@@ -17,11 +17,12 @@ from django.utils import timezone
 from core import audit
 from core.jobs import MAX_ATTEMPTS, Heartbeat, delay_on_commit, lost_before
 from core.text import without_nul
-from rewardtrain.ml.model_sources import ModelFiles, check_model_name, resolve_model
-from rewardtrain.ml.sampling import SMOLLM2, load_generator, sample_answers, smollm2_gguf
+from labeling.assignment import sync_tasks
+from labeling.models import Answer, Prompt, Queue
 
-from .assignment import sync_tasks
-from .models import Answer, GenerationJob, Prompt, Queue
+from .ml.model_sources import ModelFiles, check_model_name, resolve_model
+from .ml.sampling import SMOLLM2, load_generator, sample_answers, smollm2_gguf
+from .models import GenerationJob
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def run_generation_job(job_id: int) -> None:
 
 
 def _generate(job: GenerationJob) -> None:
-    from rewardtrain.ml.device import pick_device
+    from .ml.device import pick_device
 
     # A restarted job starts its count again: the prompts it answered before have answers now.
     prompts = list(

@@ -5,10 +5,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from core import throttles
 from core.roles import ML, role_required
+from labeling.models import Prompt
 
 from . import generation
 from .forms import GenerationJobForm
-from .models import GenerationJob, Prompt
+from .models import GenerationJob
 
 
 @role_required(ML)
@@ -21,7 +22,7 @@ def generation_list(request):
         messages.success(request, f"Generation job {job.pk} is queued for a generation worker.")
         return redirect("ml-generation-job", job.pk)
     jobs = GenerationJob.objects.select_related("queue", "created_by")
-    return throttles.respond(render(request, "labeling/generation_list.html", {"form": form, "jobs": jobs}), wait)
+    return throttles.respond(render(request, "rewardtrain/generation_list.html", {"form": form, "jobs": jobs}), wait)
 
 
 @role_required(ML)
@@ -32,4 +33,4 @@ def generation_detail(request, job_id: int):
     answered = job.queue.prompts.aggregate(
         n=Count("pk", filter=Q(answers__meta__generation_job=job.pk), distinct=True)
     )["n"]
-    return render(request, "labeling/generation_detail.html", {"job": job, "errors": errors, "answered": answered})
+    return render(request, "rewardtrain/generation_detail.html", {"job": job, "errors": errors, "answered": answered})

@@ -19,13 +19,14 @@ from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from annotate.celery import app as celery_app
 from core.jobs import MAX_ATTEMPTS
-from labeling import generation
-from labeling.generation import resolve_generator, run_generation_job
-from labeling.management.commands import sample_demo_answers
-from labeling.models import Answer, GenerationJob, Prompt, Queue, Task, TaskKind
-from labeling.tasks import generate_answers_task, requeue_stale_generation_jobs_task
+from labeling.models import Answer, Prompt, Queue, Task, TaskKind
+from rewardtrain import generation
+from rewardtrain.generation import resolve_generator, run_generation_job
+from rewardtrain.management.commands import sample_demo_answers
 from rewardtrain.ml.backbones import minilm_path
 from rewardtrain.ml.sampling import load_generator, sample_answers
+from rewardtrain.models import GenerationJob
+from rewardtrain.tasks import generate_answers_task, requeue_stale_generation_jobs_task
 from tests.conftest import make_user
 
 PARAMS = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 4, "seed": 3}
