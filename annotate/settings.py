@@ -287,6 +287,7 @@ else:
 RUN_HEARTBEAT_TIMEOUT = int(os.environ.get("RUN_HEARTBEAT_TIMEOUT", "120"))
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-runs": {"task": "rewardtrain.tasks.requeue_stale_runs_task", "schedule": 60.0},
+    # Registered names: the generation tasks live in rewardtrain.tasks and kept the names they had in labeling.
     "requeue-stale-generation-jobs": {"task": "labeling.tasks.requeue_stale_generation_jobs_task", "schedule": 60.0},
     "prune-exports": {"task": "labeling.tasks.prune_exports_task", "schedule": 3600.0},  # EXPORT_RETENTION_DAYS
     "count-agreement-backlogs": {"task": "labeling.tasks.count_all_backlogs_task", "schedule": 60.0},
@@ -295,7 +296,7 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_TASK_ROUTES = {
     "rewardtrain.tasks.train_reward_model_task": {"queue": "training"},
     "rewardtrain.tasks.score_answers_task": {"queue": "training"},
-    "labeling.tasks.generate_answers_task": {"queue": "generation"},
+    "labeling.tasks.generate_answers_task": {"queue": "generation"},  # rewardtrain.tasks, under its old name
 }
 # Results are stored only where a caller waits for one (bench/score_latency.py); off by default.
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None

@@ -4,6 +4,8 @@ A queue holds prompts; a prompt holds up to nine sampled answers. Each prompt ge
 kind of label the queue asks for (demonstration, ranking); a Task counts its submissions against
 its overlap, and the database refuses more. An Assignment is one labeler's lease on one Task and,
 once submitted, the link to the label (a Demonstration, or a Ranking with per-answer labels).
+The jobs that sample answers with a language model (answer generation) are the reward-model side's records,
+not these: that side builds on labeling, never the reverse.
 """
 from django.conf import settings
 from django.contrib.auth.models import Group
