@@ -35,7 +35,6 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from core import audit
-from core.jobs import delay_on_commit
 from core.text import csv_cell
 from core.versions import create_next_version
 
@@ -585,13 +584,7 @@ def request_export(
         audit.record(actor=user, action="export.request", target=snapshot, detail={
             "dataset": dataset, "format": fmt, "queues": [queue.pk for queue in queues], "filters": snapshot.filters,
         })  # fmt: skip
-        delay_on_commit(
-            build_export_task,
-            snapshot.pk,
-            on_failure=lambda reason: ExportSnapshot.objects.filter(pk=snapshot.pk).update(
-                status=ExportSnapshot.Status.FAILED, error=reason, finished_at=timezone.now()
-            ),
-        )
+        snapshot.send_task(build_export_task)
     return snapshot
 
 
@@ -618,9 +611,7 @@ def build_export(snapshot: ExportSnapshot, *, path: Path | None = None) -> Expor
             path=path or snapshot_path(snapshot), filters=snapshot.filters, snapshot=snapshot,
         )  # fmt: skip
     except Exception as error:
-        ExportSnapshot.objects.filter(pk=snapshot.pk).update(
-            status=ExportSnapshot.Status.FAILED, error=f"{type(error).__name__}: {error}", finished_at=timezone.now()
-        )
+        ExportSnapshot.fail(snapshot.pk, f"{type(error).__name__}: {error}")
         raise
     root = Path(settings.ARTIFACTS_DIR).resolve()
 

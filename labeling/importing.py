@@ -19,7 +19,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from core import audit
-from core.jobs import delay_on_commit
 from core.text import CSV_SUFFIXES, JSONL_SUFFIXES, character_problem, nested_character_problem
 
 from .assignment import sync_tasks
@@ -216,15 +215,8 @@ def request_import(*, queue: Queue, upload, user=None) -> ImportJob:
         job = ImportJob.objects.create(queue=queue, file=upload, original_name=upload.name, uploaded_by=user)
         audit.record(actor=user, action="import.request", target=job,
                      detail={"queue": queue.pk, "file": upload.name, "bytes": upload.size})  # fmt: skip
-        # The worker imports; dispatch only once the job row is committed and visible to it.
-        delay_on_commit(run_import_job, job.pk, on_failure=lambda reason: _import_not_sent(job.pk, reason))
+        job.send_task(run_import_job)  # once the job row is committed and visible to the worker
     return job
-
-
-def _import_not_sent(job_id: int, reason: str) -> None:
-    ImportJob.objects.filter(pk=job_id).update(
-        status=ImportJob.Status.FAILED, errors=[{"line": 0, "reason": reason}], finished_at=timezone.now()
-    )
 
 
 def run_import(job_id: int) -> None:
@@ -239,12 +231,7 @@ def run_import(job_id: int) -> None:
         with job.file.open("rb") as fileobj:
             report = import_prompts(queue=job.queue, fileobj=fileobj, filename=job.original_name)
     except Exception as error:
-        job.status = ImportJob.Status.FAILED
-        job.errors = [
-            {"line": 0, "reason": f"The import stopped on an unexpected error: {type(error).__name__}: {error}"}
-        ]
-        job.finished_at = timezone.now()
-        job.save(update_fields=["status", "errors", "finished_at"])
+        ImportJob.fail(job.pk, f"The import stopped on an unexpected error: {type(error).__name__}: {error}")
         raise
     job.created_count = report.created
     job.existing_count = report.existing

@@ -13,6 +13,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+from core.jobs import WorkerJob
+
 MAX_ANSWERS = 9
 MIN_RANKED_ANSWERS = 2
 
@@ -461,25 +463,16 @@ class LabelerAgreement(models.Model):
         return f"agreement of labeler {self.labeler_id} in queue {self.queue_id}"
 
 
-class ImportJob(models.Model):
-    """A file uploaded in the browser, imported by the worker."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
+class ImportJob(WorkerJob):
+    """A file uploaded in the browser, imported by the worker (labeling.importing.run_import)."""
 
     queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="import_jobs")
     file = models.FileField(upload_to="imports/%Y/%m/")
     original_name = models.CharField(max_length=255)
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     created_count = models.PositiveIntegerField(default=0)
     existing_count = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -487,8 +480,12 @@ class ImportJob(models.Model):
     def __str__(self) -> str:
         return f"import of {self.original_name} ({self.status})"
 
+    @classmethod
+    def failure_fields(cls, reason: str) -> dict:
+        return {"errors": [{"line": 0, "reason": reason}]}  # the job's report lists problems by line
 
-class ExportSnapshot(models.Model):
+
+class ExportSnapshot(WorkerJob):
     """One export of a dataset (sft, comparisons or pairs) as a frozen, versioned file with its card.
 
     Versions count up per name (support-pairs-v1, -v2, …). The worker (labeling.exports) writes the
@@ -506,20 +503,12 @@ class ExportSnapshot(models.Model):
         CSV = "csv", "CSV"
         PARQUET = "parquet", "Parquet"
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        EXPIRED = "expired"  # succeeded, then its file and card were deleted by the retention rule
-
     name = models.SlugField(max_length=100)
     version = models.PositiveIntegerField()
     dataset = models.CharField(max_length=20, choices=Dataset.choices)
     format = models.CharField(max_length=10, choices=Format.choices)
     queues = models.ManyToManyField(Queue, related_name="export_snapshots")
     filters = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True, default="")
     # Paths under ARTIFACTS_DIR: the data file and its dataset card (README.md).
     file = models.CharField(max_length=500, blank=True, default="")
@@ -528,9 +517,7 @@ class ExportSnapshot(models.Model):
     bytes = models.PositiveBigIntegerField(default=0)
     sha256 = models.CharField(max_length=64, blank=True, default="")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     # When the retention rule (EXPORT_RETENTION_DAYS, labeling.exports.prune_exports) deleted the file and card,
     # and the days it kept them then: the record stays, saying why there is nothing to download.
     expired_at = models.DateTimeField(null=True, blank=True)
@@ -542,7 +529,3 @@ class ExportSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}-v{self.version}"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.EXPIRED)

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core import audit
-from core.jobs import delay_on_commit
+from core.jobs import JobStatus
 from core.versions import create_next_version
 from labeling.agreement import consensus_ranking
 from labeling.datasets.filters import clean_filters
@@ -26,7 +26,7 @@ from labeling.ranking import expand_rankings
 from labeling.selectors import filtered_labels
 
 from .ml import pairs
-from .models import JobStatus, PairDataset
+from .models import PairDataset
 
 # The labeler_id of consensus rows: user ids start at 1, so 0 names no labeler.
 CONSENSUS_LABELER = 0
@@ -60,13 +60,7 @@ def request_pair_dataset(
             "queues": [queue.pk for queue in queues], "filters": dataset.filters,
             "validation_fraction": validation_fraction, "seed": seed,
         })  # fmt: skip
-        delay_on_commit(
-            build_pair_dataset_task,
-            dataset.pk,
-            on_failure=lambda reason: PairDataset.objects.filter(pk=dataset.pk).update(
-                status=JobStatus.FAILED, error=reason, finished_at=timezone.now()
-            ),
-        )
+        dataset.send_task(build_pair_dataset_task)
     return dataset
 
 

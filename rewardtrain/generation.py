@@ -7,15 +7,12 @@ A job that lost its worker or its message is sent again by `requeue_stale_genera
 torch and transformers are imported inside the functions: the web process never needs them.
 """
 import logging
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
-from django.utils import timezone
 
 from core import audit
-from core.jobs import MAX_ATTEMPTS, Heartbeat, delay_on_commit, lost_before
+from core.jobs import Heartbeat, claim, resend_stale
 from core.text import without_nul
 from labeling.assignment import sync_tasks
 from labeling.models import Answer, Prompt, Queue
@@ -30,7 +27,6 @@ MAX_STORED_ERRORS = 1000  # a model failing on every prompt must not turn into a
 # A queued job that no worker took for this long has probably lost its message (a broker restarted
 # without persistence); it is sent again, and at most once per this period, since a busy generation
 # queue can also hold a job this long and every copy is one more message to drop.
-RESEND_QUEUED_AFTER = timedelta(minutes=10)
 
 
 # The job ------------------------------------------------------------------------------------------
@@ -62,76 +58,27 @@ def request_generation_job(*, queue: Queue, user=None, **parameters) -> Generati
     with transaction.atomic():
         job = GenerationJob.objects.create(queue=queue, created_by=user, **parameters)
         audit.record(actor=user, action="generation.request", target=job, detail={"queue": queue.pk, **parameters})
-        delay_on_commit(
-            generate_answers_task,
-            job.pk,
-            on_failure=lambda reason: _finish(job.pk, GenerationJob.Status.FAILED, error=reason),
-        )
+        job.send_task(generate_answers_task)
     return job
-
-
-def _finish(job_id: int, status: str, **fields) -> None:
-    GenerationJob.objects.filter(pk=job_id).update(status=status, finished_at=timezone.now(), **fields)
 
 
 def _claim(job_id: int) -> GenerationJob | None:
-    """Take the job for this worker, or None if it is finished or alive on another worker.
-
-    A message is redelivered when its worker died (or, on Redis, after the visibility timeout while
-    it still works); the heartbeat tells the two apart.
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        job = GenerationJob.objects.select_for_update().select_related("queue").get(pk=job_id)
-        if job.is_finished:
-            return None
-        if job.status == GenerationJob.Status.RUNNING and job.heartbeat_at and job.heartbeat_at >= lost_before(now):
-            return None
-        if job.attempts >= MAX_ATTEMPTS:
-            _finish(
-                job.pk,
-                GenerationJob.Status.FAILED,
-                error=f"The worker stopped {job.attempts} times while sampling for this job (killed, out of memory,"
-                " or the machine went away); it was not started again. The answers sampled so far are kept.",
-            )
-            return None
-        job.status, job.attempts, job.heartbeat_at = GenerationJob.Status.RUNNING, job.attempts + 1, now
-        job.started_at = job.started_at or now
-        job.save(update_fields=["status", "attempts", "heartbeat_at", "started_at"])
-    return job
+    """Take the job for this worker (core.jobs.claim), or None if it is finished or alive on another worker."""
+    return claim(
+        GenerationJob, job_id, related=("queue",),
+        lost_reason="The worker stopped {attempts} times while sampling for this job (killed, out of memory, or"
+        " the machine went away); it was not started again. The answers sampled so far are kept.",
+    )  # fmt: skip
 
 
 def requeue_stale_generation_jobs() -> int:
-    """Send again the jobs that lost their worker or their message; returns how many were sent.
+    """Send again the jobs that lost their worker or their message (core.jobs.resend_stale); returns how many.
 
-    A running job whose heartbeat is older than RUN_HEARTBEAT_TIMEOUT goes back to "queued", and a
-    queued job goes out again after RESEND_QUEUED_AFTER. A queued job's heartbeat_at is when it was
-    last sent again, which spaces the copies out; `_claim` takes a queued job whatever its
-    heartbeat_at, and the copies after it find the job running or finished and drop themselves. The
-    job resumes: prompts that have answers are skipped; `_claim` fails it after MAX_ATTEMPTS starts.
+    The job resumes: prompts that have answers are skipped; `_claim` fails it after MAX_ATTEMPTS starts.
     """
     from .tasks import generate_answers_task  # here: the tasks module imports this one
 
-    now = timezone.now()
-    queued, running = GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING
-    lost_worker = Q(status=running, heartbeat_at__lt=lost_before(now))
-    lost_message = Q(status=queued, created_at__lt=now - RESEND_QUEUED_AFTER) & (
-        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - RESEND_QUEUED_AFTER)
-    )
-    stale = GenerationJob.objects.filter(lost_worker | lost_message)
-    sent = 0
-    for job_id in stale.values_list("pk", flat=True):
-        # Conditional: of two beat processes (or a worker claiming it meanwhile), one wins.
-        if not stale.filter(pk=job_id).update(status=queued, heartbeat_at=now):
-            continue
-        try:
-            generate_answers_task.delay(job_id)
-        except Exception as error:  # the broker is down: the job stays queued and is sent again later
-            log.warning("generation job %s could not be sent again: %s", job_id, error)
-            continue
-        log.info("generation job %s sent again to the generation queue", job_id)
-        sent += 1
-    return sent
+    return resend_stale(GenerationJob, generate_answers_task)
 
 
 class RefusedAnswer(Exception):
@@ -179,7 +126,7 @@ def run_generation_job(job_id: int) -> None:
         _generate(job)
     except Exception as error:  # the model would not load, or the database went away: say why
         log.exception("generation job %s failed", job.pk)
-        _finish(job.pk, GenerationJob.Status.FAILED, error=f"{type(error).__name__}: {error}")
+        GenerationJob.fail(job.pk, f"{type(error).__name__}: {error}")
     finally:
         heartbeat.stopped.set()
         heartbeat.join(timeout=5)
@@ -219,7 +166,7 @@ def _generate(job: GenerationJob) -> None:
                 errors.append({"prompt_id": prompt_id, "error": reason})
         GenerationJob.objects.filter(pk=job.pk).update(prompts_done=done, errors=errors)
     sync_tasks(job.queue)
-    _finish(job.pk, GenerationJob.Status.SUCCEEDED)
+    GenerationJob.finish(job.pk, GenerationJob.Status.SUCCEEDED)
 
 
 def _store_answers(prompt_id: int, texts: list[str], *, model_name: str, meta: dict) -> None:

@@ -11,21 +11,11 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from core.jobs import ResumableJob, WorkerJob
 from labeling.models import MAX_ANSWERS, MIN_RANKED_ANSWERS, Queue
 
 
-class JobStatus(models.TextChoices):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
-class PairDataset(models.Model):
+class PairDataset(WorkerJob):
     """A frozen snapshot of (labeler, prompt, chosen, rejected) pairs from chosen queues and filters."""
 
     name = models.SlugField(max_length=100, help_text="Versions count up per name: helpful-v1, helpful-v2, …")
@@ -40,7 +30,6 @@ class PairDataset(models.Model):
     build_notes = models.JSONField(default=dict, blank=True)
     validation_fraction = models.FloatField(default=0.1, validators=[MinValueValidator(0.01), MaxValueValidator(0.9)])
     seed = models.IntegerField(default=0)
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     error = models.TextField(blank=True, default="")
     file = models.CharField(max_length=500, blank=True, default="", help_text="Path under ARTIFACTS_DIR.")
     rows = models.PositiveIntegerField(default=0)
@@ -50,8 +39,6 @@ class PairDataset(models.Model):
     rankings = models.PositiveIntegerField(default=0)
     sha256 = models.CharField(max_length=64, blank=True, default="")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -71,7 +58,7 @@ def validate_base_model(name: str) -> None:
         raise ValidationError(str(error)) from None
 
 
-class TrainingRun(models.Model):
+class TrainingRun(ResumableJob):
     dataset = models.ForeignKey(PairDataset, on_delete=models.PROTECT, related_name="runs")
     base_model = models.CharField(
         max_length=500,
@@ -87,7 +74,6 @@ class TrainingRun(models.Model):
     seed = models.IntegerField(default=0)
     use_margin = models.BooleanField(default=False, help_text="Subtract the rank distance inside the loss.")
 
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     progress_percent = models.FloatField(default=0)
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
@@ -97,22 +83,13 @@ class TrainingRun(models.Model):
     error = models.TextField(blank=True, default="")
     model_dir = models.CharField(max_length=500, blank=True, default="")
     cancel_requested = models.BooleanField(default=False)
-    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker started or resumed it.")
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"run {self.pk} on {self.dataset}"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in FINISHED
 
 
 class RewardModel(models.Model):
@@ -151,18 +128,12 @@ def validate_generator_name(name: str) -> None:
         raise ValidationError(str(error)) from None
 
 
-class GenerationJob(models.Model):
+class GenerationJob(ResumableJob):
     """ML staff's request to sample answers with a language model for a queue's prompts that have none.
 
     The worker (rewardtrain.generation.run_generation_job) fills in the progress and the per-prompt
     errors ([{"prompt_id": ..., "error": ...}]); one prompt failing does not stop the job.
     """
-
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
 
     queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="generation_jobs")
     model_name = models.CharField(
@@ -181,19 +152,11 @@ class GenerationJob(models.Model):
         default=256, validators=[MinValueValidator(1), MaxValueValidator(1024)]
     )
     seed = models.PositiveIntegerField(default=0)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     prompts_total = models.PositiveIntegerField(default=0)
     prompts_done = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True, default="")
-    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker started or resumed it.")
-    # Written every few seconds while a worker samples, so a redelivered message can tell whether the job
-    # is still alive elsewhere; on a queued job, when the beat last sent it again.
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "labeling_generationjob"  # made by the labeling app before rewardtrain held it
@@ -202,9 +165,6 @@ class GenerationJob(models.Model):
     def __str__(self) -> str:
         return f"generation job {self.pk} ({self.status})"
 
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
 
     @property
     def progress_percent(self) -> float:

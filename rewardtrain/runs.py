@@ -11,14 +11,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from core import audit
-from core.jobs import MAX_ATTEMPTS, Heartbeat, delay_on_commit, lost_before
+from core.jobs import Heartbeat, JobStatus, claim, resend_stale
 
 from . import registry
 from .ml.model_sources import ModelFiles, check_model_name, resolve_model
-from .models import JobStatus, PairDataset, TrainingRun
+from .models import PairDataset, TrainingRun
 
 log = logging.getLogger(__name__)
 
@@ -66,40 +65,17 @@ def request_training_run(*, dataset: PairDataset, user=None, **hyperparameters) 
     with transaction.atomic():
         run = TrainingRun.objects.create(dataset=dataset, created_by=user, **hyperparameters)
         audit.record(actor=user, action="run.request", target=run, detail={"dataset": dataset.pk, **hyperparameters})
-        delay_on_commit(
-            train_reward_model_task, run.pk, on_failure=lambda reason: _finish(run.pk, JobStatus.FAILED, error=reason)
-        )
+        run.send_task(train_reward_model_task)
     return run
-
-
-def _finish(run_id: int, status: str, **fields) -> None:
-    TrainingRun.objects.filter(pk=run_id).update(status=status, finished_at=timezone.now(), **fields)
 
 
 def claim_run(run_id: int) -> TrainingRun | None:
-    """Take the run for this worker, or None if it is finished, cancelled or alive elsewhere."""
-    now = timezone.now()
-    with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().select_related("dataset").get(pk=run_id)
-        if run.is_finished:
-            return None
-        if run.status == JobStatus.RUNNING and run.heartbeat_at and run.heartbeat_at >= lost_before(now):
-            return None  # a duplicate message: another worker is training this run right now
-        if run.cancel_requested:
-            _finish(run.pk, JobStatus.CANCELLED)
-            return None
-        if run.attempts >= MAX_ATTEMPTS:
-            _finish(
-                run.pk,
-                JobStatus.FAILED,
-                error=f"The worker stopped {run.attempts} times while training this run (killed, out of "
-                "memory, or the machine went away); it was not started again.",
-            )
-            return None
-        run.status, run.attempts, run.heartbeat_at = JobStatus.RUNNING, run.attempts + 1, now
-        run.started_at = run.started_at or now
-        run.save(update_fields=["status", "attempts", "heartbeat_at", "started_at"])
-    return run
+    """Take the run for this worker (core.jobs.claim), or None if it is finished, cancelled or alive elsewhere."""
+    return claim(
+        TrainingRun, run_id, related=("dataset",),
+        lost_reason="The worker stopped {attempts} times while training this run (killed, out of memory, or the"
+        " machine went away); it was not started again.",
+    )  # fmt: skip
 
 
 class _Reporter:
@@ -174,13 +150,13 @@ def execute_run(run_id: int) -> None:
             should_stop=reporter.should_stop,
         )
     except train.TrainingCancelled:
-        _finish(run.pk, JobStatus.CANCELLED)
+        TrainingRun.finish(run.pk, JobStatus.CANCELLED)
     except Exception as error:  # any failure ends the run with a reason a person can read
         log.exception("training run %s failed", run.pk)
-        _finish(run.pk, JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
+        TrainingRun.fail(run.pk, f"{type(error).__name__}: {error}")
     else:
         with transaction.atomic():
-            _finish(
+            TrainingRun.finish(
                 run.pk,
                 JobStatus.SUCCEEDED,
                 metrics=result.metrics,
@@ -203,17 +179,14 @@ def cancel_run(run: TrainingRun, *, user=None) -> None:
             return
         audit.record(actor=user, action="run.cancel", target=run, detail={"status": run.status})
         if run.status == JobStatus.QUEUED:
-            _finish(run.pk, JobStatus.CANCELLED, cancel_requested=True)
+            TrainingRun.finish(run.pk, JobStatus.CANCELLED, cancel_requested=True)
         else:
             TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True)
 
 
 def requeue_stale_runs() -> int:
-    """Send again the runs whose worker stopped beating; claim_run fails them after MAX_ATTEMPTS."""
-    from .tasks import train_reward_model_task
+    """Send again the runs that lost their worker or their message (core.jobs.resend_stale); claim_run fails
+    them after MAX_ATTEMPTS starts."""
+    from .tasks import train_reward_model_task  # here: the tasks module imports this one
 
-    stale = TrainingRun.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=lost_before(timezone.now()))
-    run_ids = list(stale.values_list("pk", flat=True))
-    for run_id in run_ids:
-        train_reward_model_task.delay(run_id)
-    return len(run_ids)
+    return resend_stale(TrainingRun, train_reward_model_task)

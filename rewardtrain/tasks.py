@@ -2,10 +2,11 @@
 import logging
 
 from celery import shared_task
-from django.utils import timezone
+
+from core.jobs import JobStatus
 
 from . import datasets, generation, registry, runs
-from .models import JobStatus, PairDataset
+from .models import PairDataset
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +20,7 @@ def build_pair_dataset_task(dataset_id: int) -> None:
         datasets.build_pair_dataset(dataset)
     except Exception as error:
         log.exception("pair dataset %s failed", dataset_id)
-        PairDataset.objects.filter(pk=dataset_id).update(
-            status=JobStatus.FAILED, error=f"{type(error).__name__}: {error}", finished_at=timezone.now()
-        )
+        PairDataset.fail(dataset_id, f"{type(error).__name__}: {error}")
 
 
 # Routed to the "training" queue (settings.CELERY_TASK_ROUTES): run those workers on GPU machines.

@@ -4,10 +4,11 @@ import json
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from core.jobs import JobStatus
 from labeling.assignment import lease_next_task
 from labeling.models import ImportJob, Ranking
 from rewardtrain import runs
-from rewardtrain.models import JobStatus, PairDataset
+from rewardtrain.models import PairDataset
 
 
 def test_an_import_sent_while_the_broker_is_down_fails_with_the_reason(

@@ -20,9 +20,10 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from annotate.wsgi import application
+from core.jobs import JobStatus
 from core.tokens import issue_token
 from labeling.models import Demonstration, ExportSnapshot, Ranking
-from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
+from rewardtrain.models import PairDataset, RewardModel, TrainingRun
 from tests.api.conftest import label_everything
 from tests.conftest import make_queue, make_user
 

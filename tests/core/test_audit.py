@@ -10,10 +10,11 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from core import audit
+from core.jobs import JobStatus
 from core.models import ApiToken, AuditEvent
 from core.tokens import issue_token
 from labeling.models import ExportSnapshot, ImportJob, Prompt, Queue
-from rewardtrain.models import GenerationJob, JobStatus, PairDataset, RewardModel, TrainingRun
+from rewardtrain.models import GenerationJob, PairDataset, RewardModel, TrainingRun
 from tests.conftest import make_queue, make_user
 
 pytestmark = pytest.mark.django_db

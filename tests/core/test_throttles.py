@@ -11,8 +11,9 @@ from django.conf import settings as django_settings
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from core.jobs import JobStatus
 from labeling.models import ExportSnapshot, Prompt, Queue
-from rewardtrain.models import GenerationJob, JobStatus, PairDataset, RewardModel, TrainingRun
+from rewardtrain.models import GenerationJob, PairDataset, RewardModel, TrainingRun
 from tests.conftest import make_queue, make_user
 
 pytestmark = pytest.mark.django_db

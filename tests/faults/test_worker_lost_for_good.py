@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from core.jobs import MAX_ATTEMPTS
+from core.jobs import MAX_ATTEMPTS, JobStatus
 from rewardtrain import runs
-from rewardtrain.models import JobStatus, PairDataset, TrainingRun
+from rewardtrain.models import PairDataset, TrainingRun
 
 pytestmark = pytest.mark.worker
 HEARTBEAT_TIMEOUT = 3

@@ -11,10 +11,11 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from core.jobs import JobStatus
 from core.models import AuditEvent
 from labeling import exports, tasks
 from labeling.models import ExportSnapshot
-from rewardtrain.models import JobStatus, PairDataset
+from rewardtrain.models import PairDataset
 from tests.conftest import make_queue, make_user
 
 pytestmark = pytest.mark.django_db

@@ -2,13 +2,14 @@
 import pytest
 from django.conf import settings as django_settings
 
+from core.jobs import JobStatus
 from labeling.assignment import lease_next_task, skip_task
 from labeling.datasets.filters import clean_filters
 from labeling.models import Answer, Assignment, Prompt, Task
 from rewardtrain import datasets
 from rewardtrain.forms import PairDatasetForm
 from rewardtrain.ml import pairs
-from rewardtrain.models import JobStatus, PairDataset
+from rewardtrain.models import PairDataset
 
 from .factories import MARKER, marker_queue, rank_by_marker
 

@@ -6,12 +6,13 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
+from core.jobs import JobStatus
 from core.tokens import issue_token
 from labeling.models import Queue
 from rewardtrain import runs
 from rewardtrain.ml.backbones import make_tiny_model
 from rewardtrain.ml.model_sources import ModelFiles, UnknownModel, check_model_name, resolve_model
-from rewardtrain.models import GenerationJob, JobStatus, PairDataset, TrainingRun
+from rewardtrain.models import GenerationJob, PairDataset, TrainingRun
 from tests.conftest import make_user
 
 ROOT = Path(__file__).resolve().parents[2]

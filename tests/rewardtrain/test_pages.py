@@ -3,8 +3,9 @@ import pytest
 from django.urls import reverse
 
 from annotate.celery import app as celery_app
+from core.jobs import JobStatus
 from core.tokens import issue_token
-from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
+from rewardtrain.models import PairDataset, RewardModel, TrainingRun
 from tests.conftest import make_user
 
 from .factories import marker_queue, rank_by_marker

@@ -4,9 +4,10 @@ the marker above one without. Then a long run is cancelled from the page while i
 import pytest
 from django.urls import reverse
 
+from core.jobs import JobStatus
 from rewardtrain import datasets, runs
 from rewardtrain.ml.backbones import make_tiny_model
-from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
+from rewardtrain.models import PairDataset, RewardModel, TrainingRun
 from tests.conftest import make_user
 
 from .factories import MARKER, WORDS, marker_queue, rank_by_marker

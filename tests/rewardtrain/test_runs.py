@@ -5,8 +5,9 @@ from types import SimpleNamespace
 import pytest
 from django.utils import timezone
 
+from core.jobs import MAX_ATTEMPTS, JobStatus
 from rewardtrain import runs
-from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
+from rewardtrain.models import PairDataset, RewardModel, TrainingRun
 
 from .factories import marker_queue, rank_by_marker
 
@@ -62,10 +63,10 @@ def test_claiming_skips_finished_live_and_cancelled_runs_and_fails_after_too_man
     assert runs.claim_run(cancelled.pk) is None
     cancelled.refresh_from_db()
     assert cancelled.status == JobStatus.CANCELLED
-    worn = new_run(dataset, status=JobStatus.RUNNING, attempts=runs.MAX_ATTEMPTS)
+    worn = new_run(dataset, status=JobStatus.RUNNING, attempts=MAX_ATTEMPTS)
     assert runs.claim_run(worn.pk) is None
     worn.refresh_from_db()
-    assert worn.status == JobStatus.FAILED and f"stopped {runs.MAX_ATTEMPTS} times" in worn.error
+    assert worn.status == JobStatus.FAILED and f"stopped {MAX_ATTEMPTS} times" in worn.error
 
 
 def test_a_cancel_request_reaches_the_trainer(dataset):

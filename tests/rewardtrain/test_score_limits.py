@@ -7,10 +7,11 @@ import time
 import pytest
 from django.urls import reverse
 
+from core.jobs import JobStatus
 from core.slots import NoFreeSlot, slot
 from core.tokens import issue_token
 from rewardtrain.ml import scoring
-from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
+from rewardtrain.models import PairDataset, RewardModel, TrainingRun
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db

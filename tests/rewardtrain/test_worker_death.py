@@ -5,10 +5,11 @@ import signal
 
 import pytest
 
+from core.jobs import JobStatus
 from rewardtrain import datasets, runs
 from rewardtrain.ml.backbones import make_tiny_model
 from rewardtrain.ml.checkpoint import FILE as CHECKPOINT_FILE
-from rewardtrain.models import JobStatus, PairDataset, RewardModel
+from rewardtrain.models import PairDataset, RewardModel
 
 from .factories import MARKER, WORDS, marker_queue, rank_by_marker
 

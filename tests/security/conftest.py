@@ -7,10 +7,11 @@ from html.parser import HTMLParser
 import pytest
 from django.contrib.auth.models import User
 
+from core.jobs import JobStatus
 from core.tokens import issue_token
 from labeling.assignment import lease_next_task, submit_demonstration, submit_ranking
 from labeling.models import Demonstration, ExportSnapshot, ImportJob, Queue, Ranking, TaskKind
-from rewardtrain.models import GenerationJob, JobStatus, PairDataset, RewardModel, TrainingRun
+from rewardtrain.models import GenerationJob, PairDataset, RewardModel, TrainingRun
 from tests.api.conftest import label_everything
 from tests.browser.conftest import (
     page,  # noqa: F401  (a fixture, for the Chromium test; browser is in tests/conftest.py)
