@@ -416,7 +416,7 @@ def submit_ranking(
             for answer_id in answer_ids
         )
         _close(assignment, Assignment.Status.SUBMITTED, now, time_spent_ms)
-        from . import aggregates  # here: aggregates reads labels through selectors, which import this module
+        from .quality import aggregates  # here: aggregates reads labels through selectors, which import this module
 
         aggregates.ranking_stored(queue_id=assignment.task.queue_id, prompt_id=assignment.task.prompt_id)
     return SubmitResult(assignment, already_submitted=False)
@@ -450,7 +450,7 @@ def skip_task(
         assignment.skip_reason, assignment.skip_note = reason, note
         _close(assignment, Assignment.Status.SKIPPED, now, time_spent_ms)
         if assignment.task.kind == TaskKind.RANKING:
-            from . import aggregates  # here: aggregates reads labels through selectors, which import this module
+            from .quality import aggregates  # here: aggregates reads labels through selectors, which import this module
 
             aggregates.task_skipped(queue_id=assignment.task.queue_id)
     return assignment

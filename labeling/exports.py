@@ -39,10 +39,10 @@ from core.jobs import delay_on_commit
 from core.text import csv_cell
 from core.versions import create_next_version
 
-from .agreement import consensus_ranking
-from .agreement_report import pooled_queue_agreement
 from .datasets.filters import clean_export_filters, describe_filters
 from .models import Answer, AnswerLabel, Demonstration, ExportSnapshot, Prompt, Queue, Ranking
+from .quality.agreement import consensus_ranking
+from .quality.report import pooled_queue_agreement
 from .ranking import expand_rankings
 from .selectors import filtered_labels, ranking_label_chunks
 

@@ -314,9 +314,9 @@ class PromptAction(models.Model):
         return f"{self.get_kind_display()}: {self.prompt}"
 
 
-# --- Stored agreement figures (labeling.aggregates): each prompt's counts, and their sums per labeler pair,
+# --- Stored agreement figures (labeling.quality.aggregates): each prompt's counts, and their sums per labeler pair,
 # per labeler and per queue, kept up to date by the worker as rankings arrive, so the admin pages read rows
-# instead of computing labeling.agreement_report.queue_agreement from every label on each request.
+# instead of computing labeling.quality.report.queue_agreement from every label on each request.
 
 
 class QueueAgreementTotals(models.Model):
@@ -355,7 +355,7 @@ class AgreementBacklog(models.Model):
 
 
 class QueueWork(models.Model):
-    """A queue's finished work, counted from its assignments by the draw of labeling.aggregates.refresh_intervals,
+    """A queue's finished work, counted from its assignments by the draw of labeling.quality.aggregates.refresh_intervals,
     so that the queue list reads one row instead of every assignment: labels per day, median seconds per submitted
     task and skip rate (every task kind), and what the tasks' counters missed (see labeling.selectors)."""
 
@@ -450,7 +450,7 @@ class LabelerAgreement(models.Model):
     ci_low = models.FloatField(null=True, blank=True)
     ci_high = models.FloatField(null=True, blank=True)
     # Drawn with the intervals, from the labeler's finished ranking tasks of the queue: the labeler table's work.
-    skips = models.IntegerField(default=0, db_default=0)  # db_default: the upserts of labeling.aggregates leave it out
+    skips = models.IntegerField(default=0, db_default=0)  # db_default: the upserts of labeling.quality.aggregates leave it out
     median_ms = models.FloatField(null=True, blank=True, help_text="Median time spent per submitted ranking.")
 
     class Meta:

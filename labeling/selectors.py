@@ -14,9 +14,7 @@ from django.db.models import Count, Exists, F, Model, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .agreement_report import LABEL_COLUMNS, QueueAgreement, queue_agreement
 from .assignment import queues_open_to
-from .gold import gold_scores
 from .models import (
     AnswerLabel,
     Assignment,
@@ -29,6 +27,8 @@ from .models import (
     Task,
     TaskKind,
 )
+from .quality.gold import gold_scores
+from .quality.report import LABEL_COLUMNS, QueueAgreement, queue_agreement
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ class QueueSummary:
     labels_per_day: list[int | None]
     median_seconds: float | None  # per submitted task
     skip_rate: float | None  # skipped / finished assignments
-    agreement: QueueAgreement  # the stored figures (labeling.aggregates)
+    agreement: QueueAgreement  # the stored figures (labeling.quality.aggregates)
     work_at: datetime | None  # when the three figures above were counted (QueueWork); None: not yet
 
     @property
@@ -207,10 +207,10 @@ class QueueDashboard:
 def queue_dashboard(*, now) -> QueueDashboard:
     """Every queue's figures for the queue list, from the same few queries whatever the number of queues and their
     size: progress from the tasks' counters and the live leases (_progress_counts), excluded prompts along an index,
-    and the rest from stored rows: the agreement (labeling.aggregates) and the work, labels per day, median seconds
+    and the rest from stored rows: the agreement (labeling.quality.aggregates) and the work, labels per day, median seconds
     and skip rate (QueueWork, counted from every assignment by the worker's draw). A queue whose tasks' counters
-    moved since its last draw, or that has none, gets a draw (labeling.aggregates.schedule_intervals)."""
-    from .aggregates import schedule_intervals  # here: aggregates imports this module
+    moved since its last draw, or that has none, gets a draw (labeling.quality.aggregates.schedule_intervals)."""
+    from .quality.aggregates import schedule_intervals  # here: aggregates imports this module
 
     queues = list(Queue.objects.all())
     works = {work.queue_id: work for work in QueueWork.objects.all()}
@@ -346,7 +346,7 @@ def labelers_below(*, queues: Sequence[Queue], filters: dict) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class StoredAgreement:
-    """A queue's agreement figures as labeling.aggregates stores them: `queue`, `pairs` and `labelers` as in
+    """A queue's agreement figures as labeling.quality.aggregates stores them: `queue`, `pairs` and `labelers` as in
     AgreementReport (equal to queue_agreement on the queue's labels once the intervals are drawn again), and
     how fresh they are."""
 

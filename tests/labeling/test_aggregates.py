@@ -1,5 +1,5 @@
-"""Stored agreement figures (labeling.aggregates): counted ranking by ranking, they equal the report computed
-from scratch by labeling.agreement_report.queue_agreement; a ranking's prompt joins the backlog with it and the
+"""Stored agreement figures (labeling.quality.aggregates): counted ranking by ranking, they equal the report computed
+from scratch by labeling.quality.report.queue_agreement; a ranking's prompt joins the backlog with it and the
 worker is woken once per batch on commit; concurrent updates of one labeler pair all count."""
 import random
 import threading
@@ -13,8 +13,7 @@ from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils import timezone
 
-from labeling import aggregates, review, tasks
-from labeling.agreement_report import queue_agreement
+from labeling import tasks
 from labeling.assignment import lease_next_task, skip_task, submit_demonstration, submit_ranking
 from labeling.models import (
     AgreementBacklog,
@@ -29,6 +28,8 @@ from labeling.models import (
     Ranking,
     Task,
 )
+from labeling.quality import aggregates, review
+from labeling.quality.report import queue_agreement
 from labeling.selectors import (
     dashboard_days,
     day_start,

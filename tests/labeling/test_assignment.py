@@ -44,7 +44,7 @@ DEMONSTRATION = TaskKind.DEMONSTRATION
 # transaction.atomic() (the test runs inside a transaction).
 MAX_LEASE_QUERIES = 8
 MAX_RESUME_QUERIES = 4
-MAX_SUBMIT_RANKING_QUERIES = 11  # one of them puts the prompt in the agreement backlog (labeling.aggregates)
+MAX_SUBMIT_RANKING_QUERIES = 11  # one of them puts the prompt in the agreement backlog (labeling.quality.aggregates)
 MAX_SUBMIT_DEMONSTRATION_QUERIES = 8
 
 

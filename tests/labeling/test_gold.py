@@ -11,11 +11,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from labeling import assignment as service
-from labeling.agreement import pairwise_agreement
-from labeling.agreement_report import GOLD_COLUMNS, gold_agreement
 from labeling.assignment import lease_next_task, skip_task, submit_ranking, sync_tasks
-from labeling.gold import GOLD_MIN_PROMPTS, gold_scores
 from labeling.models import Answer, Assignment, Prompt, Queue, SkipReason, Task
+from labeling.quality.agreement import pairwise_agreement
+from labeling.quality.gold import GOLD_MIN_PROMPTS, gold_scores
+from labeling.quality.report import GOLD_COLUMNS, gold_agreement
 from tests.conftest import make_queue, make_user
 
 LABEL_COLUMNS = ["prompt_id", "labeler_id", "answer_id", "rank"]
@@ -43,7 +43,7 @@ def random_gold(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def loop_gold_agreement(labels: pd.DataFrame, reference: pd.DataFrame) -> dict:
-    """labeler -> (prompts, agree, n) by a plain loop over labeling.agreement.pairwise_agreement."""
+    """labeler -> (prompts, agree, n) by a plain loop over labeling.quality.agreement.pairwise_agreement."""
     gold = defaultdict(dict)
     for prompt, answer, rank in reference.itertuples(index=False):
         gold[prompt][answer] = rank

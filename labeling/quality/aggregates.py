@@ -1,6 +1,6 @@
 """Stored agreement figures: each prompt's counts and their sums per labeler pair, per labeler and per queue,
 kept up to date by the worker as rankings arrive, so the admin pages read a few rows instead of computing
-labeling.agreement_report.queue_agreement from every label on each request (docs/agreement.md, "Stored figures").
+labeling.quality.report.queue_agreement from every label on each request (docs/agreement.md, "Stored figures").
 
 - A stored ranking (labeling.assignment.submit_ranking, which the pages and the API call) puts its prompt in the
   queue's backlog (AgreementBacklog), in the same transaction, and once committed wakes the worker, at most once
@@ -33,8 +33,7 @@ from django.db.models import BooleanField, Count, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from .agreement_report import agreement_intervals, prompt_contributions
-from .models import (
+from ..models import (
     AgreementBacklog,
     Assignment,
     LabelerAgreement,
@@ -48,7 +47,8 @@ from .models import (
     Task,
     TaskKind,
 )
-from .selectors import dashboard_days, day_start, ranking_label_chunks, ranking_labels
+from ..selectors import dashboard_days, day_start, ranking_label_chunks, ranking_labels
+from .report import agreement_intervals, prompt_contributions
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _wake_key(queue_id: int) -> str:
 def wake_worker(*, queue_id: int) -> None:
     """Have the queue's backlog counted AGREEMENT_BACKLOG_SECONDS from now, unless a count is already due: the
     rankings stored meanwhile are counted together, by one task, instead of one task each."""
-    from .tasks import count_backlog_task  # here: the tasks module imports this one
+    from ..tasks import count_backlog_task  # here: the tasks module imports this one
 
     if cache.add(_wake_key(queue_id), True, timeout=_LOST_WAKE_SECONDS):
         try:
@@ -287,7 +287,7 @@ def _intervals_key(queue_id: int) -> str:
 def schedule_intervals(*, queue_id: int) -> None:
     """Have the intervals drawn AGREEMENT_INTERVALS_SECONDS from now, unless a draw is already due: every
     ranking counted before the draw starts is in it, and at most one draw per queue waits at a time."""
-    from .tasks import refresh_agreement_intervals_task  # here: the tasks module imports this one
+    from ..tasks import refresh_agreement_intervals_task  # here: the tasks module imports this one
 
     if cache.add(_intervals_key(queue_id), True, timeout=_LOST_DRAW_SECONDS):
         last = QueueAgreementTotals.objects.filter(queue_id=queue_id).values_list("intervals_seconds", flat=True)

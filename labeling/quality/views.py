@@ -1,5 +1,5 @@
 """Disagreement review for the admin role: prompts by lowest agreement, one prompt's rankings side by
-side, and the decisions taken on them (labeling.review)."""
+side, and the decisions taken on them (labeling.quality.review)."""
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404
@@ -9,8 +9,8 @@ from django.views.decorators.http import require_POST
 
 from core.roles import ADMIN, role_required
 
+from ..models import Prompt, Queue
 from . import review
-from .models import Prompt, Queue
 
 REVIEW_PAGE_SIZE = 50
 
