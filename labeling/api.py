@@ -18,7 +18,7 @@ from core import throttles
 from core.api import FilterSet, StrictModelSerializer, StrictSerializer, parse_id, role_permission
 from core.roles import ADMIN, LABELER, ML, has_role
 
-from .assignment import queues_open_to
+from .assignment.services import queues_open_to
 from .importing import push_rows
 from .models import Answer, AnswerLabel, Demonstration, Prompt, Queue, Ranking
 from .queues import queue_settings, save_queue

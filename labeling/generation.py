@@ -20,7 +20,7 @@ from core.text import without_nul
 from rewardtrain.ml.model_sources import ModelFiles, check_model_name, resolve_model
 from rewardtrain.ml.sampling import SMOLLM2, load_generator, sample_answers, smollm2_gguf
 
-from .assignment import sync_tasks
+from .assignment.services import sync_tasks
 from .models import Answer, GenerationJob, Prompt, Queue
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from core import audit
 from core.jobs import delay_on_commit
 from core.text import CSV_SUFFIXES, JSONL_SUFFIXES, character_problem, nested_character_problem
 
-from .assignment import sync_tasks
+from .assignment.services import sync_tasks
 from .models import MAX_ANSWERS, MIN_RANKED_ANSWERS, Answer, ImportJob, Prompt, Queue, TaskKind
 
 ROW_FIELDS = {"prompt", "answers", "id", "meta", "priority"}

@@ -14,7 +14,7 @@ from django.db.models import Count, Exists, F, Model, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .assignment import queues_open_to
+from .assignment.services import queues_open_to
 from .models import (
     AnswerLabel,
     Assignment,
@@ -77,7 +77,7 @@ def labeler_queues(*, labeler) -> list[LabelerQueue]:
         )
     )
     gold_handed_out = {queue.pk for queue in queues if queue.gold_rate > 0}
-    # Gold is handed out only in place of a regular task (labeling.assignment), so only while one is left.
+    # Gold is handed out only in place of a regular task (labeling.assignment.services), so only while one is left.
     available = {
         (row["prompt__queue"], row["kind"]): row["regular"]
         + (row["gold"] if row["regular"] and row["prompt__queue"] in gold_handed_out else 0)

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from . import export_views, generation_views, manage_views, views
+from . import export_views, generation_views, manage_views
+from .assignment import views
 from .quality import views as review_views
 
 urlpatterns = [

@@ -14,7 +14,7 @@ from django.db import transaction
 from playwright.sync_api import Browser, sync_playwright
 
 from annotate.celery import app
-from labeling.assignment import sync_tasks
+from labeling.assignment.services import sync_tasks
 from labeling.models import Answer, Prompt, Queue
 from labeling.quality import aggregates
 

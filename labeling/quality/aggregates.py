@@ -2,7 +2,7 @@
 kept up to date by the worker as rankings arrive, so the admin pages read a few rows instead of computing
 labeling.quality.report.queue_agreement from every label on each request (docs/agreement.md, "Stored figures").
 
-- A stored ranking (labeling.assignment.submit_ranking, which the pages and the API call) puts its prompt in the
+- A stored ranking (labeling.assignment.services.submit_ranking, which the pages and the API call) puts its prompt in the
   queue's backlog (AgreementBacklog), in the same transaction, and once committed wakes the worker, at most once
   per AGREEMENT_BACKLOG_SECONDS per queue. The worker takes the backlog in batches: it counts each prompt again
   from its labels (a prompt has a few rankings: a fixed cost) and adds the differences to the pair, labeler and

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from labeling import tasks
-from labeling.assignment import lease_next_task, skip_task, submit_demonstration, submit_ranking
+from labeling.assignment.services import lease_next_task, skip_task, submit_demonstration, submit_ranking
 from labeling.models import (
     AgreementBacklog,
     Assignment,
@@ -76,7 +76,7 @@ def assert_stored_equal_scratch(queue: Queue) -> None:
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_figures_counted_ranking_by_ranking_equal_the_report_from_scratch(db, seed):
     rng = random.Random(seed)
-    random.seed(seed)  # gold draws in labeling.assignment
+    random.seed(seed)  # gold draws in labeling.assignment.services
     queue = make_queue(f"Random {seed}", prompts=10, answers=rng.randint(2, 5), task_kind=Queue.Kinds.RANKING,
                        ranking_overlap=3, gold_rate=0.3)
     admin = make_user(f"admin{seed}", "admin")
@@ -303,7 +303,7 @@ def test_the_queue_lists_figures_equal_the_ones_counted_from_every_assignment(db
     skips, live and lapsed leases, a labeler deleted and times and days spread over 60 days: the live progress always
     equals the count from scratch; labels per day, median seconds and skip rate do once the work is drawn again."""
     rng = random.Random(seed)
-    random.seed(seed)  # gold draws in labeling.assignment
+    random.seed(seed)  # gold draws in labeling.assignment.services
     queue = make_queue(f"List {seed}", prompts=14, answers=3, task_kind=Queue.Kinds.BOTH, ranking_overlap=2,
                        demonstration_overlap=2, gold_rate=0.3)
     other = make_queue(f"Other {seed}", prompts=2, answers=2, task_kind=Queue.Kinds.RANKING)

@@ -1,4 +1,4 @@
-"""The assignment rules, through the service functions of labeling.assignment.
+"""The assignment rules, through the service functions of labeling.assignment.services.
 
 Lease expiry is simulated by moving `lease_expires_at` into the past in the database.
 """
@@ -12,7 +12,7 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from labeling.assignment import (
+from labeling.assignment.services import (
     AssignmentError,
     InvalidLabel,
     TaskFull,

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.text import csv_cell
-from labeling.assignment import lease_next_task, skip_task, submit_ranking
+from labeling.assignment.services import lease_next_task, skip_task, submit_ranking
 from labeling.manage_views import AGREEMENT_CSV_COLUMNS
 from labeling.models import Assignment, ImportJob, Prompt, Queue, Task
 from labeling.quality import aggregates

@@ -11,7 +11,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from labeling import exports, tasks
-from labeling.assignment import lease_next_task, submit_demonstration, submit_ranking
+from labeling.assignment.services import lease_next_task, submit_demonstration, submit_ranking
 from labeling.models import ExportSnapshot, Queue, Task, TaskKind
 from tests.conftest import make_queue, make_user
 

@@ -10,8 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from labeling import assignment as service
-from labeling.assignment import lease_next_task, skip_task, submit_ranking, sync_tasks
+from labeling.assignment import services as service
+from labeling.assignment.services import lease_next_task, skip_task, submit_ranking, sync_tasks
 from labeling.models import Answer, Assignment, Prompt, Queue, SkipReason, Task
 from labeling.quality.agreement import pairwise_agreement
 from labeling.quality.gold import GOLD_MIN_PROMPTS, gold_scores

@@ -4,7 +4,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from labeling.assignment import lease_next_task, skip_task, submit_ranking
+from labeling.assignment.services import lease_next_task, skip_task, submit_ranking
 from labeling.models import Prompt, PromptAction, Queue, Ranking, Task
 from labeling.quality import review
 from labeling.quality.agreement import consensus_ranking

@@ -2,7 +2,7 @@
 import pytest
 from django.conf import settings as django_settings
 
-from labeling.assignment import lease_next_task, skip_task
+from labeling.assignment.services import lease_next_task, skip_task
 from labeling.datasets.filters import clean_filters
 from labeling.models import Answer, Assignment, Prompt, Task
 from rewardtrain import datasets

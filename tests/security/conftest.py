@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from core.tokens import issue_token
-from labeling.assignment import lease_next_task, submit_demonstration, submit_ranking
+from labeling.assignment.services import lease_next_task, submit_demonstration, submit_ranking
 from labeling.models import Demonstration, ExportSnapshot, GenerationJob, ImportJob, Queue, Ranking, TaskKind
 from rewardtrain.models import JobStatus, PairDataset, RewardModel, TrainingRun
 from tests.api.conftest import label_everything

@@ -69,7 +69,7 @@ def test_the_markdown_preview_is_inert_and_drops_nul(client, world):
 
 
 def test_a_demonstration_with_a_nul_byte_is_refused_with_a_clear_error(client, world):
-    from labeling.assignment import lease_next_task
+    from labeling.assignment.services import lease_next_task
     from labeling.models import TaskKind
 
     labeler = world["users"]["labeler"]

@@ -1,6 +1,6 @@
 """The labeler's pages: their queues, the next task, the two task pages, submit and skip.
 
-Rules live in labeling.assignment; these views translate HTTP to those calls and back.
+Rules live in labeling.assignment.services; these views translate HTTP to those calls and back.
 """
 from django.conf import settings
 from django.contrib import messages
@@ -14,9 +14,9 @@ from core import jsonlimits
 from core.roles import ADMIN, LABELER, ML, has_role, role_required
 from core.text import markdown_to_html, normalize_newlines, render_markdown, render_markdown_many, without_nul
 
-from . import assignment as service
-from .models import Assignment, Flag, SkipReason, TaskKind
-from .selectors import labeler_queues
+from ..models import Assignment, Flag, SkipReason, TaskKind
+from ..selectors import labeler_queues
+from . import services as service
 
 
 def home(request):
