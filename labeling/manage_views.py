@@ -14,9 +14,9 @@ from core.roles import ADMIN, role_required
 from core.text import csv_cell
 
 from .forms import ImportForm, QueueForm
-from .importing import request_import
 from .models import ImportJob, Queue
-from .queues import queue_settings, save_queue, set_queue_open
+from .queues.importing import request_import
+from .queues.services import queue_settings, save_queue, set_queue_open
 from .selectors import LOW_AGREEMENT_GAP, queue_agreement_page, queue_dashboard, queue_progress
 
 

@@ -564,7 +564,7 @@ class GenerationJob(models.Model):
 class ExportSnapshot(models.Model):
     """One export of a dataset (sft, comparisons or pairs) as a frozen, versioned file with its card.
 
-    Versions count up per name (support-pairs-v1, -v2, …). The worker (labeling.exports) writes the
+    Versions count up per name (support-pairs-v1, -v2, …). The worker (labeling.datasets.exports) writes the
     file under ARTIFACTS_DIR/exports/<name>-v<version>/ and records its rows and SHA-256; the file never
     changes afterwards. `filters` are as asked, checked (labeling.datasets.filters.clean_export_filters).
     """
@@ -604,7 +604,7 @@ class ExportSnapshot(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # When the retention rule (EXPORT_RETENTION_DAYS, labeling.exports.prune_exports) deleted the file and card,
+    # When the retention rule (EXPORT_RETENTION_DAYS, labeling.datasets.exports.prune_exports) deleted the file and card,
     # and the days it kept them then: the record stays, saying why there is nothing to download.
     expired_at = models.DateTimeField(null=True, blank=True)
     retention_days = models.PositiveIntegerField(null=True, blank=True)

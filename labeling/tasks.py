@@ -3,11 +3,11 @@ import logging
 
 from celery import shared_task
 
-from .exports import build_export, prune_exports
+from .datasets.exports import build_export, prune_exports
 from .generation import requeue_stale_generation_jobs, run_generation_job
-from .importing import run_import
 from .models import ExportSnapshot
 from .quality.aggregates import count_all_backlogs, count_backlog, refresh_intervals, refresh_prompt_agreement
+from .queues.importing import run_import
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 from django.urls import path
 
-from . import export_views, generation_views, manage_views
+from . import generation_views, manage_views
 from .assignment import views
+from .datasets import views as export_views
 from .quality import views as review_views
 
 urlpatterns = [

@@ -12,7 +12,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from core.models import AuditEvent
-from labeling import exports, tasks
+from labeling import tasks
+from labeling.datasets import exports
 from labeling.models import ExportSnapshot
 from rewardtrain.models import JobStatus, PairDataset
 from tests.conftest import make_queue, make_user

@@ -3,7 +3,7 @@ from django.urls import reverse
 
 from labeling.assignment.services import lease_next_task
 from labeling.models import InstructionsVersion, Queue
-from labeling.queues import record_instructions
+from labeling.queues.services import record_instructions
 from tests.conftest import make_queue
 
 

@@ -117,7 +117,7 @@ def test_raising_overlap_brings_more_labels_and_survives_a_queue_edit(queue_admi
             review.raise_overlap(queue=queue, prompt_ids=[prompt.pk], by=bad, reason="r", user=queue_admin)
     review.raise_overlap(queue=queue, prompt_ids=[prompt.pk], by=1, reason="disputed", user=queue_admin)
     # Editing the queue re-applies its overlap; the extra label asked for this prompt stays.
-    from labeling.queues import save_queue
+    from labeling.queues.services import save_queue
     save_queue(queue)
     task = Task.objects.get(prompt=prompt)
     assert (task.overlap, task.extra_overlap) == (2, 1)

@@ -39,12 +39,12 @@ from core.jobs import delay_on_commit
 from core.text import csv_cell
 from core.versions import create_next_version
 
-from .datasets.filters import clean_export_filters, describe_filters
-from .models import Answer, AnswerLabel, Demonstration, ExportSnapshot, Prompt, Queue, Ranking
-from .quality.agreement import consensus_ranking
-from .quality.report import pooled_queue_agreement
-from .ranking import expand_rankings
-from .selectors import filtered_labels, ranking_label_chunks
+from ..models import Answer, AnswerLabel, Demonstration, ExportSnapshot, Prompt, Queue, Ranking
+from ..quality.agreement import consensus_ranking
+from ..quality.report import pooled_queue_agreement
+from ..ranking import expand_rankings
+from ..selectors import filtered_labels, ranking_label_chunks
+from .filters import clean_export_filters, describe_filters
 
 DATASETS = ("sft", "comparisons", "pairs")
 FORMATS = ("jsonl", "csv", "parquet")
@@ -578,7 +578,7 @@ def request_export(
     *, name: str, dataset: str, fmt: str, queues: Sequence[Queue], filters: dict | None, user=None
 ) -> ExportSnapshot:
     """Record the next version of `name` and have the worker build it once the record is committed."""
-    from .tasks import build_export_task  # here: the tasks module imports this one
+    from ..tasks import build_export_task  # here: the tasks module imports this one
 
     with transaction.atomic():
         snapshot = record_export(name=name, dataset=dataset, fmt=fmt, queues=queues, filters=filters, user=user)

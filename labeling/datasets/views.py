@@ -1,6 +1,6 @@
 """Export snapshots for ML staff: the pages (ask for one, follow it, download it) and the API viewset.
 
-Thin: checking, versioning and building are labeling.exports services (request_export, build_export),
+Thin: checking, versioning and building are labeling.datasets.exports services (request_export, build_export),
 the same ones `manage.py export` calls.
 """
 from django import forms
@@ -18,10 +18,10 @@ from core import throttles
 from core.api import Detail, FilterSet, StrictSerializer, download_schema, finished_file, role_permission
 from core.roles import ML, role_required
 
+from ..models import ExportSnapshot, Queue
 from . import exports
-from .datasets.filters import describe_filters
-from .datasets.forms import DatasetForm
-from .models import ExportSnapshot, Queue
+from .filters import describe_filters
+from .forms import DatasetForm
 
 
 def _download(snapshot: ExportSnapshot, *, card: bool = False) -> FileResponse:
