@@ -355,9 +355,10 @@ class AgreementBacklog(models.Model):
 
 
 class QueueWork(models.Model):
-    """A queue's finished work, counted from its assignments by the draw of labeling.quality.aggregates.refresh_intervals,
-    so that the queue list reads one row instead of every assignment: labels per day, median seconds per submitted
-    task and skip rate (every task kind), and what the tasks' counters missed (see labeling.selectors)."""
+    """A queue's finished work, counted from its assignments by the draw of
+    labeling.quality.aggregates.refresh_intervals, so that the queue list reads one row instead of every assignment:
+    labels per day, median seconds per submitted task and skip rate (every task kind), and what the tasks' counters
+    missed (see labeling.queues.selectors)."""
 
     queue = models.OneToOneField(Queue, on_delete=models.CASCADE, primary_key=True, related_name="work")
     finished = models.BigIntegerField(default=0, help_text="Submitted and skipped assignments.")
@@ -450,7 +451,8 @@ class LabelerAgreement(models.Model):
     ci_low = models.FloatField(null=True, blank=True)
     ci_high = models.FloatField(null=True, blank=True)
     # Drawn with the intervals, from the labeler's finished ranking tasks of the queue: the labeler table's work.
-    skips = models.IntegerField(default=0, db_default=0)  # db_default: the upserts of labeling.quality.aggregates leave it out
+    # db_default: the upserts of labeling.quality.aggregates leave it out
+    skips = models.IntegerField(default=0, db_default=0)
     median_ms = models.FloatField(null=True, blank=True, help_text="Median time spent per submitted ranking.")
 
     class Meta:
@@ -604,8 +606,8 @@ class ExportSnapshot(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # When the retention rule (EXPORT_RETENTION_DAYS, labeling.datasets.exports.prune_exports) deleted the file and card,
-    # and the days it kept them then: the record stays, saying why there is nothing to download.
+    # When the retention rule (EXPORT_RETENTION_DAYS, labeling.datasets.exports.prune_exports) deleted the file and
+    # card, and the days it kept them then: the record stays, saying why there is nothing to download.
     expired_at = models.DateTimeField(null=True, blank=True)
     retention_days = models.PositiveIntegerField(null=True, blank=True)
 

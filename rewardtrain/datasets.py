@@ -20,10 +20,10 @@ from core import audit
 from core.jobs import delay_on_commit
 from core.versions import create_next_version
 from labeling.datasets.filters import clean_filters
+from labeling.datasets.selectors import filtered_labels
 from labeling.models import Answer, AnswerLabel, Prompt, Queue
 from labeling.quality.agreement import consensus_ranking
 from labeling.ranking import expand_rankings
-from labeling.selectors import filtered_labels
 
 from .ml import pairs
 from .models import JobStatus, PairDataset
@@ -78,7 +78,7 @@ class Rankings(NamedTuple):
 
 
 def load_rankings(dataset: PairDataset) -> Rankings:
-    """The dataset's ranking labels after its filters (labeling.selectors.filtered_labels), and their texts.
+    """The dataset's ranking labels after its filters (labeling.datasets.selectors.filtered_labels), and their texts.
 
     Excluded prompts and gold prompts are always left out: an admin took the first out of every dataset,
     and the second are for measuring labelers, not for training.

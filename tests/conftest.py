@@ -41,8 +41,8 @@ def no_throttles(settings):
 
 @pytest.fixture(autouse=True)
 def agreement_counted_at_once(request, monkeypatch):
-    """A stored ranking or skip updates the stored agreement figures (labeling.quality.aggregates) here, draws included, as
-    the worker does after the commit: at once, since a test's transaction never commits, or on commit in tests
+    """A stored ranking or skip updates the stored agreement figures (labeling.quality.aggregates) here, draws included,
+    as the worker does after the commit: at once, since a test's transaction never commits, or on commit in tests
     whose transactions do commit (so that, as in the worker, no lock of the submit is held meanwhile). Tests
     marked aggregates_on_commit keep the real path (the worker woken on commit, intervals a while later)."""
     if request.node.get_closest_marker("aggregates_on_commit"):

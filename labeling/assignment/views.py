@@ -15,8 +15,8 @@ from core.roles import ADMIN, LABELER, ML, has_role, role_required
 from core.text import markdown_to_html, normalize_newlines, render_markdown, render_markdown_many, without_nul
 
 from ..models import Assignment, Flag, SkipReason, TaskKind
-from ..selectors import labeler_queues
 from . import services as service
+from .selectors import labeler_queues
 
 
 def home(request):

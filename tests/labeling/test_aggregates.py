@@ -30,14 +30,8 @@ from labeling.models import (
 )
 from labeling.quality import aggregates, review
 from labeling.quality.report import queue_agreement
-from labeling.selectors import (
-    dashboard_days,
-    day_start,
-    queue_agreement_page,
-    queue_dashboard,
-    ranking_labels,
-    stored_agreement,
-)
+from labeling.quality.selectors import queue_agreement_page, ranking_labels, stored_agreement
+from labeling.queues.selectors import dashboard_days, day_start, queue_dashboard
 from tests.conftest import make_queue, make_user
 
 

@@ -304,7 +304,7 @@ def test_the_rank_page_of_a_gold_task_does_not_say_gold(client, labeler, monkeyp
 def test_the_labelers_progress_moves_the_same_after_a_gold_task_as_after_a_regular_one(db, monkeypatch):
     """"Left for you" counted regular tasks only, so it stayed put after a gold submit: the labeler learnt
     that the prompt they had just ranked was gold."""
-    from labeling.selectors import labeler_queues
+    from labeling.assignment.selectors import labeler_queues
 
     queue = make_queue("Progress", prompts=4, ranking_overlap=1, gold_rate=0.5)
     (gold,) = make_gold(queue, "Prompt 3")
@@ -329,7 +329,7 @@ def test_the_labelers_progress_moves_the_same_after_a_gold_task_as_after_a_regul
 
 
 def test_a_queue_that_hands_out_no_gold_does_not_count_its_gold_tasks(db):
-    from labeling.selectors import labeler_queues
+    from labeling.assignment.selectors import labeler_queues
 
     queue = make_queue("No gold rate", prompts=3, ranking_overlap=1, gold_rate=0)
     make_gold(queue, "Prompt 2")
