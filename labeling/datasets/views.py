@@ -78,7 +78,7 @@ def export_list(request):
     snapshots = ExportSnapshot.objects.select_related("created_by").prefetch_related("queues")
     rows = [(snapshot, describe_filters(snapshot.filters)) for snapshot in snapshots]
     context = {"form": form, "rows": rows, "retention_days": settings.EXPORT_RETENTION_DAYS}
-    return throttles.respond(render(request, "labeling/export_list.html", context), wait)
+    return throttles.respond(render(request, "labeling/datasets/export_list.html", context), wait)
 
 
 def _snapshot(snapshot_id: int) -> ExportSnapshot:
@@ -101,7 +101,7 @@ def _detail(request, snapshot: ExportSnapshot, *, status: int = 200):
     expired = exports.expired_message(snapshot) if snapshot.status == ExportSnapshot.Status.EXPIRED else ""
     return render(
         request,
-        "labeling/export_detail.html",
+        "labeling/datasets/export_detail.html",
         {"snapshot": snapshot, "filters": describe_filters(snapshot.filters), "card": card, "expired": expired},
         status=status,
     )

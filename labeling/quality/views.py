@@ -34,7 +34,7 @@ def review_list(request, queue_id: int):
     page = Paginator(review.review_rows(queue=queue), REVIEW_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
-        "labeling/manage/review_list.html",
+        "labeling/quality/review_list.html",
         {"queue": queue, "page": page, "rows": review.attach_prompts(list(page)), "actions": BULK_ACTIONS,
          "max_step": review.MAX_OVERLAP_STEP},
     )
@@ -75,7 +75,7 @@ def prompt_detail(request, queue_id: int, prompt_id: int):
     except Prompt.DoesNotExist:
         raise Http404("No such prompt in this queue.") from None
     return render(
-        request, "labeling/manage/review_prompt.html",
+        request, "labeling/quality/review_prompt.html",
         {"queue": queue, "review": data, "max_step": review.MAX_OVERLAP_STEP},
     )
 
@@ -126,7 +126,7 @@ def queue_agreement(request, queue_id: int):
     queue = get_object_or_404(Queue, pk=queue_id)
     return render(
         request,
-        "labeling/manage/queue_agreement.html",
+        "labeling/quality/queue_agreement.html",
         {"queue": queue, "page": queue_agreement_page(queue=queue), "low_gap": LOW_AGREEMENT_GAP},
     )
 

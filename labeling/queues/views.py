@@ -22,7 +22,7 @@ def queue_list(request):
         "days": [day.isoformat() for day in dashboard.days],
         "queues": {str(summary.queue.pk): summary.labels_per_day for summary in dashboard.queues},
     }
-    return render(request, "labeling/manage/queue_list.html", {"dashboard": dashboard, "chart": chart})
+    return render(request, "labeling/queues/queue_list.html", {"dashboard": dashboard, "chart": chart})
 
 
 @role_required(ADMIN)
@@ -37,7 +37,7 @@ def queue_edit(request, queue_id: int | None = None):
             created = save_queue(queue, user=request.user, before=before)
         messages.success(request, f"Saved queue “{queue.name}” ({created} new tasks).")
         return redirect("manage-queue", queue.pk)
-    return render(request, "labeling/manage/queue_form.html", {"form": form, "queue": queue})
+    return render(request, "labeling/queues/queue_form.html", {"form": form, "queue": queue})
 
 
 @role_required(ADMIN)
@@ -45,7 +45,7 @@ def queue_detail(request, queue_id: int):
     queue = get_object_or_404(Queue, pk=queue_id)
     return render(
         request,
-        "labeling/manage/queue_detail.html",
+        "labeling/queues/queue_detail.html",
         {
             "queue": queue,
             "progress": queue_progress(queue=queue, now=timezone.now()),
@@ -82,4 +82,4 @@ def queue_import(request, queue_id: int):
 @role_required(ADMIN)
 def import_detail(request, job_id: int):
     job = get_object_or_404(ImportJob.objects.select_related("queue", "uploaded_by"), pk=job_id)
-    return render(request, "labeling/manage/import_detail.html", {"job": job})
+    return render(request, "labeling/queues/import_detail.html", {"job": job})
