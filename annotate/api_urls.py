@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from labeling.api import DemonstrationViewSet, PromptViewSet, QueueViewSet, RankingViewSet
-from labeling.export_views import ExportSnapshotViewSet
+from labeling.datasets.views import ExportSnapshotViewSet
 from rewardtrain.api import PairDatasetViewSet, RewardModelViewSet, TrainingRunViewSet
 
 # Swagger UI in our page, whose start-up script carries the CSP nonce (templates/api_docs.html); its icons are

@@ -178,7 +178,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # also for libraries that load fil
 # Days an export snapshot's file and card are kept once written; then beat's prune-exports task (or
 # `manage.py prune_exports`) deletes them and the record says so. 0 keeps them forever. Pair datasets are not
 # pruned: training runs and reward models name them (docs/exports.md).
-# The stored agreement intervals (labeling.aggregates) are drawn again at most this often per queue: a draw
+# The stored agreement intervals (labeling.quality.aggregates) are drawn again at most this often per queue: a draw
 # reads every prompt's counts (seconds at a million prompts), while the pooled figures follow each ranking.
 # Rankings stored within this many seconds of each other are counted into the stored figures by one task.
 AGREEMENT_BACKLOG_SECONDS = float(os.environ.get("AGREEMENT_BACKLOG_SECONDS", "1"))

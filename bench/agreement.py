@@ -1,4 +1,4 @@
-"""Benchmark: every agreement figure of the admin pages (labeling.agreement_report) on a dashboard-sized queue.
+"""Benchmark: every agreement figure of the admin pages (labeling.quality.report) on a dashboard-sized queue.
 
 10,000 prompts x 9 answers x 3 labelers per prompt = 270,000 label rows. Each prompt's 3 labelers are
 drawn from a pool (40 by default; --pool 3 gives every labeler every prompt). Ranks are competition ranks
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from labeling.agreement_report import gold_agreement, queue_agreement
+from labeling.quality.report import gold_agreement, queue_agreement
 
 ANSWERS, LABELERS_PER_PROMPT = 9, 3
 MIB = 1 << 20

@@ -8,13 +8,13 @@ keeps the database, and the next run with the same --prompts reuses it and its s
 counts them again).
 
 Measured, in this process on PostgreSQL:
-  - the rebuild of the queue's stored figures from its labels (labeling.aggregates.rebuild_queue_agreement,
+  - the rebuild of the queue's stored figures from its labels (labeling.quality.aggregates.rebuild_queue_agreement,
     what `manage.py rebuild_agreement` runs after migration 0013), once, unless a kept database has them;
   - the four pages through Django's test Client as an admin: the queue list, the agreement page, the
     disagreement review (first page) and the labeler table (agreement.csv): median of --runs after one warm-up;
   - one incremental update (the task each ranking sends: one prompt counted again), median of 20 prompts;
   - the debounced draw of the bootstrap intervals from the stored counts (1,000 resamples), median of --runs, and
-    within it the count of the queue's work from every assignment (labeling.aggregates.count_work: the labeler
+    within it the count of the queue's work from every assignment (labeling.quality.aggregates.count_work: the labeler
     table's skips and median seconds, the queue list's labels per day, median seconds and skip rate).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/annotate .venv/bin/python -m bench.dashboards [--prompts N]
@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     from django.test import Client
     from django.urls import reverse
 
-    from labeling import aggregates
     from labeling.models import Prompt, QueueAgreementTotals
+    from labeling.quality import aggregates
 
     # The draw the update schedules would go to a broker; it is timed on its own below.
     aggregates.schedule_intervals = lambda **kwargs: None

@@ -1,4 +1,4 @@
-"""Benchmark: the `pairs` export (labeling.exports.export_dataset) at InstructGPT's reward-model scale.
+"""Benchmark: the `pairs` export (labeling.datasets.exports.export_dataset) at InstructGPT's reward-model scale.
 
 33,000 prompts x 9 answers, each prompt ranked by 3 of 40 labelers: 99,000 rankings, 891,000 answer
 labels, about 3.5 million pairs (99,000 x C(9, 2) = 3,564,000 less the tied pairs). Ranks are
@@ -253,7 +253,7 @@ def child(args) -> None:
     django.setup()
     import pyarrow as pa
 
-    from labeling import exports
+    from labeling.datasets import exports
     from labeling.models import Queue
 
     queues = list(Queue.objects.filter(pk__in=args.queue).order_by("pk"))
@@ -341,7 +341,7 @@ def main() -> None:
     _need_space(tempfile.gettempdir(), args.prompts * largest, f"The largest file of {args.prompts:,} prompts",
                 "choose fewer --prompts or --formats parquet")
     small, rest, _ = prepare(args, url, config)  # sets Django up on the bench database
-    from labeling.exports import CHUNK_PROMPTS
+    from labeling.datasets.exports import CHUNK_PROMPTS
 
     try:
         with tempfile.TemporaryDirectory() as folder:

@@ -554,7 +554,7 @@ def create_labelers(count: int) -> None:
 
 def create_queue(*, prompts: int, answers: int, overlap: int, lease_seconds: int, name: str = "load") -> int:
     """A ranking queue of `sample_prompts`, bulk-created; returns its id."""
-    from labeling.assignment import sync_tasks
+    from labeling.assignment.services import sync_tasks
     from labeling.models import Answer, Prompt, Queue
 
     # lease_seconds below the form's minimum of 30 is allowed here (the smoke test uses it).

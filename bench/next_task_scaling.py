@@ -9,7 +9,7 @@ prompts of the queue, so that the tasks the veteran may not take come first in t
 rest is untouched. --keep keeps the database, and the next run reuses it after putting every queue back
 in that state.
 
-Per size, with only that queue open, through the services a request calls (labeling.assignment, in this
+Per size, with only that queue open, through the services a request calls (labeling.assignment.services, in this
 process, on PostgreSQL):
   - alone: --cycles times a fresh labeler leases a new task (timed: next task) and submits a ranking
     (timed: submit), then the same for the veteran; medians and p95;
@@ -146,7 +146,7 @@ def prepare(args, url: str, config: dict) -> None:
 
 def cycle(labeler, queue, timings: dict[str, list[float]], key: str) -> bool:
     """Lease the next task and submit a ranking of it; False when the queue has nothing left for `labeler`."""
-    from labeling.assignment import lease_next_task, submit_ranking
+    from labeling.assignment.services import lease_next_task, submit_ranking
 
     started = time.perf_counter()
     assignment = lease_next_task(labeler=labeler, queue=queue)
@@ -202,7 +202,7 @@ def explain(queue) -> str:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from labeling.assignment import candidate_query
+    from labeling.assignment.services import candidate_query
 
     veteran = User.objects.get(username="veteran")
     sql, params = candidate_query(labeler=veteran, queue_id=queue.pk, kind="ranking", now=timezone.now(),

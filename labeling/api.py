@@ -1,6 +1,6 @@
 """REST endpoints of labeling (under /api/v1/): queues, prompts (read, and push with answers), labels.
 
-Thin: the rules live in the services they call (labeling.queues, labeling.importing) and in the
+Thin: the rules live in the services they call (labeling.queues.services, labeling.queues.importing) and in the
 querysets here, which decide who sees what. Labelers see the queues open to them and only their own
 labels, never which items are gold.
 """
@@ -18,10 +18,10 @@ from core import throttles
 from core.api import FilterSet, StrictModelSerializer, StrictSerializer, parse_id, role_permission
 from core.roles import ADMIN, LABELER, ML, has_role
 
-from .assignment import queues_open_to
-from .importing import push_rows
+from .assignment.services import queues_open_to
 from .models import Answer, AnswerLabel, Demonstration, Prompt, Queue, Ranking
-from .queues import queue_settings, save_queue
+from .queues.importing import push_rows
+from .queues.services import queue_settings, save_queue
 
 
 def _is_staff(user) -> bool:

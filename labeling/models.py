@@ -317,9 +317,9 @@ class PromptAction(models.Model):
         return f"{self.get_kind_display()}: {self.prompt}"
 
 
-# --- Stored agreement figures (labeling.aggregates): each prompt's counts, and their sums per labeler pair,
+# --- Stored agreement figures (labeling.quality.aggregates): each prompt's counts, and their sums per labeler pair,
 # per labeler and per queue, kept up to date by the worker as rankings arrive, so the admin pages read rows
-# instead of computing labeling.agreement_report.queue_agreement from every label on each request.
+# instead of computing labeling.quality.report.queue_agreement from every label on each request.
 
 
 class QueueAgreementTotals(models.Model):
@@ -358,9 +358,10 @@ class AgreementBacklog(models.Model):
 
 
 class QueueWork(models.Model):
-    """A queue's finished work, counted from its assignments by the draw of labeling.aggregates.refresh_intervals,
-    so that the queue list reads one row instead of every assignment: labels per day, median seconds per submitted
-    task and skip rate (every task kind), and what the tasks' counters missed (see labeling.selectors)."""
+    """A queue's finished work, counted from its assignments by the draw of
+    labeling.quality.aggregates.refresh_intervals, so that the queue list reads one row instead of every assignment:
+    labels per day, median seconds per submitted task and skip rate (every task kind), and what the tasks' counters
+    missed (see labeling.queues.selectors)."""
 
     queue = models.OneToOneField(Queue, on_delete=models.CASCADE, primary_key=True, related_name="work")
     finished = models.BigIntegerField(default=0, help_text="Submitted and skipped assignments.")
@@ -453,7 +454,8 @@ class LabelerAgreement(models.Model):
     ci_low = models.FloatField(null=True, blank=True)
     ci_high = models.FloatField(null=True, blank=True)
     # Drawn with the intervals, from the labeler's finished ranking tasks of the queue: the labeler table's work.
-    skips = models.IntegerField(default=0, db_default=0)  # db_default: the upserts of labeling.aggregates leave it out
+    # db_default: the upserts of labeling.quality.aggregates leave it out
+    skips = models.IntegerField(default=0, db_default=0)
     median_ms = models.FloatField(null=True, blank=True, help_text="Median time spent per submitted ranking.")
 
     class Meta:
@@ -488,7 +490,7 @@ class ImportJob(WorkerJob):
 class ExportSnapshot(WorkerJob):
     """One export of a dataset (sft, comparisons or pairs) as a frozen, versioned file with its card.
 
-    Versions count up per name (support-pairs-v1, -v2, …). The worker (labeling.exports) writes the
+    Versions count up per name (support-pairs-v1, -v2, …). The worker (labeling.datasets.exports) writes the
     file under ARTIFACTS_DIR/exports/<name>-v<version>/ and records its rows and SHA-256; the file never
     changes afterwards. `filters` are as asked, checked (labeling.datasets.filters.clean_export_filters).
     """
@@ -518,8 +520,8 @@ class ExportSnapshot(WorkerJob):
     sha256 = models.CharField(max_length=64, blank=True, default="")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    # When the retention rule (EXPORT_RETENTION_DAYS, labeling.exports.prune_exports) deleted the file and card,
-    # and the days it kept them then: the record stays, saying why there is nothing to download.
+    # When the retention rule (EXPORT_RETENTION_DAYS, labeling.datasets.exports.prune_exports) deleted the file and
+    # card, and the days it kept them then: the record stays, saying why there is nothing to download.
     expired_at = models.DateTimeField(null=True, blank=True)
     retention_days = models.PositiveIntegerField(null=True, blank=True)
 

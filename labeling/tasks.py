@@ -3,10 +3,10 @@ import logging
 
 from celery import shared_task
 
-from .aggregates import count_all_backlogs, count_backlog, refresh_intervals, refresh_prompt_agreement
-from .exports import build_export, prune_exports
-from .importing import run_import
+from .datasets.exports import build_export, prune_exports
 from .models import ExportSnapshot
+from .quality.aggregates import count_all_backlogs, count_backlog, refresh_intervals, refresh_prompt_agreement
+from .queues.importing import run_import
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def prune_exports_task() -> int:
 
 
 # Sent at most once per AGREEMENT_BACKLOG_SECONDS per queue once a ranking is committed
-# (labeling.aggregates.wake_worker): counts every ranking stored since, in batches.
+# (labeling.quality.aggregates.wake_worker): counts every ranking stored since, in batches.
 @shared_task(acks_late=True)
 def count_backlog_task(queue_id: int) -> int:
     return count_backlog(queue_id=queue_id)

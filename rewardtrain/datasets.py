@@ -19,11 +19,11 @@ from django.utils import timezone
 from core import audit
 from core.jobs import JobStatus
 from core.versions import create_next_version
-from labeling.agreement import consensus_ranking
 from labeling.datasets.filters import clean_filters
+from labeling.datasets.selectors import filtered_labels
 from labeling.models import Answer, AnswerLabel, Prompt, Queue
+from labeling.quality.agreement import consensus_ranking
 from labeling.ranking import expand_rankings
-from labeling.selectors import filtered_labels
 
 from .ml import pairs
 from .models import PairDataset
@@ -72,7 +72,7 @@ class Rankings(NamedTuple):
 
 
 def load_rankings(dataset: PairDataset) -> Rankings:
-    """The dataset's ranking labels after its filters (labeling.selectors.filtered_labels), and their texts.
+    """The dataset's ranking labels after its filters (labeling.datasets.selectors.filtered_labels), and their texts.
 
     Excluded prompts and gold prompts are always left out: an admin took the first out of every dataset,
     and the second are for measuring labelers, not for training.
@@ -110,7 +110,7 @@ def consensus_labels(labels: pd.DataFrame, *, min_rankings: int) -> pd.DataFrame
     """One ranking per prompt ranked by at least `min_rankings` labelers: the consensus of their rankings.
 
     `labels`: ranking_id, labeler_id, prompt_id, answer_id and rank (competition ranks, 1 is best). The
-    consensus is labeling.agreement.consensus_ranking's ranked pairs; its rows have labeler_id
+    consensus is labeling.quality.agreement.consensus_ranking's ranked pairs; its rows have labeler_id
     CONSENSUS_LABELER, ranking_id minus the prompt id (no Ranking row has it) and no rating. Plain pandas.
     """
     counts = labels.groupby("prompt_id")["ranking_id"].nunique()

@@ -14,7 +14,7 @@ from django.db import transaction
 from core import audit
 from core.jobs import Heartbeat, claim, resend_stale
 from core.text import without_nul
-from labeling.assignment import sync_tasks
+from labeling.assignment.services import sync_tasks
 from labeling.models import Answer, Prompt, Queue
 
 from .ml.model_sources import ModelFiles, check_model_name, resolve_model

@@ -14,9 +14,9 @@ from django.db import transaction
 from playwright.sync_api import Browser, sync_playwright
 
 from annotate.celery import app
-from labeling import aggregates
-from labeling.assignment import sync_tasks
+from labeling.assignment.services import sync_tasks
 from labeling.models import Answer, Prompt, Queue
+from labeling.quality import aggregates
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM refuses to run
 # beside one unless told it is safe (the test thread is not serving requests).
@@ -41,8 +41,8 @@ def no_throttles(settings):
 
 @pytest.fixture(autouse=True)
 def agreement_counted_at_once(request, monkeypatch):
-    """A stored ranking or skip updates the stored agreement figures (labeling.aggregates) here, draws included, as
-    the worker does after the commit: at once, since a test's transaction never commits, or on commit in tests
+    """A stored ranking or skip updates the stored agreement figures (labeling.quality.aggregates) here, draws included,
+    as the worker does after the commit: at once, since a test's transaction never commits, or on commit in tests
     whose transactions do commit (so that, as in the worker, no lock of the submit is held meanwhile). Tests
     marked aggregates_on_commit keep the real path (the worker woken on commit, intervals a while later)."""
     if request.node.get_closest_marker("aggregates_on_commit"):

@@ -3,7 +3,7 @@ import pytest
 from django.db import connection
 
 from bench.backup_restore import _connect, drill, table_fingerprints
-from labeling.assignment import lease_next_task, submit_ranking
+from labeling.assignment.services import lease_next_task, submit_ranking
 
 from .conftest import make_queue
 

@@ -5,7 +5,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from core.jobs import JobStatus
-from labeling.assignment import lease_next_task
+from labeling.assignment.services import lease_next_task
 from labeling.models import ImportJob, Ranking
 from rewardtrain import runs
 from rewardtrain.models import PairDataset

@@ -1,7 +1,7 @@
 """The dataset filters: one rule for what a filter means and which values it takes.
 
-Exports (labeling.exports), pair datasets (rewardtrain.datasets), their pages and forms and the REST API
-all check filters here, and labeling.selectors.filtered_labels applies them, so a filter means the same
+Exports (labeling.datasets.exports), pair datasets (rewardtrain.datasets), their pages and forms and the REST API
+all check filters here, and labeling.datasets.selectors.filtered_labels applies them, so a filter means the same
 everywhere. Checked filters are stored on the snapshot or dataset record as JSON.
 
 - Label filters (both kinds of dataset): date_from and date_to (the label's submission date, inclusive),

@@ -3,7 +3,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from core.tokens import issue_token
-from labeling.assignment import lease_next_task, submit_demonstration, submit_ranking
+from labeling.assignment.services import lease_next_task, submit_demonstration, submit_ranking
 from labeling.models import Queue
 from tests.conftest import make_queue
 

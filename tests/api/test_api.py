@@ -10,8 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from core.jobs import JobStatus
-from labeling import review
 from labeling.models import Answer, Demonstration, InstructionsVersion, Prompt, Queue, Ranking, Task
+from labeling.quality import review
 from rewardtrain.models import PairDataset, RewardModel, TrainingRun
 from tests.api.conftest import label_everything, token_header
 from tests.conftest import make_queue, make_user

@@ -8,7 +8,7 @@ page fails the test that caused it.
 import pytest
 from playwright.sync_api import Browser, Page
 
-from labeling.assignment import sync_tasks
+from labeling.assignment.services import sync_tasks
 from labeling.models import Answer, Prompt, Queue
 
 LAPTOP = {"width": 1366, "height": 768}

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from labeling.assignment import lease_next_task, submit_ranking
+from labeling.assignment.services import lease_next_task, submit_ranking
 from labeling.models import Assignment, Prompt, PromptAction, Queue, Task, TaskKind
 from tests.conftest import make_user
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from core.jobs import JobStatus
-from labeling.assignment import lease_next_task, submit_ranking
+from labeling.assignment.services import lease_next_task, submit_ranking
 from labeling.models import Assignment, ExportSnapshot, Queue, Ranking
 from rewardtrain.models import GenerationJob, PairDataset, TrainingRun
 from tests.conftest import make_user

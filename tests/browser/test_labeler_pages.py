@@ -13,7 +13,7 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import Locator, Page, expect
 
-from labeling.assignment import lease_next_task, submit_ranking
+from labeling.assignment.services import lease_next_task, submit_ranking
 from labeling.models import AnswerLabel, Assignment, Demonstration, Queue, Ranking, TaskKind
 from tests.conftest import make_user
 

@@ -27,7 +27,7 @@ def renders(monkeypatch) -> list[str]:
         return real(text)
 
     monkeypatch.setattr(core.text, "markdown_to_html", counting)
-    monkeypatch.setattr("labeling.views.markdown_to_html", counting)  # the live preview's
+    monkeypatch.setattr("labeling.assignment.views.markdown_to_html", counting)  # the live preview's
     return done
 
 

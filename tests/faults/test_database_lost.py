@@ -12,7 +12,7 @@ from django.db import close_old_connections, connection
 from django.urls import reverse
 
 from labeling import api
-from labeling.assignment import lease_next_task
+from labeling.assignment.services import lease_next_task
 from labeling.models import AnswerLabel, Assignment, Demonstration, Queue, Ranking, Task, TaskKind
 from tests.conftest import make_queue
 
@@ -122,7 +122,7 @@ def test_an_api_client_gets_a_json_503_and_the_next_request_works(client, ml_use
 
 def test_other_errors_are_not_reported_as_a_lost_database(client, labeler, monkeypatch):
     """The middleware answers only for connection errors; a bug still surfaces as a 500."""
-    from labeling import assignment as service
+    from labeling.assignment import services as service
 
     queue = make_queue("Rank", prompts=1, answers=2, task_kind=Queue.Kinds.RANKING)
     assignment = lease_next_task(labeler=labeler, queue=queue)

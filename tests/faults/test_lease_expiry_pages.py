@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.urls import reverse
 from django.utils import timezone
 
-from labeling.assignment import lease_next_task, submit_ranking
+from labeling.assignment.services import lease_next_task, submit_ranking
 from labeling.models import AnswerLabel, Assignment, Queue, Ranking, Task
 from tests.conftest import make_queue
 

@@ -18,7 +18,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from annotate.celery import app
-from labeling import exports
+from labeling.datasets import exports
 from labeling.models import Assignment, ExportSnapshot, ImportJob, Prompt, Ranking
 from tests.conftest import make_queue, make_user
 

@@ -1,5 +1,5 @@
-"""Stored agreement figures (labeling.aggregates): counted ranking by ranking, they equal the report computed
-from scratch by labeling.agreement_report.queue_agreement; a ranking's prompt joins the backlog with it and the
+"""Stored agreement figures (labeling.quality.aggregates): counted ranking by ranking, they equal the report computed
+from scratch by labeling.quality.report.queue_agreement; a ranking's prompt joins the backlog with it and the
 worker is woken once per batch on commit; concurrent updates of one labeler pair all count."""
 import random
 import threading
@@ -13,9 +13,8 @@ from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils import timezone
 
-from labeling import aggregates, review, tasks
-from labeling.agreement_report import queue_agreement
-from labeling.assignment import lease_next_task, skip_task, submit_demonstration, submit_ranking
+from labeling import tasks
+from labeling.assignment.services import lease_next_task, skip_task, submit_demonstration, submit_ranking
 from labeling.models import (
     AgreementBacklog,
     Assignment,
@@ -29,14 +28,10 @@ from labeling.models import (
     Ranking,
     Task,
 )
-from labeling.selectors import (
-    dashboard_days,
-    day_start,
-    queue_agreement_page,
-    queue_dashboard,
-    ranking_labels,
-    stored_agreement,
-)
+from labeling.quality import aggregates, review
+from labeling.quality.report import queue_agreement
+from labeling.quality.selectors import queue_agreement_page, ranking_labels, stored_agreement
+from labeling.queues.selectors import dashboard_days, day_start, queue_dashboard
 from tests.conftest import make_queue, make_user
 
 
@@ -75,7 +70,7 @@ def assert_stored_equal_scratch(queue: Queue) -> None:
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_figures_counted_ranking_by_ranking_equal_the_report_from_scratch(db, seed):
     rng = random.Random(seed)
-    random.seed(seed)  # gold draws in labeling.assignment
+    random.seed(seed)  # gold draws in labeling.assignment.services
     queue = make_queue(f"Random {seed}", prompts=10, answers=rng.randint(2, 5), task_kind=Queue.Kinds.RANKING,
                        ranking_overlap=3, gold_rate=0.3)
     admin = make_user(f"admin{seed}", "admin")
@@ -302,7 +297,7 @@ def test_the_queue_lists_figures_equal_the_ones_counted_from_every_assignment(db
     skips, live and lapsed leases, a labeler deleted and times and days spread over 60 days: the live progress always
     equals the count from scratch; labels per day, median seconds and skip rate do once the work is drawn again."""
     rng = random.Random(seed)
-    random.seed(seed)  # gold draws in labeling.assignment
+    random.seed(seed)  # gold draws in labeling.assignment.services
     queue = make_queue(f"List {seed}", prompts=14, answers=3, task_kind=Queue.Kinds.BOTH, ranking_overlap=2,
                        demonstration_overlap=2, gold_rate=0.3)
     other = make_queue(f"Other {seed}", prompts=2, answers=2, task_kind=Queue.Kinds.RANKING)

@@ -1,4 +1,4 @@
-"""labeling.agreement against published worked examples, reference implementations and properties.
+"""labeling.quality.agreement against published worked examples, reference implementations and properties.
 
 No database: the functions take plain data.
 """
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy.stats import kendalltau
 from statsmodels.stats import inter_rater
 
-from labeling.agreement import (
+from labeling.quality.agreement import (
     bradley_terry,
     cohen_kappa,
     consensus_ranking,

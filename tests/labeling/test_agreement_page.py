@@ -4,9 +4,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from labeling.agreement import pairwise_agreement
-from labeling.assignment import lease_next_task, skip_task, submit_ranking
+from labeling.assignment.services import lease_next_task, skip_task, submit_ranking
 from labeling.models import Queue, Ranking
+from labeling.quality.agreement import pairwise_agreement
 from labeling.ranking import ranks_from_groups
 from tests.conftest import make_queue, make_user, shows_nan
 

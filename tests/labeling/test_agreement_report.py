@@ -1,4 +1,4 @@
-"""labeling.agreement_report against a plain loop over labeling.agreement, plus edge cases.
+"""labeling.quality.report against a plain loop over labeling.quality.agreement, plus edge cases.
 
 No database: the report takes a label frame.
 """
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labeling import agreement_report
-from labeling.agreement import leave_one_out_agreement, pairwise_agreement
-from labeling.agreement_report import LABELER_COLUMNS, PAIR_COLUMNS, PROMPT_COLUMNS, queue_agreement
+from labeling.quality import report as agreement_report
+from labeling.quality.agreement import leave_one_out_agreement, pairwise_agreement
+from labeling.quality.report import LABELER_COLUMNS, PAIR_COLUMNS, PROMPT_COLUMNS, queue_agreement
 from labeling.ranking import ranks_from_groups
 
 COLUMNS = ["prompt_id", "labeler_id", "answer_id", "rank"]
@@ -43,7 +43,7 @@ def _groups(answers, values):
 
 
 def reference(labels: pd.DataFrame, resamples: int, seed: int):
-    """The report by a plain loop over prompts and labeler pairs, built on labeling.agreement."""
+    """The report by a plain loop over prompts and labeler pairs, built on labeling.quality.agreement."""
     rankings = defaultdict(dict)  # prompt -> labeler -> {answer: rank}, prompts in first-appearance order
     for prompt, labeler, answer, rank in labels[COLUMNS].itertuples(index=False):
         rankings[prompt].setdefault(labeler, {})[answer] = rank

@@ -1,4 +1,4 @@
-"""The assignment rules, through the service functions of labeling.assignment.
+"""The assignment rules, through the service functions of labeling.assignment.services.
 
 Lease expiry is simulated by moving `lease_expires_at` into the past in the database.
 """
@@ -12,7 +12,7 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from labeling.assignment import (
+from labeling.assignment.services import (
     AssignmentError,
     InvalidLabel,
     TaskFull,
@@ -44,7 +44,7 @@ DEMONSTRATION = TaskKind.DEMONSTRATION
 # transaction.atomic() (the test runs inside a transaction).
 MAX_LEASE_QUERIES = 8
 MAX_RESUME_QUERIES = 4
-MAX_SUBMIT_RANKING_QUERIES = 11  # one of them puts the prompt in the agreement backlog (labeling.aggregates)
+MAX_SUBMIT_RANKING_QUERIES = 11  # one of them puts the prompt in the agreement backlog (labeling.quality.aggregates)
 MAX_SUBMIT_DEMONSTRATION_QUERIES = 8
 
 

@@ -16,8 +16,8 @@ from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from labeling import assignment as service
-from labeling.assignment import TaskFull, lease_next_task, skip_task, submit_demonstration, submit_ranking
+from labeling.assignment import services as service
+from labeling.assignment.services import TaskFull, lease_next_task, skip_task, submit_demonstration, submit_ranking
 from labeling.models import AnswerLabel, Assignment, Demonstration, Queue, Ranking, SkipReason, Task, TaskKind
 from tests.conftest import make_queue
 
@@ -369,7 +369,7 @@ def test_a_submit_that_waited_past_its_lease_does_not_take_the_slot_of_a_new_lea
 
 
 def slow_down(monkeypatch, name: str) -> threading.Event:
-    """Make labeling.assignment.<name> wait half a second; the event is set when it is reached."""
+    """Make labeling.assignment.services.<name> wait half a second; the event is set when it is reached."""
     reached = threading.Event()
     original = getattr(service, name)
 

@@ -11,11 +11,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.text import csv_cell
-from labeling import aggregates
-from labeling.assignment import lease_next_task, skip_task, submit_ranking
-from labeling.manage_views import AGREEMENT_CSV_COLUMNS
+from labeling.assignment.selectors import labeler_queues
+from labeling.assignment.services import lease_next_task, skip_task, submit_ranking
 from labeling.models import Assignment, ImportJob, Prompt, Queue, Task
-from labeling.selectors import DASHBOARD_DAYS, labeler_queues, queue_agreement_page
+from labeling.quality import aggregates
+from labeling.quality.selectors import queue_agreement_page
+from labeling.quality.views import AGREEMENT_CSV_COLUMNS
+from labeling.queues.selectors import DASHBOARD_DAYS
 from tests.conftest import make_queue, make_user, shows_nan
 from tests.labeling.test_agreement_page import rank_queue
 

@@ -13,7 +13,8 @@ from rest_framework.test import APIClient
 
 from core.jobs import JobStatus
 from core.models import AuditEvent
-from labeling import exports, tasks
+from labeling import tasks
+from labeling.datasets import exports
 from labeling.models import ExportSnapshot
 from rewardtrain.models import PairDataset
 from tests.conftest import make_queue, make_user

@@ -10,8 +10,9 @@ from django.db import connection
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from labeling import exports, tasks
-from labeling.assignment import lease_next_task, submit_demonstration, submit_ranking
+from labeling import tasks
+from labeling.assignment.services import lease_next_task, submit_demonstration, submit_ranking
+from labeling.datasets import exports
 from labeling.models import ExportSnapshot, Queue, Task, TaskKind
 from tests.conftest import make_queue, make_user
 

@@ -10,9 +10,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from labeling import exports
-from labeling.assignment import lease_next_task, submit_demonstration, submit_ranking
-from labeling.exports import DATASETS, SCHEMAS, export_dataset
+from labeling.assignment.services import lease_next_task, submit_demonstration, submit_ranking
+from labeling.datasets import exports
+from labeling.datasets.exports import DATASETS, SCHEMAS, export_dataset
 from labeling.models import Answer, Prompt, Queue, Task, TaskKind
 from tests.conftest import make_queue, make_user
 

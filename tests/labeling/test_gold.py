@@ -10,12 +10,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from labeling import assignment as service
-from labeling.agreement import pairwise_agreement
-from labeling.agreement_report import GOLD_COLUMNS, gold_agreement
-from labeling.assignment import lease_next_task, skip_task, submit_ranking, sync_tasks
-from labeling.gold import GOLD_MIN_PROMPTS, gold_scores
+from labeling.assignment import services as service
+from labeling.assignment.services import lease_next_task, skip_task, submit_ranking, sync_tasks
 from labeling.models import Answer, Assignment, Prompt, Queue, SkipReason, Task
+from labeling.quality.agreement import pairwise_agreement
+from labeling.quality.gold import GOLD_MIN_PROMPTS, gold_scores
+from labeling.quality.report import GOLD_COLUMNS, gold_agreement
 from tests.conftest import make_queue, make_user
 
 LABEL_COLUMNS = ["prompt_id", "labeler_id", "answer_id", "rank"]
@@ -43,7 +43,7 @@ def random_gold(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def loop_gold_agreement(labels: pd.DataFrame, reference: pd.DataFrame) -> dict:
-    """labeler -> (prompts, agree, n) by a plain loop over labeling.agreement.pairwise_agreement."""
+    """labeler -> (prompts, agree, n) by a plain loop over labeling.quality.agreement.pairwise_agreement."""
     gold = defaultdict(dict)
     for prompt, answer, rank in reference.itertuples(index=False):
         gold[prompt][answer] = rank
@@ -304,7 +304,7 @@ def test_the_rank_page_of_a_gold_task_does_not_say_gold(client, labeler, monkeyp
 def test_the_labelers_progress_moves_the_same_after_a_gold_task_as_after_a_regular_one(db, monkeypatch):
     """"Left for you" counted regular tasks only, so it stayed put after a gold submit: the labeler learnt
     that the prompt they had just ranked was gold."""
-    from labeling.selectors import labeler_queues
+    from labeling.assignment.selectors import labeler_queues
 
     queue = make_queue("Progress", prompts=4, ranking_overlap=1, gold_rate=0.5)
     (gold,) = make_gold(queue, "Prompt 3")
@@ -329,7 +329,7 @@ def test_the_labelers_progress_moves_the_same_after_a_gold_task_as_after_a_regul
 
 
 def test_a_queue_that_hands_out_no_gold_does_not_count_its_gold_tasks(db):
-    from labeling.selectors import labeler_queues
+    from labeling.assignment.selectors import labeler_queues
 
     queue = make_queue("No gold rate", prompts=3, ranking_overlap=1, gold_rate=0)
     make_gold(queue, "Prompt 2")

@@ -10,8 +10,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from labeling.importing import MAX_STORED_ERRORS, RowError, content_hash, import_prompts, parse_prompt_file
 from labeling.models import Answer, ImportJob, Prompt, Queue, Task, TaskKind
+from labeling.queues.importing import MAX_STORED_ERRORS, RowError, content_hash, import_prompts, parse_prompt_file
 from labeling.tasks import run_import_job
 
 LIMITS = {"max_text_chars": 50, "max_rows": 100, "max_bytes": 100_000}
@@ -595,7 +595,7 @@ def test_task_marks_an_unexpected_exception_failed_and_reraises(queue, media, mo
     def explode(**kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("labeling.importing.import_prompts", explode)
+    monkeypatch.setattr("labeling.queues.importing.import_prompts", explode)
     job = make_job(queue, jsonl(GOOD))
 
     with pytest.raises(RuntimeError, match="disk on fire"):

@@ -11,9 +11,9 @@ from django.apps import apps as django_apps
 from django.db import connection, transaction
 from django.utils import timezone
 
-from labeling import review
-from labeling.assignment import candidate_query, lease_next_task, submit_ranking
+from labeling.assignment.services import candidate_query, lease_next_task, submit_ranking
 from labeling.models import Prompt, Queue, Task
+from labeling.quality import review
 from tests.conftest import make_queue
 
 pytestmark = pytest.mark.django_db

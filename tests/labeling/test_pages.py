@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from annotate.celery import app as celery_app
-from labeling.assignment import lease_next_task, sync_tasks
+from labeling.assignment.services import lease_next_task, sync_tasks
 from labeling.models import Answer, Assignment, Demonstration, ImportJob, Prompt, Queue, Ranking
 from tests.conftest import make_queue, make_user
 
@@ -321,7 +321,7 @@ def test_next_task_and_submit_requests_run_a_constant_number_of_queries(client, 
     assert response.status_code == 302 and Ranking.objects.count() == 1
     print(f"K={answers}: next-task request {len(next_queries)} queries, submit request {len(submit_queries)}")
     assert len(next_queries) <= 12
-    assert len(submit_queries) <= 20  # the submit leases the next task too (labeling.views._to_next_task)
+    assert len(submit_queries) <= 20  # the submit leases the next task too (labeling.assignment.views._to_next_task)
 
 
 def test_an_oversized_submit_gets_a_clear_page_and_stores_nothing(client, labeler, settings):

@@ -1,9 +1,9 @@
 """Queue instructions keep every version, and each assignment records the version it was made under."""
 from django.urls import reverse
 
-from labeling.assignment import lease_next_task
+from labeling.assignment.services import lease_next_task
 from labeling.models import InstructionsVersion, Queue
-from labeling.queues import record_instructions
+from labeling.queues.services import record_instructions
 from tests.conftest import make_queue
 
 

@@ -4,10 +4,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from labeling import review
-from labeling.agreement import consensus_ranking
-from labeling.assignment import lease_next_task, skip_task, submit_ranking
+from labeling.assignment.services import lease_next_task, skip_task, submit_ranking
 from labeling.models import Prompt, PromptAction, Queue, Ranking, Task
+from labeling.quality import review
+from labeling.quality.agreement import consensus_ranking
 from tests.conftest import make_queue, make_user
 
 
@@ -117,7 +117,7 @@ def test_raising_overlap_brings_more_labels_and_survives_a_queue_edit(queue_admi
             review.raise_overlap(queue=queue, prompt_ids=[prompt.pk], by=bad, reason="r", user=queue_admin)
     review.raise_overlap(queue=queue, prompt_ids=[prompt.pk], by=1, reason="disputed", user=queue_admin)
     # Editing the queue re-applies its overlap; the extra label asked for this prompt stays.
-    from labeling.queues import save_queue
+    from labeling.queues.services import save_queue
     save_queue(queue)
     task = Task.objects.get(prompt=prompt)
     assert (task.overlap, task.extra_overlap) == (2, 1)

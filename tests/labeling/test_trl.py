@@ -20,8 +20,8 @@ import pytest
 import torch
 from transformers import BertTokenizer, GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
-from labeling.assignment import lease_next_task, submit_demonstration, submit_ranking
-from labeling.exports import export_dataset
+from labeling.assignment.services import lease_next_task, submit_demonstration, submit_ranking
+from labeling.datasets.exports import export_dataset
 from labeling.models import Queue, TaskKind
 from rewardtrain.ml.backbones import tiny_vocabulary
 from tests.conftest import make_queue, make_user

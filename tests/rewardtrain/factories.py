@@ -1,7 +1,7 @@
 """Rankings in the database where a learnable rule decides the order (for dataset and training tests)."""
 import random
 
-from labeling.assignment import lease_next_task, submit_ranking
+from labeling.assignment.services import lease_next_task, submit_ranking
 from labeling.models import Answer, Prompt, Queue
 from tests.conftest import make_user
 
@@ -11,7 +11,7 @@ WORDS = ["river", "stone", "cloud", "green", "quiet", "lamp", "field", "paper", 
 
 def marker_queue(name: str = "Marker", *, prompts: int = 24, answers: int = 4, seed: int = 0) -> Queue:
     """Prompts whose answers are random words; about half of each prompt's answers contain MARKER."""
-    from labeling.assignment import sync_tasks
+    from labeling.assignment.services import sync_tasks
 
     rng = random.Random(seed)
     queue = Queue.objects.create(name=name, task_kind=Queue.Kinds.RANKING, ranking_overlap=2)

@@ -6,10 +6,10 @@ import pytest
 from django.conf import settings as django_settings
 from django.urls import reverse
 
-from labeling.agreement import consensus_ranking
-from labeling.assignment import lease_next_task, skip_task, submit_ranking, sync_tasks
+from labeling.assignment.services import lease_next_task, skip_task, submit_ranking, sync_tasks
 from labeling.datasets.filters import clean_filters
 from labeling.models import Answer, Prompt, Ranking, Task
+from labeling.quality.agreement import consensus_ranking
 from labeling.ranking import expand_ranking
 from rewardtrain import datasets
 from rewardtrain.ml import pairs

@@ -3,7 +3,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from core.jobs import JobStatus
-from labeling.assignment import lease_next_task, skip_task
+from labeling.assignment.services import lease_next_task, skip_task
 from labeling.datasets.filters import clean_filters
 from labeling.models import Answer, Assignment, Prompt, Task
 from rewardtrain import datasets

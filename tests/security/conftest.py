@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 
 from core.jobs import JobStatus
 from core.tokens import issue_token
-from labeling.assignment import lease_next_task, submit_demonstration, submit_ranking
+from labeling.assignment.services import lease_next_task, submit_demonstration, submit_ranking
 from labeling.models import Demonstration, ExportSnapshot, ImportJob, Queue, Ranking, TaskKind
 from rewardtrain.models import GenerationJob, PairDataset, RewardModel, TrainingRun
 from tests.api.conftest import label_everything

@@ -93,7 +93,7 @@ WRITE_EVERYTHING = """
 from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from labeling import exports
+from labeling.datasets import exports
 from labeling.models import ImportJob, Queue
 
 admin = User.objects.create_user("boss", password="pw-boss-123")

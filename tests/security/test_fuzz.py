@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from annotate.api_urls import router
-from labeling.assignment import lease_next_task
+from labeling.assignment.services import lease_next_task
 from labeling.models import Assignment, TaskKind
 from tests.conftest import make_user
 

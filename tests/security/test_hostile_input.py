@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils.html import escape
 
-from labeling.assignment import lease_next_task
+from labeling.assignment.services import lease_next_task
 from labeling.models import Assignment, Ranking, TaskKind
 from rewardtrain.models import PairDataset
 from tests.conftest import make_user

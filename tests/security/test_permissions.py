@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
-from labeling.assignment import lease_next_task
+from labeling.assignment.services import lease_next_task
 from labeling.models import Assignment, Ranking, TaskKind
 from tests.api.test_api import MATRIX as API_MATRIX
 from tests.conftest import make_user

@@ -9,7 +9,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from labeling.exports import DATASETS, FORMATS, build_export, record_export
+from labeling.datasets.exports import DATASETS, FORMATS, build_export, record_export
 from labeling.models import Queue
 
 

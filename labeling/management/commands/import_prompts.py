@@ -5,9 +5,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from labeling.importing import import_prompts
 from labeling.models import Queue
-from labeling.queues import record_instructions
+from labeling.queues.importing import import_prompts
+from labeling.queues.services import record_instructions
 
 
 class Command(BaseCommand):

@@ -8,9 +8,9 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from core.roles import ADMIN, LABELER, ML
-from labeling.importing import import_prompts
 from labeling.models import Queue
-from labeling.queues import record_instructions
+from labeling.queues.importing import import_prompts
+from labeling.queues.services import record_instructions
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 DEMO_USERS = [

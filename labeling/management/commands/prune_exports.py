@@ -1,11 +1,11 @@
 """manage.py prune_exports: delete the files of export snapshots older than EXPORT_RETENTION_DAYS, now.
 
-Beat does the same every hour (labeling.tasks.prune_exports_task); both call labeling.exports.prune_exports.
+Beat does the same every hour (labeling.tasks.prune_exports_task); both call labeling.datasets.exports.prune_exports.
 """
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from labeling.exports import prune_exports
+from labeling.datasets.exports import prune_exports
 
 
 class Command(BaseCommand):

@@ -1,12 +1,12 @@
 """manage.py rebuild_agreement: count the stored agreement figures of queues from their labels again.
 
 Run it once after migration 0013 (otherwise each queue is counted at its next ranking), or to repair the
-figures of a queue (say, after labels were deleted by hand). See labeling.aggregates.
+figures of a queue (say, after labels were deleted by hand). See labeling.quality.aggregates.
 """
 from django.core.management.base import BaseCommand, CommandError
 
-from labeling.aggregates import rebuild_queue_agreement
 from labeling.models import Queue
+from labeling.quality.aggregates import rebuild_queue_agreement
 
 
 class Command(BaseCommand):

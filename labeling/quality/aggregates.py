@@ -1,9 +1,9 @@
 """Stored agreement figures: each prompt's counts and their sums per labeler pair, per labeler and per queue,
 kept up to date by the worker as rankings arrive, so the admin pages read a few rows instead of computing
-labeling.agreement_report.queue_agreement from every label on each request (docs/agreement.md, "Stored figures").
+labeling.quality.report.queue_agreement from every label on each request (docs/agreement.md, "Stored figures").
 
-- A stored ranking (labeling.assignment.submit_ranking, which the pages and the API call) puts its prompt in the
-  queue's backlog (AgreementBacklog), in the same transaction, and once committed wakes the worker, at most once
+- A stored ranking (labeling.assignment.services.submit_ranking, which the pages and the API call) puts its prompt
+  in the queue's backlog (AgreementBacklog), in the same transaction, and once committed wakes the worker, at most once
   per AGREEMENT_BACKLOG_SECONDS per queue. The worker takes the backlog in batches: it counts each prompt again
   from its labels (a prompt has a few rankings: a fixed cost) and adds the differences to the pair, labeler and
   queue sums in place (`x = x + delta`), so two workers never lose a count. A wake lost with the broker is
@@ -13,7 +13,7 @@ labeling.agreement_report.queue_agreement from every label on each request (docs
   labels per day, median seconds and skip rate (QueueWork) every finished task: they are drawn again from the
   stored per-prompt counts at most once every AGREEMENT_INTERVALS_SECONDS per queue (or DRAW_SPACING times the
   last draw's duration, if longer), that long after the first ranking counted since the last draw (or after the
-  queue list saw the queue's task counters move: labeling.selectors.queue_dashboard).
+  queue list saw the queue's task counters move: labeling.queues.selectors.queue_dashboard).
 - rebuild_queue_agreement counts a queue from scratch (`manage.py rebuild_agreement`); the first ranking of a
   queue that has no stored figures yet (a new queue, or one labeled before migration 0013) has it done.
 
@@ -33,8 +33,7 @@ from django.db.models import BooleanField, Count, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from .agreement_report import agreement_intervals, prompt_contributions
-from .models import (
+from ..models import (
     AgreementBacklog,
     Assignment,
     LabelerAgreement,
@@ -48,7 +47,9 @@ from .models import (
     Task,
     TaskKind,
 )
-from .selectors import dashboard_days, day_start, ranking_label_chunks, ranking_labels
+from ..queues.selectors import dashboard_days, day_start
+from .report import agreement_intervals, prompt_contributions
+from .selectors import ranking_label_chunks, ranking_labels
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def _wake_key(queue_id: int) -> str:
 def wake_worker(*, queue_id: int) -> None:
     """Have the queue's backlog counted AGREEMENT_BACKLOG_SECONDS from now, unless a count is already due: the
     rankings stored meanwhile are counted together, by one task, instead of one task each."""
-    from .tasks import count_backlog_task  # here: the tasks module imports this one
+    from ..tasks import count_backlog_task  # here: the tasks module imports this one
 
     if cache.add(_wake_key(queue_id), True, timeout=_LOST_WAKE_SECONDS):
         try:
@@ -287,7 +288,7 @@ def _intervals_key(queue_id: int) -> str:
 def schedule_intervals(*, queue_id: int) -> None:
     """Have the intervals drawn AGREEMENT_INTERVALS_SECONDS from now, unless a draw is already due: every
     ranking counted before the draw starts is in it, and at most one draw per queue waits at a time."""
-    from .tasks import refresh_agreement_intervals_task  # here: the tasks module imports this one
+    from ..tasks import refresh_agreement_intervals_task  # here: the tasks module imports this one
 
     if cache.add(_intervals_key(queue_id), True, timeout=_LOST_DRAW_SECONDS):
         last = QueueAgreementTotals.objects.filter(queue_id=queue_id).values_list("intervals_seconds", flat=True)
@@ -347,7 +348,7 @@ def refresh_intervals(*, queue_id: int) -> None:
 def count_work(*, queue_id: int) -> tuple[dict[int, tuple[int, float | None]], QueueWork]:
     """The queue's finished work, from every assignment: per labeler of its ranking tasks (skips, median milliseconds
     per submitted ranking), for the labeler table; and for the queue list, over every task kind, a QueueWork (unsaved)
-    with the figures labeling.selectors.queue_dashboard computed from the assignments before, drawn now. In the
+    with the figures labeling.queues.selectors.queue_dashboard computed from the assignments before, drawn now. In the
     caller's transaction (a snapshot, in refresh_intervals)."""
     now = timezone.now()
     finished = Assignment.objects.filter(task__queue_id=queue_id).exclude(status=Assignment.Status.LEASED)

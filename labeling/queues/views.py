@@ -1,23 +1,18 @@
 """Queue management pages for the admin role: queues, their settings, and prompt imports."""
-import csv
-
 from django.conf import settings
 from django.contrib import messages
 from django.db import transaction
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from core.roles import ADMIN, role_required
-from core.text import csv_cell
 
+from ..models import ImportJob, Queue
 from .forms import ImportForm, QueueForm
 from .importing import request_import
-from .models import ImportJob, Queue
-from .queues import queue_settings, save_queue, set_queue_open
-from .selectors import LOW_AGREEMENT_GAP, queue_agreement_page, queue_dashboard, queue_progress
+from .selectors import queue_dashboard, queue_progress
+from .services import queue_settings, save_queue, set_queue_open
 
 
 @role_required(ADMIN)
@@ -27,7 +22,7 @@ def queue_list(request):
         "days": [day.isoformat() for day in dashboard.days],
         "queues": {str(summary.queue.pk): summary.labels_per_day for summary in dashboard.queues},
     }
-    return render(request, "labeling/manage/queue_list.html", {"dashboard": dashboard, "chart": chart})
+    return render(request, "labeling/queues/queue_list.html", {"dashboard": dashboard, "chart": chart})
 
 
 @role_required(ADMIN)
@@ -42,7 +37,7 @@ def queue_edit(request, queue_id: int | None = None):
             created = save_queue(queue, user=request.user, before=before)
         messages.success(request, f"Saved queue “{queue.name}” ({created} new tasks).")
         return redirect("manage-queue", queue.pk)
-    return render(request, "labeling/manage/queue_form.html", {"form": form, "queue": queue})
+    return render(request, "labeling/queues/queue_form.html", {"form": form, "queue": queue})
 
 
 @role_required(ADMIN)
@@ -50,7 +45,7 @@ def queue_detail(request, queue_id: int):
     queue = get_object_or_404(Queue, pk=queue_id)
     return render(
         request,
-        "labeling/manage/queue_detail.html",
+        "labeling/queues/queue_detail.html",
         {
             "queue": queue,
             "progress": queue_progress(queue=queue, now=timezone.now()),
@@ -87,56 +82,4 @@ def queue_import(request, queue_id: int):
 @role_required(ADMIN)
 def import_detail(request, job_id: int):
     job = get_object_or_404(ImportJob.objects.select_related("queue", "uploaded_by"), pk=job_id)
-    return render(request, "labeling/manage/import_detail.html", {"job": job})
-
-
-@role_required(ADMIN)
-def queue_agreement(request, queue_id: int):
-    queue = get_object_or_404(Queue, pk=queue_id)
-    return render(
-        request,
-        "labeling/manage/queue_agreement.html",
-        {"queue": queue, "page": queue_agreement_page(queue=queue), "low_gap": LOW_AGREEMENT_GAP},
-    )
-
-
-AGREEMENT_CSV_COLUMNS = [
-    "username", "labeler_id", "rankings", "median_seconds", "skip_rate", "agreement", "ci_low", "ci_high", "pairs",
-    "consensus_agreement", "gold_accuracy", "gold_prompts", "gold_flagged", "low_agreement",
-]  # fmt: skip
-
-
-@role_required(ADMIN)
-def queue_agreement_csv(request, queue_id: int):
-    """The agreement page's labeler table as CSV, under a first "(queue)" row with the pooled figure."""
-    queue = get_object_or_404(Queue, pk=queue_id)
-    page = queue_agreement_page(queue=queue)
-    pooled = page.report.queue
-    rows = [{"username": "(queue)", "agreement": pooled.rate, "ci_low": pooled.ci_low, "ci_high": pooled.ci_high,
-             "pairs": pooled.n}]  # fmt: skip
-    rows += [
-        {
-            "username": row["username"],
-            "labeler_id": row["labeler_id"],
-            "rankings": row["tasks"],
-            "median_seconds": row["median_seconds"],
-            "skip_rate": row["skip_rate"],
-            "agreement": row["rate"],
-            "ci_low": row["ci_low"],
-            "ci_high": row["ci_high"],
-            "pairs": row["n"],
-            "consensus_agreement": row["consensus_rate"],
-            "gold_accuracy": row["gold_rate"],
-            "gold_prompts": row["gold_prompts"],
-            "gold_flagged": row["gold_flagged"],
-            "low_agreement": row["low"],
-        }
-        for row in page.labelers
-    ]
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    # slugify keeps only ASCII letters, digits, - and _: nothing that could break out of the header.
-    response["Content-Disposition"] = f'attachment; filename="agreement-{queue.pk}-{slugify(queue.name)[:60]}.csv"'
-    writer = csv.DictWriter(response, fieldnames=AGREEMENT_CSV_COLUMNS)
-    writer.writeheader()
-    writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)
-    return response
+    return render(request, "labeling/queues/import_detail.html", {"job": job})

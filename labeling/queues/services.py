@@ -3,8 +3,8 @@ from django.db import transaction
 
 from core import audit
 
-from .assignment import sync_tasks
-from .models import InstructionsVersion, Queue
+from ..assignment.services import sync_tasks
+from ..models import InstructionsVersion, Queue
 
 # The settings an admin edits, compared before and after an edit for the audit log.
 AUDITED_FIELDS = [

@@ -1,6 +1,6 @@
 """Export snapshots for ML staff: the pages (ask for one, follow it, download it) and the API viewset.
 
-Thin: checking, versioning and building are labeling.exports services (request_export, build_export),
+Thin: checking, versioning and building are labeling.datasets.exports services (request_export, build_export),
 the same ones `manage.py export` calls.
 """
 from django import forms
@@ -18,10 +18,10 @@ from core import throttles
 from core.api import Detail, FilterSet, StrictSerializer, download_schema, finished_file, role_permission
 from core.roles import ML, role_required
 
+from ..models import ExportSnapshot, Queue
 from . import exports
-from .datasets.filters import describe_filters
-from .datasets.forms import DatasetForm
-from .models import ExportSnapshot, Queue
+from .filters import describe_filters
+from .forms import DatasetForm
 
 
 def _download(snapshot: ExportSnapshot, *, card: bool = False) -> FileResponse:
@@ -78,7 +78,7 @@ def export_list(request):
     snapshots = ExportSnapshot.objects.select_related("created_by").prefetch_related("queues")
     rows = [(snapshot, describe_filters(snapshot.filters)) for snapshot in snapshots]
     context = {"form": form, "rows": rows, "retention_days": settings.EXPORT_RETENTION_DAYS}
-    return throttles.respond(render(request, "labeling/export_list.html", context), wait)
+    return throttles.respond(render(request, "labeling/datasets/export_list.html", context), wait)
 
 
 def _snapshot(snapshot_id: int) -> ExportSnapshot:
@@ -101,7 +101,7 @@ def _detail(request, snapshot: ExportSnapshot, *, status: int = 200):
     expired = exports.expired_message(snapshot) if snapshot.status == ExportSnapshot.Status.EXPIRED else ""
     return render(
         request,
-        "labeling/export_detail.html",
+        "labeling/datasets/export_detail.html",
         {"snapshot": snapshot, "filters": describe_filters(snapshot.filters), "card": card, "expired": expired},
         status=status,
     )

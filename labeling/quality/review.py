@@ -8,7 +8,7 @@ touches, in the same transaction as the change.
 - Re-queue: the prompt goes to the front of its queue (a priority above every other prompt of the
   queue), and is included again if it was excluded.
 - Gold: the prompt's ranking task gets a reference ranking; it is then mixed into every labeler's
-  stream at the queue's gold rate and measures them (labeling.gold).
+  stream at the queue's gold rate and measures them (labeling.quality.gold).
 """
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,8 +20,7 @@ from django.db.models.functions import Least
 from core import audit
 from core.text import is_short_plain_text, short_text
 
-from .agreement import consensus_ranking, leave_one_out_agreement, pairwise_agreement
-from .models import (
+from ..models import (
     Answer,
     AnswerLabel,
     Assignment,
@@ -33,7 +32,8 @@ from .models import (
     Task,
     TaskKind,
 )
-from .ranking import RankingError, clean_groups, ranks_by_answer, ranks_from_groups
+from ..ranking import RankingError, clean_groups, ranks_by_answer, ranks_from_groups
+from .agreement import consensus_ranking, leave_one_out_agreement, pairwise_agreement
 
 MAX_REASON_CHARS = 2000
 MAX_OVERLAP = 50  # the most labels a task can ask for, as on the queue form
@@ -157,7 +157,7 @@ def clear_gold(*, queue: Queue, prompt_id: object, reason: str, user=None) -> No
 def review_rows(*, queue: Queue) -> QuerySet:
     """Prompts ranked by two or more labelers, lowest agreement first (prompts whose pairs are all tied, rate
     None, come last), then by prompt id: dicts of prompt_id, rankings, n, rate, from the stored figures
-    (labeling.aggregates), read a page at a time along the index prompt_agreement_review."""
+    (labeling.quality.aggregates), read a page at a time along the index prompt_agreement_review."""
     return (
         PromptAgreement.objects.filter(queue=queue, rankings__gte=2)
         .order_by(F("rate").asc(nulls_last=True), "prompt")

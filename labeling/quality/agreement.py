@@ -12,7 +12,7 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
-from .ranking import ranks_from_groups
+from ..ranking import ranks_from_groups
 
 Id = TypeVar("Id", bound=Hashable)
 Level = Literal["nominal", "ordinal", "interval", "ratio"]

@@ -21,8 +21,8 @@ from django.utils import timezone
 from core import audit
 from core.text import CSV_SUFFIXES, JSONL_SUFFIXES, character_problem, nested_character_problem
 
-from .assignment import sync_tasks
-from .models import MAX_ANSWERS, MIN_RANKED_ANSWERS, Answer, ImportJob, Prompt, Queue, TaskKind
+from ..assignment.services import sync_tasks
+from ..models import MAX_ANSWERS, MIN_RANKED_ANSWERS, Answer, ImportJob, Prompt, Queue, TaskKind
 
 ROW_FIELDS = {"prompt", "answers", "id", "meta", "priority"}
 ANSWER_FIELDS = {"text", "model", "meta"}
@@ -209,7 +209,7 @@ def push_rows(*, queue: Queue, records: list, user=None) -> ImportReport:
 
 def request_import(*, queue: Queue, upload, user=None) -> ImportJob:
     """Record an uploaded file as an import job and have the worker import it once the job is committed."""
-    from .tasks import run_import_job  # here: the tasks module imports this one
+    from ..tasks import run_import_job  # here: the tasks module imports this one
 
     with transaction.atomic():
         job = ImportJob.objects.create(queue=queue, file=upload, original_name=upload.name, uploaded_by=user)

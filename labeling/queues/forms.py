@@ -1,10 +1,11 @@
+"""The queue form and the prompt import form of the queue pages."""
 from django import forms
 from django.contrib.auth.models import Group, User
 
 from core.roles import ADMIN, LABELER, ML
 from core.text import UPLOAD_SUFFIXES
 
-from .models import Queue
+from ..models import Queue
 
 
 class QueueForm(forms.ModelForm):

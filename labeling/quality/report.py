@@ -1,10 +1,10 @@
 """Queue-level agreement report for the admin dashboard: whole-queue, per labeler pair, per labeler.
 
 Plain functions on a label frame, vectorised with numpy/pandas so a queue of 10,000 prompts takes well
-under a second or two. The measures are the ones in labeling.agreement, pooled: InstructGPT pairwise
+under a second or two. The measures are the ones in labeling.quality.agreement, pooled: InstructGPT pairwise
 agreement (over the answer pairs both sides ordered strictly, the fraction ordered the same way) and
 leave-one-out agreement with the Borda consensus of the other labelers. tests/labeling/test_agreement_report.py
-checks every figure against a plain loop over labeling.agreement.
+checks every figure against a plain loop over labeling.quality.agreement.
 
 Missing values: scalar rates and intervals are None when undefined; in the frames they are pd.NA (nullable
 Float64 columns), never NaN.
@@ -63,7 +63,7 @@ def queue_agreement(labels: pd.DataFrame, *, resamples: int = 1000, seed: int = 
 
     Each (prompt, labeler) is one ranking; every ranking of a prompt must rank the same answers. Labeler ids
     must be sortable (labeler_a < labeler_b). Pairs tied by either side are left out, as in
-    labeling.agreement.pairwise_agreement. Per labeler: `agree`/`n`/`rate` pool the agreement with every
+    labeling.quality.agreement.pairwise_agreement. Per labeler: `agree`/`n`/`rate` pool the agreement with every
     other labeler on every shared prompt, `rate_ci_*` bootstrap it over the labeler's contributing prompts,
     `consensus_*` pool the agreement with the Borda consensus (mean mid-rank, ties equal) of the other
     labelers of each prompt. The bootstrap is seeded by `seed`; `resamples=0` gives no intervals.
@@ -107,7 +107,7 @@ def queue_agreement(labels: pd.DataFrame, *, resamples: int = 1000, seed: int = 
 
 @dataclass(frozen=True)
 class Contributions:
-    """What each prompt adds to the sums of queue_agreement (labeling.aggregates stores them per prompt).
+    """What each prompt adds to the sums of queue_agreement (labeling.quality.aggregates stores them per prompt).
 
     prompts: prompt_id, rankings, agree, n (in input order). prompt_pairs: prompt_id, labeler_a, labeler_b, agree,
     n, one row per labeler pair that ranked the prompt (labeler_a < labeler_b). prompt_labelers: prompt_id,
@@ -288,7 +288,7 @@ def gold_agreement(labels: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFram
     labels: one row per (prompt, labeler, answer) with its rank; reference: one row per (prompt, answer) with
     the reference rank (lower is better). Labels of answers or prompts the reference lacks are ignored; the
     pairs of each ranking are those of the answers both sides ranked, and pairs tied by either side are left
-    out, as in labeling.agreement.pairwise_agreement. One row per labeler of `labels`, sorted: `prompts` is the
+    out, as in labeling.quality.agreement.pairwise_agreement. One row per labeler of `labels`, sorted: `prompts` is the
     gold prompts they ranked, `agree`/`n` pool the pairs over them, `rate` is pd.NA when n == 0.
     Raises ValueError on missing columns, missing ranks, or an answer ranked twice in one ranking or in the
     reference.

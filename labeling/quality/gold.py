@@ -1,9 +1,9 @@
 """Labelers' agreement with the gold rankings of a queue, and who falls below the queue's threshold."""
 import pandas as pd
 
-from .agreement_report import LABEL_COLUMNS, REFERENCE_COLUMNS, gold_agreement
-from .models import AnswerLabel, Queue, Task, TaskKind
-from .ranking import ranks_by_answer
+from ..models import AnswerLabel, Queue, Task, TaskKind
+from ..ranking import ranks_by_answer
+from .report import LABEL_COLUMNS, REFERENCE_COLUMNS, gold_agreement
 
 # Too few gold prompts say little about a labeler: a single odd prompt should not flag them.
 GOLD_MIN_PROMPTS = 3

@@ -1,7 +1,7 @@
 """Dataset exports: demonstrations (sft), rankings per prompt (comparisons) and reward-model pairs (pairs).
 
 An export streams: the prompts of the chosen queues are read a chunk at a time by id (keyset
-pagination), their labels (through labeling.selectors.filtered_labels, the pair datasets' filters)
+pagination), their labels (through labeling.datasets.selectors.filtered_labels, the pair datasets' filters)
 loaded and turned into rows by plain functions, and the rows written chunk by chunk as JSONL, CSV or
 Parquet (an explicit schema). Excluded prompts and gold items' labels are always left out, as in pair
 datasets. A dataset card (README.md) goes next to the data file. Each export is an ExportSnapshot, a
@@ -38,12 +38,13 @@ from core import audit
 from core.text import csv_cell
 from core.versions import create_next_version
 
-from .agreement import consensus_ranking
-from .agreement_report import pooled_queue_agreement
-from .datasets.filters import clean_export_filters, describe_filters
-from .models import Answer, AnswerLabel, Demonstration, ExportSnapshot, Prompt, Queue, Ranking
-from .ranking import expand_rankings
-from .selectors import filtered_labels, ranking_label_chunks
+from ..models import Answer, AnswerLabel, Demonstration, ExportSnapshot, Prompt, Queue, Ranking
+from ..quality.agreement import consensus_ranking
+from ..quality.report import pooled_queue_agreement
+from ..quality.selectors import ranking_label_chunks
+from ..ranking import expand_rankings
+from .filters import clean_export_filters, describe_filters
+from .selectors import filtered_labels
 
 DATASETS = ("sft", "comparisons", "pairs")
 FORMATS = ("jsonl", "csv", "parquet")
@@ -279,7 +280,7 @@ def _prompt_chunks(queues: Sequence[Queue], chunk_size: int) -> Iterator[dict[in
 
 
 def _of_prompts(labels: QuerySet, prompt_ids: Iterable[int]) -> QuerySet:
-    """The filtered labels (labeling.selectors.filtered_labels) of these prompts, by prompt."""
+    """The filtered labels (labeling.datasets.selectors.filtered_labels) of these prompts, by prompt."""
     return labels.filter(assignment__task__prompt_id__in=list(prompt_ids)).order_by("assignment__task__prompt_id", "pk")
 
 
@@ -459,7 +460,7 @@ def export_dataset(
     `filters`: date_from and date_to (YYYY-MM-DD, on the label's submission date), labeler_ids,
     exclude_skipped (prompts someone skipped), exclude_flagged (prompts with a flagged answer),
     min_agreement and min_gold_accuracy (labelers below them in a queue are left out), checked by
-    clean_export_filters and applied by labeling.selectors.filtered_labels. `snapshot`: the record this
+    clean_export_filters and applied by labeling.datasets.selectors.filtered_labels. `snapshot`: the record this
     export is, named by the card and by the pairs' dataset_version. Raises ValueError naming what is wrong.
     """
     _check(dataset, fmt, queues)
@@ -577,7 +578,7 @@ def request_export(
     *, name: str, dataset: str, fmt: str, queues: Sequence[Queue], filters: dict | None, user=None
 ) -> ExportSnapshot:
     """Record the next version of `name` and have the worker build it once the record is committed."""
-    from .tasks import build_export_task  # here: the tasks module imports this one
+    from ..tasks import build_export_task  # here: the tasks module imports this one
 
     with transaction.atomic():
         snapshot = record_export(name=name, dataset=dataset, fmt=fmt, queues=queues, filters=filters, user=user)

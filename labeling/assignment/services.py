@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from core.text import character_problem, is_short_plain_text, normalize_newlines, short_text
 
-from .models import (
+from ..models import (
     MIN_RANKED_ANSWERS,
     Answer,
     AnswerLabel,
@@ -44,7 +44,7 @@ from .models import (
     Task,
     TaskKind,
 )
-from .ranking import clean_flags, clean_groups, clean_ratings, ranks_by_answer
+from ..ranking import clean_flags, clean_groups, clean_ratings, ranks_by_answer
 
 # How many locked candidates to re-check before giving up; more than one is needed only when
 # another request filled a task between our read and our lock.
@@ -416,7 +416,7 @@ def submit_ranking(
             for answer_id in answer_ids
         )
         _close(assignment, Assignment.Status.SUBMITTED, now, time_spent_ms)
-        from . import aggregates  # here: aggregates reads labels through selectors, which import this module
+        from ..quality import aggregates  # here: aggregates reads labels through selectors, which import this module
 
         aggregates.ranking_stored(queue_id=assignment.task.queue_id, prompt_id=assignment.task.prompt_id)
     return SubmitResult(assignment, already_submitted=False)
@@ -450,7 +450,9 @@ def skip_task(
         assignment.skip_reason, assignment.skip_note = reason, note
         _close(assignment, Assignment.Status.SKIPPED, now, time_spent_ms)
         if assignment.task.kind == TaskKind.RANKING:
-            from . import aggregates  # here: aggregates reads labels through selectors, which import this module
+            from ..quality import (
+                aggregates,  # here: aggregates reads labels through selectors, which import this module
+            )
 
             aggregates.task_skipped(queue_id=assignment.task.queue_id)
     return assignment

@@ -1,6 +1,6 @@
 """The labeler's pages: their queues, the next task, the two task pages, submit and skip.
 
-Rules live in labeling.assignment; these views translate HTTP to those calls and back.
+Rules live in labeling.assignment.services; these views translate HTTP to those calls and back.
 """
 from django.conf import settings
 from django.contrib import messages
@@ -14,8 +14,8 @@ from core import jsonlimits
 from core.roles import ADMIN, LABELER, ML, has_role, role_required
 from core.text import markdown_to_html, normalize_newlines, render_markdown, render_markdown_many, without_nul
 
-from . import assignment as service
-from .models import Assignment, Flag, SkipReason, TaskKind
+from ..models import Assignment, Flag, SkipReason, TaskKind
+from . import services as service
 from .selectors import labeler_queues
 
 
@@ -28,7 +28,7 @@ def home(request):
         if has_role(request.user, ML):
             return redirect("ml-datasets")
     queues = labeler_queues(labeler=request.user) if has_role(request.user, LABELER) else []
-    return render(request, "labeling/home.html", {"labeler_queues": queues})
+    return render(request, "labeling/assignment/home.html", {"labeler_queues": queues})
 
 
 def _next_url(queue_id: int | None, kind: str | None) -> str:
@@ -46,13 +46,13 @@ def next_task(request, queue_id: int | None = None):
         # exist: its name is not this labeler's to learn. The page helps one whose queue was just paused.
         queue = service.queues_open_to(request.user).filter(pk=queue_id).first()
         if queue is None:
-            return render(request, "labeling/no_task.html", {"queue": None, "not_open": True}, status=404)
+            return render(request, "labeling/assignment/no_task.html", {"queue": None, "not_open": True}, status=404)
     kind = request.GET.get("kind") or None
     if kind is not None and kind not in TaskKind.values:
         return HttpResponseBadRequest("Unknown task kind.")
     leased = service.lease_next_task(labeler=request.user, queue=queue, kind=kind)
     if leased is None:
-        return render(request, "labeling/no_task.html", {"queue": queue, "kind": kind})
+        return render(request, "labeling/assignment/no_task.html", {"queue": queue, "kind": kind})
     return redirect("task", leased.pk)
 
 
@@ -89,7 +89,7 @@ def _render_task(request, assignment: Assignment, *, error: str | None = None, f
     if task.kind == TaskKind.DEMONSTRATION:
         context["prompt_html"] = mark_safe(render_markdown(prompt.text))  # noqa: S308 - sanitised
         context["initial_text"] = (form or {}).get("text", "")
-        return render(request, "labeling/demonstrate.html", context, status=status)
+        return render(request, "labeling/assignment/demonstrate.html", context, status=status)
     answers = {answer.pk: answer for answer in prompt.answers.all()}
     ordered = [answers.pop(pk) for pk in assignment.answer_order if pk in answers] + list(answers.values())
     # The prompt's and the answers' HTML from the cache in one round trip. render_markdown escapes raw HTML and
@@ -105,7 +105,7 @@ def _render_task(request, assignment: Assignment, *, error: str | None = None, f
         initial_ratings=_ratings_from_form(form or {}, [a.pk for a in ordered]),
         initial_flags=_flags_from_form(form or {}, [a.pk for a in ordered]),
     )
-    return render(request, "labeling/rank.html", context, status=status)
+    return render(request, "labeling/assignment/rank.html", context, status=status)
 
 
 @role_required(LABELER)

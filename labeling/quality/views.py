@@ -1,16 +1,22 @@
-"""Disagreement review for the admin role: prompts by lowest agreement, one prompt's rankings side by
-side, and the decisions taken on them (labeling.review)."""
+"""Quality pages for the admin role: a queue's agreement page and its labeler table as CSV; the disagreement
+review: prompts by lowest agreement, one prompt's rankings side by side, and the decisions taken on them
+(labeling.quality.review)."""
+import csv
+
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.text import slugify
 from django.views.decorators.http import require_POST
 
 from core.roles import ADMIN, role_required
+from core.text import csv_cell
 
+from ..models import Prompt, Queue
 from . import review
-from .models import Prompt, Queue
+from .selectors import LOW_AGREEMENT_GAP, queue_agreement_page
 
 REVIEW_PAGE_SIZE = 50
 
@@ -28,7 +34,7 @@ def review_list(request, queue_id: int):
     page = Paginator(review.review_rows(queue=queue), REVIEW_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
-        "labeling/manage/review_list.html",
+        "labeling/quality/review_list.html",
         {"queue": queue, "page": page, "rows": review.attach_prompts(list(page)), "actions": BULK_ACTIONS,
          "max_step": review.MAX_OVERLAP_STEP},
     )
@@ -69,7 +75,7 @@ def prompt_detail(request, queue_id: int, prompt_id: int):
     except Prompt.DoesNotExist:
         raise Http404("No such prompt in this queue.") from None
     return render(
-        request, "labeling/manage/review_prompt.html",
+        request, "labeling/quality/review_prompt.html",
         {"queue": queue, "review": data, "max_step": review.MAX_OVERLAP_STEP},
     )
 
@@ -113,3 +119,55 @@ def _reference(request, queue: Queue, prompt: Prompt) -> list:
         if choice == f"ranking-{column.ranking.pk}":
             return column.ranking.groups
     raise review.ReviewError("Choose the ranking to use as the reference.")
+
+
+@role_required(ADMIN)
+def queue_agreement(request, queue_id: int):
+    queue = get_object_or_404(Queue, pk=queue_id)
+    return render(
+        request,
+        "labeling/quality/queue_agreement.html",
+        {"queue": queue, "page": queue_agreement_page(queue=queue), "low_gap": LOW_AGREEMENT_GAP},
+    )
+
+
+AGREEMENT_CSV_COLUMNS = [
+    "username", "labeler_id", "rankings", "median_seconds", "skip_rate", "agreement", "ci_low", "ci_high", "pairs",
+    "consensus_agreement", "gold_accuracy", "gold_prompts", "gold_flagged", "low_agreement",
+]  # fmt: skip
+
+
+@role_required(ADMIN)
+def queue_agreement_csv(request, queue_id: int):
+    """The agreement page's labeler table as CSV, under a first "(queue)" row with the pooled figure."""
+    queue = get_object_or_404(Queue, pk=queue_id)
+    page = queue_agreement_page(queue=queue)
+    pooled = page.report.queue
+    rows = [{"username": "(queue)", "agreement": pooled.rate, "ci_low": pooled.ci_low, "ci_high": pooled.ci_high,
+             "pairs": pooled.n}]  # fmt: skip
+    rows += [
+        {
+            "username": row["username"],
+            "labeler_id": row["labeler_id"],
+            "rankings": row["tasks"],
+            "median_seconds": row["median_seconds"],
+            "skip_rate": row["skip_rate"],
+            "agreement": row["rate"],
+            "ci_low": row["ci_low"],
+            "ci_high": row["ci_high"],
+            "pairs": row["n"],
+            "consensus_agreement": row["consensus_rate"],
+            "gold_accuracy": row["gold_rate"],
+            "gold_prompts": row["gold_prompts"],
+            "gold_flagged": row["gold_flagged"],
+            "low_agreement": row["low"],
+        }
+        for row in page.labelers
+    ]
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    # slugify keeps only ASCII letters, digits, - and _: nothing that could break out of the header.
+    response["Content-Disposition"] = f'attachment; filename="agreement-{queue.pk}-{slugify(queue.name)[:60]}.csv"'
+    writer = csv.DictWriter(response, fieldnames=AGREEMENT_CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows({key: csv_cell(value) for key, value in row.items()} for row in rows)
+    return response

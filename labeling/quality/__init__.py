@@ -1,0 +1,1 @@
+"""Quality of the labels: agreement between labelers, gold items, the review of prompts, and their pages."""
