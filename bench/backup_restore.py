@@ -22,17 +22,13 @@ import dj_database_url
 import psycopg
 from psycopg import sql
 
+from bench.common import connect
+
 
 def _connection_args(config: dict) -> list[str]:
     args = ["--host", config.get("HOST") or "127.0.0.1", "--port", str(config.get("PORT") or 5432)]
     return args + (["--username", config["USER"]] if config.get("USER") else [])
 
-
-def _connect(config: dict, name: str) -> psycopg.Connection:
-    return psycopg.connect(
-        host=config.get("HOST") or "127.0.0.1", port=config.get("PORT") or 5432, user=config.get("USER") or None,
-        password=config.get("PASSWORD") or None, dbname=name, autocommit=True,
-    )  # fmt: skip
 
 
 def table_fingerprints(connection: psycopg.Connection) -> dict[str, tuple[int, str]]:
@@ -66,7 +62,7 @@ def drill(database_url: str, workdir: Path) -> dict:
     started = time.perf_counter()
     subprocess.run(["pg_dump", *connection_args, "--format=custom", "--file", str(dump), name], env=env, check=True)
     dumped = time.perf_counter()
-    with _connect(config, "postgres") as admin:
+    with connect(config, "postgres") as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(scratch)))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
     try:
@@ -76,10 +72,10 @@ def drill(database_url: str, workdir: Path) -> dict:
             env=env, check=True,
         )  # fmt: skip
         restored = time.perf_counter()
-        with _connect(config, name) as source, _connect(config, scratch) as copy:
+        with connect(config, name) as source, connect(config, scratch) as copy:
             before, after = table_fingerprints(source), table_fingerprints(copy)
     finally:
-        with _connect(config, "postgres") as admin:
+        with connect(config, "postgres") as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(scratch)))
     differing = sorted(table for table in before.keys() | after.keys() if before.get(table) != after.get(table))
     return {

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.export import bench_url, drop, recreate
+from bench.common import bench_url, drop, recreate
 from bench.load import ANSWER_ID, create_data, platform_env, tree_cpu
 
 WARM_CYCLES = 10  # before each measurement: statements prepared, caches filled
@@ -165,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         connection.close()
         shutil.rmtree(var_dir, ignore_errors=True)
-        if not args.keep:
-            drop(config, args.database)
+        drop(config, args.database, keep=args.keep)
     return 0
 
 

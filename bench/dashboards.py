@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from psycopg import sql
 
-from bench.export import _connect, _copy, bench_url, drop
+from bench.common import bench_url, connect, copy_rows, drop, timed
 
 ANSWERS, LABELERS_PER_PROMPT, POOL, SKIP_SHARE, FOLLOW_SHARE = 4, 3, 12, 0.02, 0.7
 
@@ -50,13 +50,13 @@ def fill(connection, prompts: int, seed: int = 1) -> int:
     queue = Queue.objects.create(name="dashboards", ranking_overlap=LABELERS_PER_PROMPT, is_open=False)
     now = datetime.now(UTC)
     ids = np.arange(1, prompts + 1)
-    _copy(connection, "labeling_prompt",
+    copy_rows(connection, "labeling_prompt",
           ["id", "queue_id", "external_id", "content_hash", "text", "meta", "priority", "excluded", "created_at"],
           ((int(p), queue.pk, "", f"{p:064x}", f"Prompt {p}: say something kind.", "{}", 0, False, now)
            for p in ids))  # fmt: skip
-    _copy(connection, "labeling_answer", ["id", "prompt_id", "position", "text", "model", "meta"],
+    copy_rows(connection, "labeling_answer", ["id", "prompt_id", "position", "text", "model", "meta"],
           (((int(p) - 1) * ANSWERS + j + 1, int(p), j, f"Answer {j}.", "m", "{}") for p in ids for j in range(ANSWERS)))
-    _copy(connection, "labeling_task",
+    copy_rows(connection, "labeling_task",
           ["id", "prompt_id", "queue_id", "kind", "overlap", "extra_overlap", "submitted_count", "gold_groups",
            "priority", "excluded"],
           ((int(p), int(p), queue.pk, "ranking", LABELERS_PER_PROMPT, 0, LABELERS_PER_PROMPT, None, 0, False)
@@ -84,7 +84,7 @@ def fill(connection, prompts: int, seed: int = 1) -> int:
             yield (n + 1, int(p) + 1, int(user_ids[chosen[p, LABELERS_PER_PROMPT]]), "skipped", "[]", finished[n],
                    finished[n], finished[n], int(spent[n]), 0, "unclear", "")
 
-    _copy(connection, "labeling_assignment",
+    copy_rows(connection, "labeling_assignment",
           ["id", "task_id", "labeler_id", "status", "answer_order", "leased_at", "lease_expires_at", "finished_at",
            "time_spent_ms", "instructions_version", "skip_reason", "skip_note"], assignments())  # fmt: skip
 
@@ -93,10 +93,10 @@ def fill(connection, prompts: int, seed: int = 1) -> int:
         levels = sorted(set(ranks[p, k].tolist()))
         return json.dumps([[a for a, r in zip(answer_ids, ranks[p, k], strict=True) if r == level] for level in levels])
 
-    _copy(connection, "labeling_ranking", ["id", "assignment_id", "groups", "created_at"],
+    copy_rows(connection, "labeling_ranking", ["id", "assignment_id", "groups", "created_at"],
           ((p * LABELERS_PER_PROMPT + k + 1, p * LABELERS_PER_PROMPT + k + 1, groups(p, k), now)
            for p in range(prompts) for k in range(LABELERS_PER_PROMPT)))  # fmt: skip
-    _copy(connection, "labeling_answerlabel", ["id", "ranking_id", "answer_id", "rank", "rating", "flags"],
+    copy_rows(connection, "labeling_answerlabel", ["id", "ranking_id", "answer_id", "rank", "rating", "flags"],
           (((p * LABELERS_PER_PROMPT + k) * ANSWERS + j + 1, p * LABELERS_PER_PROMPT + k + 1, p * ANSWERS + j + 1,
             int(ranks[p, k, j]), None, "[]")
            for p in range(prompts) for k in range(LABELERS_PER_PROMPT) for j in range(ANSWERS)))  # fmt: skip
@@ -109,7 +109,7 @@ def fill(connection, prompts: int, seed: int = 1) -> int:
 
 
 def prepare(args, url: str, config: dict) -> int:
-    with _connect(config, "postgres") as admin:
+    with connect(config, "postgres") as admin:
         if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.database]).fetchone():
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(args.database)))
     os.environ["DATABASE_URL"] = url
@@ -131,20 +131,12 @@ def prepare(args, url: str, config: dict) -> int:
         print(f"reusing {args.database!r} ({held:,} prompts)")
         return queue.pk
     started = time.perf_counter()
-    with _connect(config, args.database) as connection:
+    with connect(config, args.database) as connection:
         queue_id = fill(connection, args.prompts)
     print(f"filled {args.database!r} with {args.prompts:,} prompts x {ANSWERS} answers x {LABELERS_PER_PROMPT} "
           f"labelers in {time.perf_counter() - started:.0f} s")  # fmt: skip
     return queue_id
 
-
-def timed(call, runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return times
 
 
 def show(name: str, times: list[float]) -> None:
@@ -165,7 +157,6 @@ def main(argv: list[str] | None = None) -> int:
     url, config = bench_url(os.environ.get("DATABASE_URL", ""), args.database)
     queue_id = prepare(args, url, config)
     from django.contrib.auth.models import Group, User
-    from django.db import connections
     from django.test import Client
     from django.urls import reverse
 
@@ -211,9 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         show("intervals drawn again", timed(lambda: aggregates.refresh_intervals(queue_id=queue_id), args.runs))
         show("  of which the queue's work counted", timed(lambda: aggregates.count_work(queue_id=queue_id), args.runs))
     finally:
-        connections.close_all()
-        if not args.keep:
-            drop(config, args.database)
+        drop(config, args.database, keep=args.keep)
     return 0
 
 

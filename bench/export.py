@@ -42,12 +42,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import dj_database_url
 import numpy as np
 import psycopg
 from psycopg import sql
 from scipy.stats import rankdata
 
+from bench.common import bench_url, connect, copy_rows, drop
 from bench.pairs import make_corpus, make_texts
 
 ANSWERS, LABELERS_PER_PROMPT, POOL = 9, 3, 40
@@ -64,35 +64,7 @@ FILE_BYTES_PER_PROMPT = {"parquet": 5_000, "jsonl": 190_000, "csv": 170_000}
 # --- the database ----------------------------------------------------------------------------------
 
 
-def _connect(config: dict, name: str) -> psycopg.Connection:
-    return psycopg.connect(
-        host=config.get("HOST") or "127.0.0.1", port=config.get("PORT") or 5432, user=config.get("USER") or None,
-        password=config.get("PASSWORD") or None, dbname=name, autocommit=True,
-    )  # fmt: skip
 
-
-def bench_url(database_url: str, name: str) -> tuple[str, dict]:
-    """The URL of database `name` on DATABASE_URL's server; refuses anything but PostgreSQL."""
-    config = dj_database_url.parse(database_url) if database_url else {}
-    if "postgresql" not in config.get("ENGINE", ""):
-        raise SystemExit(
-            "bench.export needs PostgreSQL: set DATABASE_URL=postgres://USER@HOST:PORT/ANY_DATABASE; it creates"
-            f" and drops its own database {name!r} on that server (SQLite's figures would not be the server's)."
-        )
-    if name == config["NAME"]:
-        raise SystemExit(f"--database must differ from DATABASE_URL's database ({name!r}): the bench drops it.")
-    scheme, rest = database_url.split("://", 1)
-    server = rest.split("/", 1)[0]
-    return f"{scheme}://{server}/{name}", config
-
-
-def _copy(connection: psycopg.Connection, table: str, columns: list[str], rows) -> None:
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
-    with connection.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
 
 
 def generate(connection: psycopg.Connection, prompts: int, corpus_mb: int, seed: int = 1) -> tuple[int, int]:
@@ -113,16 +85,16 @@ def generate(connection: psycopg.Connection, prompts: int, corpus_mb: int, seed:
     answer_texts = make_texts(rng, corpus, prompts * ANSWERS, 600, 200)
     del corpus
     prompt_ids = np.arange(1, prompts + 1)
-    _copy(connection, "labeling_prompt",
+    copy_rows(connection, "labeling_prompt",
           ["id", "queue_id", "external_id", "content_hash", "text", "meta", "priority", "excluded", "created_at"],
           ((p, small.pk if p <= in_small else rest.pk, f"p{p}", f"{p:064x}", text, "{}", 0, False, now)
            for p, text in zip(prompt_ids.tolist(), prompt_texts, strict=True)))  # fmt: skip
     del prompt_texts
-    _copy(connection, "labeling_answer", ["id", "prompt_id", "position", "text", "model", "meta"],
+    copy_rows(connection, "labeling_answer", ["id", "prompt_id", "position", "text", "model", "meta"],
           ((a, (a - 1) // ANSWERS + 1, (a - 1) % ANSWERS, text, f"model-{(a - 1) % 3}", "{}")
            for a, text in enumerate(answer_texts, start=1)))  # fmt: skip
     del answer_texts
-    _copy(connection, "labeling_task",
+    copy_rows(connection, "labeling_task",
           ["id", "prompt_id", "queue_id", "kind", "overlap", "extra_overlap", "submitted_count", "gold_groups"],
           ((p, p, small.pk if p <= in_small else rest.pk, "ranking", LABELERS_PER_PROMPT, 0, LABELERS_PER_PROMPT, None)
            for p in prompt_ids.tolist()))  # fmt: skip
@@ -145,18 +117,18 @@ def generate(connection: psycopg.Connection, prompts: int, corpus_mb: int, seed:
         for answer, rank in sorted(zip(answers, ranked, strict=True), key=lambda pair: pair[1]):
             by_rank.setdefault(rank, []).append(answer)
         groups.append(json.dumps(list(by_rank.values())))
-    _copy(connection, "labeling_assignment",
+    copy_rows(connection, "labeling_assignment",
           ["id", "task_id", "labeler_id", "status", "answer_order", "leased_at", "lease_expires_at", "finished_at",
            "time_spent_ms", "instructions_version", "skip_reason", "skip_note"],
           ((r, p, labeler, "submitted", json.dumps(answers), now - timedelta(minutes=10), now + timedelta(minutes=20),
             now, ms, 0, "", "")
            for r, p, labeler, answers, ms in zip(range(1, rankings + 1), ranking_prompt.tolist(), labeler_ids.tolist(),
                                                  answer_ids.tolist(), spent.tolist(), strict=True)))  # fmt: skip
-    _copy(connection, "labeling_ranking", ["id", "assignment_id", "groups", "created_at"],
+    copy_rows(connection, "labeling_ranking", ["id", "assignment_id", "groups", "created_at"],
           ((r, r, text, now) for r, text in enumerate(groups, start=1)))
     del groups
     flag_names = rng.choice(FLAGS, size=(rankings, ANSWERS))
-    _copy(connection, "labeling_answerlabel", ["ranking_id", "answer_id", "rank", "rating", "flags"],
+    copy_rows(connection, "labeling_answerlabel", ["ranking_id", "answer_id", "rank", "rating", "flags"],
           ((r, a, rank, None if missing else rating, json.dumps([flag]) if is_flagged else "[]")
            for r, row in enumerate(zip(answer_ids.tolist(), ranks.tolist(), ratings.tolist(), no_rating.tolist(),
                                        flagged.tolist(), flag_names.tolist(), strict=True), start=1)
@@ -181,7 +153,7 @@ def _need_space(folder: str | Path, needed: int, what: str, remedy: str) -> None
 
 def prepare(args, url: str, config: dict) -> tuple[int, int, bool]:
     """Create, migrate and fill the bench database, or reuse a kept one of the same size; returns the queue ids."""
-    with _connect(config, "postgres") as admin:
+    with connect(config, "postgres") as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.database]).fetchone()
         if not exists:
             data = admin.execute("SHOW data_directory").fetchone()[0]
@@ -210,7 +182,7 @@ def prepare(args, url: str, config: dict) -> tuple[int, int, bool]:
     started = time.perf_counter()
     call_command("migrate", verbosity=0)
     migrated = time.perf_counter()
-    with _connect(config, args.database) as connection:
+    with connect(config, args.database) as connection:
         small, rest = generate(connection, args.prompts, args.corpus_mb)
     print(f"created {args.database!r}: migrated in {migrated - started:.1f} s, filled in "
           f"{time.perf_counter() - migrated:.1f} s ({args.prompts:,} prompts, {args.prompts * ANSWERS:,} answers, "
@@ -219,20 +191,6 @@ def prepare(args, url: str, config: dict) -> tuple[int, int, bool]:
     return small, rest, False
 
 
-def drop(config: dict, name: str) -> None:
-    """Drop a bench database, closing this process's Django connections to it first (Django must be set up)."""
-    from django.db import connections
-
-    connections.close_all()
-    recreate(config, name, drop_only=True)
-
-
-def recreate(config: dict, name: str, *, drop_only: bool = False) -> None:
-    """Drop the bench database `name` (whoever is connected) and, unless drop_only, create it empty."""
-    with _connect(config, "postgres") as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        if not drop_only:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 # --- one export, in its own process ----------------------------------------------------------------
@@ -362,10 +320,7 @@ def main() -> None:
                     report(f"{fmt} 10% as one chunk (every prompt at once)", single)
                     print(f"  same file as in chunks: {'yes' if single['sha256'] == tenth['sha256'] else 'NO'}")
     finally:
-        if args.keep:
-            print(f"kept database {args.database!r} (rerun with --keep to reuse it; dropdb {args.database} to drop)")
-        else:
-            drop(config, args.database)
+        drop(config, args.database, keep=args.keep)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.export import bench_url, drop, recreate
+from bench.common import bench_url, drop, recreate
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -692,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
 
     django.setup()
     from django.core.management import call_command
-    from django.db import connection, connections
+    from django.db import connection
 
     processes: list[subprocess.Popen] = []
     ok = False
@@ -757,10 +757,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for process in processes:
             stop(process)
-        connections.close_all()
         shutil.rmtree(var_dir, ignore_errors=True)
-        if not args.keep:
-            drop(config, args.database)
+        drop(config, args.database, keep=args.keep)
     print("\nall checks passed" if ok else "\nA CHECK FAILED: see FAIL above")
     return 0 if ok else 1
 

@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg import sql
 
-from bench.export import _connect, _copy, bench_url, drop
+from bench.common import bench_url, connect, copy_rows, drop
 
 OVERLAP, ANSWERS, POOL, LOAD_LABELERS = 3, 2, 30, 25
 FULL_SHARE, VETERAN_LABELS = 0.2, 10_000
@@ -62,11 +62,11 @@ def fill(connection, sizes: list[int]) -> None:
     for size in sizes:
         queue = Queue.objects.create(name=f"scale {size}", ranking_overlap=OVERLAP, lease_seconds=600, is_open=False)
         first = prompt_id + 1
-        _copy(connection, "labeling_prompt",
+        copy_rows(connection, "labeling_prompt",
               ["id", "queue_id", "external_id", "content_hash", "text", "meta", "priority", "excluded", "created_at"],
               ((first + i, queue.pk, "", f"{first + i:064x}", f"Prompt {first + i}: say something kind.", "{}", 0,
                 False, now + timedelta(microseconds=i)) for i in range(size)))  # fmt: skip
-        _copy(connection, "labeling_answer", ["id", "prompt_id", "position", "text", "model", "meta"],
+        copy_rows(connection, "labeling_answer", ["id", "prompt_id", "position", "text", "model", "meta"],
               ((answer_id + i * ANSWERS + j + 1, first + i, j, f"Answer {j}.", "m", "{}")
                for i in range(size) for j in range(ANSWERS)))  # fmt: skip
         answer_id += size * ANSWERS
@@ -75,11 +75,11 @@ def fill(connection, sizes: list[int]) -> None:
         counts = [OVERLAP] * full + [1] * len(veteran) + [0] * (size - full - len(veteran))
         task_columns = ["id", "prompt_id", "queue_id", "kind", "overlap", "extra_overlap", "submitted_count",
                         "gold_groups", "priority", "excluded"]  # fmt: skip
-        _copy(connection, "labeling_task", task_columns,
+        copy_rows(connection, "labeling_task", task_columns,
               ((first + i, first + i, queue.pk, "ranking", OVERLAP, 0, counts[i], None, 0, False) for i in range(size)))
         labels = [(first + i, users[(i + k) % POOL].pk) for i in range(full) for k in range(OVERLAP)]
         labels += [(first + i, users[-2].pk) for i in veteran]
-        _copy(connection, "labeling_assignment",
+        copy_rows(connection, "labeling_assignment",
               ["id", "task_id", "labeler_id", "status", "answer_order", "leased_at", "lease_expires_at", "finished_at",
                "time_spent_ms", "instructions_version", "skip_reason", "skip_note"],
               ((assignment_id + n + 1, task, labeler, "submitted", "[]", now, now, now, 1000, 0, "", "")
@@ -112,7 +112,7 @@ def reset(connection) -> None:
 
 
 def prepare(args, url: str, config: dict) -> None:
-    with _connect(config, "postgres") as admin:
+    with connect(config, "postgres") as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.database]).fetchone()
         if not exists:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(args.database)))
@@ -126,7 +126,7 @@ def prepare(args, url: str, config: dict) -> None:
     from labeling.models import Queue
 
     call_command("migrate", verbosity=0)
-    with _connect(config, args.database) as connection:
+    with connect(config, args.database) as connection:
         names = set(Queue.objects.values_list("name", flat=True))
         if names:  # a kept database (one that a failed run left empty is filled)
             if names != {f"scale {size}" for size in args.sizes}:
@@ -223,7 +223,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     url, config = bench_url(os.environ.get("DATABASE_URL", ""), args.database)
     prepare(args, url, config)
-    from django.db import connections
 
     from labeling.models import Queue
 
@@ -252,9 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {who:<8} {smallest:,} prompts {small * 1000:.1f} ms, {largest:,} prompts {large * 1000:.1f} ms: "
                   f"{large / small:.2f}x")  # fmt: skip
     finally:
-        connections.close_all()
-        if not args.keep:
-            drop(config, args.database)
+        drop(config, args.database, keep=args.keep)
     return 0
 
 

@@ -48,7 +48,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.export import _connect, bench_url, recreate
+from bench.common import bench_url, connect, recreate
 from bench.load import (
     BIN,
     ROOT,
@@ -251,7 +251,7 @@ class LabelStudioLabeler:
 
 def label_studio_checks(log: list[Call], config: dict, database: str, project_id: int) -> list[tuple[str, list]]:
     """Its stored annotations against the clients' log: one per 201, none past a task's overlap."""
-    with _connect(config, database) as db:
+    with connect(config, database) as db:
         stored = db.execute("SELECT count(*) FROM task_completion WHERE project_id = %s", [project_id]).fetchone()[0]
         overfull = db.execute(
             "SELECT t.id, count(a.id) FROM task t JOIN task_completion a ON a.task_id = t.id JOIN project p"
@@ -490,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             project_id = label_studio_project(
                 theirs_url, tokens["owner"], title=f"peer {clients} clients", prompts=args.prompts,
                 answers=args.answers, overlap=args.overlap)  # fmt: skip
-            with _connect(config, args.ls_database) as db:
+            with connect(config, args.ls_database) as db:
                 db.execute("ANALYZE")
             print(f"\n== Label Studio ({args.ls_server} server), {clients} clients", flush=True)
             steps.append(label_studio_step(

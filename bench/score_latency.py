@@ -13,7 +13,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -26,6 +25,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from bench.common import timed  # noqa: E402
 from rewardtrain.ml.backbones import minilm_path  # noqa: E402
 from rewardtrain.ml.model_sources import load_from_disk  # noqa: E402
 from rewardtrain.ml.scoring import load_scorer  # noqa: E402
@@ -49,15 +49,6 @@ def reward_model_dir(folder: Path) -> Path:
     return folder
 
 
-def timed(call, calls: int) -> list[float]:
-    call()  # warm-up: loads the model
-    seconds = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - start)
-    return seconds
-
 
 def report(name: str, seconds: list[float]) -> float:
     median = statistics.median(seconds)
@@ -75,7 +66,7 @@ def main() -> None:
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = reward_model_dir(Path(tmp) / "rm")
-        in_process = timed(lambda: load_scorer(model_dir).score(PROMPT, ANSWERS), args.calls)
+        in_process = timed(lambda: load_scorer(model_dir).score(PROMPT, ANSWERS), args.calls, warm_up=True)
 
         env = {**os.environ, "CELERY_BROKER_URL": REDIS_URL, "CELERY_RESULT_BACKEND": REDIS_URL}
         worker = subprocess.Popen(
@@ -85,7 +76,8 @@ def main() -> None:
         )  # fmt: skip
         try:
             on_worker = timed(
-                lambda: score_answers_task.delay(str(model_dir), PROMPT, ANSWERS).get(timeout=120), args.calls
+                lambda: score_answers_task.delay(str(model_dir), PROMPT, ANSWERS).get(timeout=120), args.calls,
+                warm_up=True,  # the first call loads the model
             )
         finally:
             worker.terminate()

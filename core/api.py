@@ -223,6 +223,18 @@ class Detail(serializers.Serializer):
     detail = serializers.CharField()
 
 
+def read_schemas(example: dict, *, many: tuple[str, str], one: tuple[str, str], description: str | None = None):
+    """A viewset's list and retrieve operations for extend_schema_view(**read_schemas(...)): a summary and a
+    response example each; `many` and `one` are (summary, example name), `description` is the list's."""
+    described = {"description": description} if description else {}
+    return {
+        "list": extend_schema(
+            summary=many[0], examples=[OpenApiExample(many[1], value=example, response_only=True)], **described
+        ),
+        "retrieve": extend_schema(summary=one[0], examples=[OpenApiExample(one[1], value=example, response_only=True)]),
+    }
+
+
 def download_schema(*, summary: str, file: str, example: str, more: dict | None = None):
     """The schema of a `download` action that answers a finished job's file, or 409 while it is not finished;
     `more`: other responses by status."""

@@ -13,6 +13,7 @@ the action, a page only a form that passed its checks (a typo costs nothing).
 import math
 
 from django.contrib import messages
+from django.shortcuts import render
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import exceptions
@@ -104,6 +105,23 @@ def respond(response, wait: int | None):
         response.status_code = 429
         response["Retry-After"] = str(wait)
     return response
+
+
+def request_page(request, form, *, scope: str, template: str, context, start):
+    """A page that lists jobs and asks for a new one (exports, pair datasets, runs, generation jobs).
+
+    A valid POST within the user's `scope` rate calls `start(form)`, which asks the service for the job and
+    returns where to go next; a ValueError the service raises is shown on the form. Otherwise the page again,
+    with the form's errors, or with 429 and the wait when over the rate; `context()` gives the rest of what
+    the page shows (called only then).
+    """
+    wait = None
+    if request.method == "POST" and form.is_valid() and not (wait := check_page(request, scope)):
+        try:
+            return start(form)
+        except ValueError as error:
+            form.add_error(None, str(error))
+    return respond(render(request, template, {"form": form, **context()}), wait)
 
 
 # The schema's 429, for every throttled operation: responses={…, 429: throttled_response("exports")} and

@@ -15,7 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from core import throttles
-from core.api import FilterSet, StrictModelSerializer, StrictSerializer, parse_id, role_permission
+from core.api import FilterSet, StrictModelSerializer, StrictSerializer, parse_id, read_schemas, role_permission
 from core.roles import ADMIN, LABELER, ML, has_role
 
 from .assignment.services import queues_open_to
@@ -79,13 +79,9 @@ class PushErrors(serializers.Serializer):
 
 
 @extend_schema_view(
-    list=extend_schema(
-        summary="Queues you may see",
+    **read_schemas(
+        QUEUE_EXAMPLE, many=("Queues you may see", "A page of queues"), one=("One queue", "A queue"),
         description="Admins and ML staff see every queue; a labeler sees the open queues they may work on.",
-        examples=[OpenApiExample("A page of queues", value=QUEUE_EXAMPLE, response_only=True)],
-    ),
-    retrieve=extend_schema(
-        summary="One queue", examples=[OpenApiExample("A queue", value=QUEUE_EXAMPLE, response_only=True)]
     ),
     create=extend_schema(
         summary="Create a queue (admin)",
@@ -231,13 +227,9 @@ PROMPT_EXAMPLE = {
 
 
 @extend_schema_view(
-    list=extend_schema(
-        summary="Prompts with their answers (admin, ML)",
-        examples=[OpenApiExample("A page of prompts", value=PROMPT_EXAMPLE, response_only=True)],
-    ),
-    retrieve=extend_schema(
-        summary="One prompt with its answers (admin, ML)",
-        examples=[OpenApiExample("A prompt", value=PROMPT_EXAMPLE, response_only=True)],
+    **read_schemas(
+        PROMPT_EXAMPLE, many=("Prompts with their answers (admin, ML)", "A page of prompts"),
+        one=("One prompt with its answers (admin, ML)", "A prompt"),
     ),
 )
 class PromptViewSet(viewsets.ReadOnlyModelViewSet):
@@ -352,14 +344,10 @@ class _LabelViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(
-        summary="Demonstrations",
+    **read_schemas(
+        DEMONSTRATION_EXAMPLE, many=("Demonstrations", "A page of demonstrations"),
+        one=("One demonstration", "A demonstration"),
         description="Admins and ML staff see all; a labeler sees their own.",
-        examples=[OpenApiExample("A page of demonstrations", value=DEMONSTRATION_EXAMPLE, response_only=True)],
-    ),
-    retrieve=extend_schema(
-        summary="One demonstration",
-        examples=[OpenApiExample("A demonstration", value=DEMONSTRATION_EXAMPLE, response_only=True)],
     ),
 )
 class DemonstrationViewSet(_LabelViewSet):
@@ -373,13 +361,9 @@ class DemonstrationViewSet(_LabelViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(
-        summary="Rankings",
+    **read_schemas(
+        RANKING_EXAMPLE, many=("Rankings", "A page of rankings"), one=("One ranking", "A ranking"),
         description="Admins and ML staff see all, with `gold_groups`; a labeler sees their own, without it.",
-        examples=[OpenApiExample("A page of rankings", value=RANKING_EXAMPLE, response_only=True)],
-    ),
-    retrieve=extend_schema(
-        summary="One ranking", examples=[OpenApiExample("A ranking", value=RANKING_EXAMPLE, response_only=True)]
     ),
 )
 class RankingViewSet(_LabelViewSet):

@@ -20,6 +20,7 @@ from core.api import (
     StrictSerializer,
     download_schema,
     finished_file,
+    read_schemas,
     role_permission,
 )
 from core.roles import ML
@@ -84,12 +85,8 @@ DATASET_EXAMPLE = {
 
 
 @extend_schema_view(
-    list=extend_schema(
-        summary="Pair datasets",
-        examples=[OpenApiExample("A page of datasets", value=DATASET_EXAMPLE, response_only=True)],
-    ),
-    retrieve=extend_schema(
-        summary="One pair dataset", examples=[OpenApiExample("A dataset", value=DATASET_EXAMPLE, response_only=True)]
+    **read_schemas(
+        DATASET_EXAMPLE, many=("Pair datasets", "A page of datasets"), one=("One pair dataset", "A dataset"),
     ),
     create=extend_schema(
         summary="Build a pair dataset",
@@ -175,12 +172,9 @@ RUN_EXAMPLE = {
 
 
 @extend_schema_view(
-    list=extend_schema(
-        summary="Training runs", examples=[OpenApiExample("A page of runs", value=RUN_EXAMPLE, response_only=True)]
-    ),
-    retrieve=extend_schema(
-        summary="One training run, with its progress and learning curve",
-        examples=[OpenApiExample("A run", value=RUN_EXAMPLE, response_only=True)],
+    **read_schemas(
+        RUN_EXAMPLE, many=("Training runs", "A page of runs"),
+        one=("One training run, with its progress and learning curve", "A run"),
     ),
     create=extend_schema(
         summary="Train a reward model on a finished pair dataset",
@@ -260,12 +254,8 @@ MODEL_EXAMPLE = {
 
 
 @extend_schema_view(
-    list=extend_schema(
-        summary="Reward models",
-        examples=[OpenApiExample("A page of models", value=MODEL_EXAMPLE, response_only=True)],
-    ),
-    retrieve=extend_schema(
-        summary="One reward model", examples=[OpenApiExample("A model", value=MODEL_EXAMPLE, response_only=True)]
+    **read_schemas(
+        MODEL_EXAMPLE, many=("Reward models", "A page of models"), one=("One reward model", "A model"),
     ),
 )
 class RewardModelViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,

@@ -14,15 +14,16 @@ from .models import GenerationJob
 
 @role_required(ML)
 def generation_list(request):
-    form = GenerationJobForm(request.POST or None)
-    wait = None
-    if request.method == "POST" and form.is_valid() and not (wait := throttles.check_page(request, "generation")):
-        data = form.cleaned_data
-        job = generation.request_generation_job(user=request.user, **data)
+    def start(form):
+        job = generation.request_generation_job(user=request.user, **form.cleaned_data)
         messages.success(request, f"Generation job {job.pk} is queued for a generation worker.")
         return redirect("ml-generation-job", job.pk)
-    jobs = GenerationJob.objects.select_related("queue", "created_by")
-    return throttles.respond(render(request, "rewardtrain/generation_list.html", {"form": form, "jobs": jobs}), wait)
+
+    return throttles.request_page(
+        request, GenerationJobForm(request.POST or None), scope="generation",
+        template="rewardtrain/generation_list.html",
+        context=lambda: {"jobs": GenerationJob.objects.select_related("queue", "created_by")}, start=start,
+    )  # fmt: skip
 
 
 @role_required(ML)

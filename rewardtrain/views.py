@@ -15,9 +15,7 @@ from .models import PairDataset, RewardModel, TrainingRun
 
 @role_required(ML)
 def dataset_list(request):
-    form = PairDatasetForm(request.POST or None)
-    wait = None
-    if request.method == "POST" and form.is_valid() and not (wait := throttles.check_page(request, "datasets")):
+    def start(form):
         data = form.cleaned_data
         dataset = datasets.request_pair_dataset(
             name=data["name"],
@@ -29,8 +27,12 @@ def dataset_list(request):
         )
         messages.success(request, f"Building {dataset}; the worker is on it.")
         return redirect("ml-dataset", dataset.pk)
-    items = PairDataset.objects.prefetch_related("queues").select_related("created_by")
-    return throttles.respond(render(request, "rewardtrain/dataset_list.html", {"form": form, "datasets": items}), wait)
+
+    return throttles.request_page(
+        request, PairDatasetForm(request.POST or None), scope="datasets", template="rewardtrain/dataset_list.html",
+        context=lambda: {"datasets": PairDataset.objects.prefetch_related("queues").select_related("created_by")},
+        start=start,
+    )  # fmt: skip
 
 
 @role_required(ML)
@@ -57,15 +59,16 @@ def dataset_detail(request, dataset_id: int):
 
 @role_required(ML)
 def run_list(request):
-    form = TrainingRunForm(request.POST or None)
-    wait = None
-    if request.method == "POST" and form.is_valid() and not (wait := throttles.check_page(request, "runs")):
+    def start(form):
         fields = {name: value for name, value in form.cleaned_data.items() if name != "dataset"}
         run = runs.request_training_run(dataset=form.cleaned_data["dataset"], user=request.user, **fields)
         messages.success(request, f"Run {run.pk} is queued for a training worker.")
         return redirect("ml-run", run.pk)
-    items = TrainingRun.objects.select_related("dataset", "created_by")
-    return throttles.respond(render(request, "rewardtrain/run_list.html", {"form": form, "runs": items}), wait)
+
+    return throttles.request_page(
+        request, TrainingRunForm(request.POST or None), scope="runs", template="rewardtrain/run_list.html",
+        context=lambda: {"runs": TrainingRun.objects.select_related("dataset", "created_by")}, start=start,
+    )  # fmt: skip
 
 
 @role_required(ML)

@@ -78,23 +78,38 @@ def models_dir(settings, tmp_path):
 
 
 @pytest.fixture
-def labeler(db):
-    return make_user("lab1", "labeler")
+def eager():
+    """Celery tasks run inside the request that sends them, as a worker would run them."""
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
 
 
 @pytest.fixture
-def labeler2(db):
-    return make_user("lab2", "labeler")
+def offline_load(monkeypatch, tmp_path):
+    """datasets.load_dataset, offline, caching under tmp_path."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    import datasets
+
+    return lambda *args, **kwargs: datasets.load_dataset(*args, cache_dir=str(tmp_path / "hf-cache"), **kwargs)
 
 
-@pytest.fixture
-def queue_admin(db):
-    return make_user("boss", "admin")
+def user_fixture(username: str, role: str):
+    """A fixture giving one user in `role`."""
+
+    @pytest.fixture
+    def user(db) -> User:
+        return make_user(username, role)
+
+    return user
 
 
-@pytest.fixture
-def ml_user(db):
-    return make_user("mlstaff", "ml")
+labeler = user_fixture("lab1", "labeler")
+labeler2 = user_fixture("lab2", "labeler")
+queue_admin = user_fixture("boss", "admin")
+ml_user = user_fixture("mlstaff", "ml")
 
 
 def shows_nan(html: str) -> bool:
@@ -159,6 +174,15 @@ class LiveWorker:
             if time.monotonic() > deadline:
                 pytest.fail(f"Timed out after {timeout} s waiting for {what}.\n{self.output()}")
             time.sleep(0.2)
+
+    def wait_finished(self, job, *, what: str, timeout: float = 120) -> None:
+        """Wait until the worker job (core.jobs.WorkerJob) is finished, its row read again into `job`."""
+
+        def finished() -> bool:
+            job.refresh_from_db()
+            return job.is_finished
+
+        self.wait_for(finished, what=what, timeout=timeout)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-20_000:]

@@ -2,7 +2,8 @@
 import pytest
 from django.db import connection
 
-from bench.backup_restore import _connect, drill, table_fingerprints
+from bench.backup_restore import drill, table_fingerprints
+from bench.common import connect
 from labeling.assignment.services import lease_next_task, submit_ranking
 
 from .conftest import make_queue
@@ -32,7 +33,7 @@ def test_a_restored_backup_has_every_row(transactional_db, labeler, tmp_path):
 def test_fingerprints_see_a_changed_row(transactional_db):
     make_queue("Fingerprint", prompts=1, answers=2)
     config = connection.settings_dict
-    with _connect({"HOST": config["HOST"], "PORT": config["PORT"], "USER": config["USER"]}, config["NAME"]) as db:
+    with connect({"HOST": config["HOST"], "PORT": config["PORT"], "USER": config["USER"]}, config["NAME"]) as db:
         before = table_fingerprints(db)
         db.execute("UPDATE labeling_answer SET text = text || '!' WHERE position = 0")
         after = table_fingerprints(db)

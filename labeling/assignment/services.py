@@ -296,7 +296,8 @@ def _lease_next_task(*, labeler, queue: Queue | None, kind: str | None) -> Assig
         )
 
 
-def _lock_for_finishing(*, assignment_id: int, labeler, kind: str) -> Assignment:
+def _lock_own(*, assignment_id: int, labeler, kind: str | None = None) -> Assignment:
+    """The labeler's own assignment (of `kind`, when given), locked for finishing it."""
     _take_turn(labeler)
     try:
         assignment = (
@@ -306,9 +307,18 @@ def _lock_for_finishing(*, assignment_id: int, labeler, kind: str) -> Assignment
         )
     except (Assignment.DoesNotExist, ValueError, TypeError):
         raise AssignmentError("There is no such task of yours.") from None
-    if assignment.task.kind != kind:
+    if kind is not None and assignment.task.kind != kind:
         raise AssignmentError(f"This task is not a {kind} task.")
     return assignment
+
+
+def _lock_for_submit(*, assignment_id: int, labeler, kind: str) -> tuple[Assignment, bool]:
+    """The labeler's assignment, locked, and whether it is already submitted (a double submit, answered as
+    the first one was); a skipped task cannot be submitted."""
+    assignment = _lock_own(assignment_id=assignment_id, labeler=labeler, kind=kind)
+    if assignment.status == Assignment.Status.SKIPPED:
+        raise AssignmentError("You skipped this task; it cannot be submitted any more.")
+    return assignment, assignment.status == Assignment.Status.SUBMITTED
 
 
 def _claim_slot(assignment: Assignment) -> datetime:
@@ -369,11 +379,11 @@ def clean_text(text: str, *, what: str) -> str:
 def submit_demonstration(*, assignment_id: int, labeler, text: str, time_spent_ms: int | None = None) -> SubmitResult:
     text = clean_text(text, what="demonstration")
     with transaction.atomic():
-        assignment = _lock_for_finishing(assignment_id=assignment_id, labeler=labeler, kind=TaskKind.DEMONSTRATION)
-        if assignment.status == Assignment.Status.SUBMITTED:
+        assignment, already_submitted = _lock_for_submit(
+            assignment_id=assignment_id, labeler=labeler, kind=TaskKind.DEMONSTRATION
+        )
+        if already_submitted:
             return SubmitResult(assignment, already_submitted=True)
-        if assignment.status == Assignment.Status.SKIPPED:
-            raise AssignmentError("You skipped this task; it cannot be submitted any more.")
         now = _claim_slot(assignment)
         Demonstration.objects.create(assignment=assignment, text=text)
         _close(assignment, Assignment.Status.SUBMITTED, now, time_spent_ms)
@@ -390,11 +400,11 @@ def submit_ranking(
     time_spent_ms: int | None = None,
 ) -> SubmitResult:
     with transaction.atomic():
-        assignment = _lock_for_finishing(assignment_id=assignment_id, labeler=labeler, kind=TaskKind.RANKING)
-        if assignment.status == Assignment.Status.SUBMITTED:
+        assignment, already_submitted = _lock_for_submit(
+            assignment_id=assignment_id, labeler=labeler, kind=TaskKind.RANKING
+        )
+        if already_submitted:
             return SubmitResult(assignment, already_submitted=True)
-        if assignment.status == Assignment.Status.SKIPPED:
-            raise AssignmentError("You skipped this task; it cannot be submitted any more.")
         answer_ids = list(Answer.objects.filter(prompt__tasks=assignment.task_id).values_list("pk", flat=True))
         try:
             cleaned_groups = clean_groups(groups, answer_ids)
@@ -435,14 +445,7 @@ def skip_task(
         raise InvalidLabel(f"The note must be plain text of at most {MAX_SKIP_NOTE_CHARS} characters.")
     now = timezone.now()
     with transaction.atomic():
-        _take_turn(labeler)
-        try:
-            assignment = (
-                Assignment.objects.select_for_update(of=("self",)).select_related("task")
-                .get(pk=assignment_id, labeler=labeler)
-            )  # fmt: skip
-        except (Assignment.DoesNotExist, ValueError, TypeError):
-            raise AssignmentError("There is no such task of yours.") from None
+        assignment = _lock_own(assignment_id=assignment_id, labeler=labeler)
         if assignment.status == Assignment.Status.SKIPPED:
             return assignment
         if assignment.status == Assignment.Status.SUBMITTED:

@@ -15,7 +15,15 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from core import throttles
-from core.api import Detail, FilterSet, StrictSerializer, download_schema, finished_file, role_permission
+from core.api import (
+    Detail,
+    FilterSet,
+    StrictSerializer,
+    download_schema,
+    finished_file,
+    read_schemas,
+    role_permission,
+)
 from core.roles import ML, role_required
 
 from ..models import ExportSnapshot, Queue
@@ -61,24 +69,24 @@ class ExportForm(DatasetForm):
 
 @role_required(ML)
 def export_list(request):
-    form = ExportForm(request.POST or None)
-    wait = None
-    if request.method == "POST" and form.is_valid() and not (wait := throttles.check_page(request, "exports")):
+    def start(form):
         data = form.cleaned_data
-        try:
-            snapshot = exports.request_export(
-                name=data["name"], dataset=data["dataset"], fmt=data["format"], queues=list(data["queues"]),
-                filters=form.filters(), user=request.user,
-            )  # fmt: skip
-        except ValueError as error:
-            form.add_error(None, str(error))
-        else:
-            messages.success(request, f"Exporting {snapshot}; the worker is on it.")
-            return redirect("ml-export", snapshot.pk)
-    snapshots = ExportSnapshot.objects.select_related("created_by").prefetch_related("queues")
-    rows = [(snapshot, describe_filters(snapshot.filters)) for snapshot in snapshots]
-    context = {"form": form, "rows": rows, "retention_days": settings.EXPORT_RETENTION_DAYS}
-    return throttles.respond(render(request, "labeling/datasets/export_list.html", context), wait)
+        snapshot = exports.request_export(
+            name=data["name"], dataset=data["dataset"], fmt=data["format"], queues=list(data["queues"]),
+            filters=form.filters(), user=request.user,
+        )  # fmt: skip
+        messages.success(request, f"Exporting {snapshot}; the worker is on it.")
+        return redirect("ml-export", snapshot.pk)
+
+    def context():
+        snapshots = ExportSnapshot.objects.select_related("created_by").prefetch_related("queues")
+        rows = [(snapshot, describe_filters(snapshot.filters)) for snapshot in snapshots]
+        return {"rows": rows, "retention_days": settings.EXPORT_RETENTION_DAYS}
+
+    return throttles.request_page(
+        request, ExportForm(request.POST or None), scope="exports", template="labeling/datasets/export_list.html",
+        context=context, start=start,
+    )  # fmt: skip
 
 
 def _snapshot(snapshot_id: int) -> ExportSnapshot:
@@ -191,14 +199,9 @@ EXPIRED_RESPONSE = OpenApiResponse(
 
 
 @extend_schema_view(
-    list=extend_schema(
-        summary="Export snapshots",
+    **read_schemas(
+        EXPORT_EXAMPLE, many=("Export snapshots", "A page of exports"), one=("One export snapshot", "An export"),
         description="Newest first unless ?ordering=; filter by dataset, status or name.",
-        examples=[OpenApiExample("A page of exports", value=EXPORT_EXAMPLE, response_only=True)],
-    ),
-    retrieve=extend_schema(
-        summary="One export snapshot",
-        examples=[OpenApiExample("An export", value=EXPORT_EXAMPLE, response_only=True)],
     ),
     create=extend_schema(
         summary="Export a dataset",

@@ -20,8 +20,8 @@
   const PREVIEW_DELAY_MS = 250;
 
   let previewTimer = null;
+  let sender = null; // sendOnce's, once the form is wired
   let previewRequest = 0; // only the newest response may write the preview
-  let submitting = false;
 
   function problem() {
     if (!textarea.value.trim()) return "Write your answer before submitting.";
@@ -36,7 +36,7 @@
     count.textContent = numberFormat.format(length) + " / " + numberFormat.format(max) + " characters";
     count.classList.toggle("is-near", length > max * 0.9 && length <= max);
     count.classList.toggle("is-over", length > max);
-    submitButton.disabled = submitting || Boolean(problem());
+    submitButton.disabled = (sender !== null && sender.sending()) || Boolean(problem());
     if (message.dataset.kind === "problem" && !problem()) showMessage("");
   }
 
@@ -112,32 +112,15 @@
     saveDraft();
   });
 
-  form.addEventListener("submit", function (event) {
-    const why = problem();
-    if (submitting || why) {
-      event.preventDefault();
-      if (why) {
-        showMessage(why, "problem");
-        textarea.focus();
-      }
-      return;
-    }
-    submitting = true;
-    showMessage("Submitting…", "info");
-    // The draft is kept until another demonstration page opens: if the server could not store it
-    // (503, database unreachable), the labeler goes back and finds it there.
-    work.markSent();
-    // Disable after the browser has collected the form data, so a double click sends one POST.
-    window.setTimeout(function () { submitButton.disabled = true; }, 0);
+  sender = window.unsentWork.sendOnce(form, work, {
+    problem: problem,
+    refuse: function (why) {
+      showMessage(why, "problem");
+      textarea.focus();
+    },
+    showMessage: showMessage,
+    button: submitButton,
   });
-
-  // A skipped task's draft is of no further use.
-  const skipForm = document.getElementById("skip-form");
-  if (skipForm) {
-    skipForm.addEventListener("submit", function () {
-      work.remove();
-    });
-  }
 
   document.addEventListener("keydown", function (event) {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !event.isComposing) {
@@ -151,7 +134,7 @@
   // A page restored from the back/forward cache must be usable again.
   window.addEventListener("pageshow", function (event) {
     if (event.persisted) {
-      submitting = false;
+      sender.reset();
       updateCount();
     }
   });

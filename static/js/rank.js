@@ -35,7 +35,7 @@
 
   let ranksCache = new Map(); // id -> rank, refreshed by render()
   let selected = null;
-  let submitting = false;
+  let sender = null; // sendOnce's, once the form is wired
 
   // ---- rendering -------------------------------------------------------------------------
 
@@ -125,8 +125,9 @@
 
     groupsInput.value = JSON.stringify(model.groups());
     const complete = unplaced.length === 0;
-    submitButton.disabled = submitting || !complete;
-    if (!submitting) {
+    const sending = sender !== null && sender.sending();
+    submitButton.disabled = sending || !complete;
+    if (!sending) {
       if (complete) {
         showMessage("All " + total + " answers are placed. Ready to submit.", "ready");
       } else if (message.dataset.kind !== "problem" || placed.length === 0) {
@@ -278,7 +279,7 @@
   }
 
   function trySubmit() {
-    if (submitting) return;
+    if (sender.sending()) return;
     if (model.unplaced().length) {
       showMessage("Place every answer before submitting: " + model.unplaced().length + " not placed yet.", "problem");
       announce(message.textContent);
@@ -289,31 +290,16 @@
 
   // ---- wiring ------------------------------------------------------------------------------
 
-  form.addEventListener("submit", function (event) {
-    const missing = model.unplaced().length;
-    if (submitting || missing) {
-      event.preventDefault();
-      if (missing) {
-        showMessage("Place every answer before submitting: " + missing + " not placed yet.", "problem");
-      }
-      return;
-    }
-    groupsInput.value = JSON.stringify(model.groups());
-    submitting = true;
-    showMessage("Submitting…", "info");
-    // Kept until another ranking page opens: if the server could not store it (503, database
-    // unreachable), the labeler goes back and finds the ranking still there.
-    work.markSent();
-    window.setTimeout(function () { submitButton.disabled = true; }, 0);
+  sender = window.unsentWork.sendOnce(form, work, {
+    problem: function () {
+      const missing = model.unplaced().length;
+      return missing ? "Place every answer before submitting: " + missing + " not placed yet." : null;
+    },
+    refuse: function (why) { showMessage(why, "problem"); },
+    beforeSend: function () { groupsInput.value = JSON.stringify(model.groups()); },
+    showMessage: showMessage,
+    button: submitButton,
   });
-
-  // A skipped task's unsent ranking is of no further use.
-  const skipForm = document.getElementById("skip-form");
-  if (skipForm) {
-    skipForm.addEventListener("submit", function () {
-      work.remove();
-    });
-  }
 
   answers.forEach(function (answer) {
     answer.chip.addEventListener("click", function (event) {
@@ -483,7 +469,7 @@
 
   // Radios and checkboxes restored by the browser (reload, back button) update the badges.
   window.addEventListener("pageshow", function (event) {
-    if (event.persisted) submitting = false;
+    if (event.persisted) sender.reset();
     render();
   });
 })();

@@ -7,6 +7,7 @@
  * A page keeps its work under its kind and assignment id. Submitting marks the work as sent but keeps
  * it: if the server could not store it, the labeler goes back and finds it. When a page of the same
  * kind opens for another assignment, work that was sent is dropped. Skipping drops the work at once.
+ * sendOnce() wires the task form to this: one POST however often the labeler clicks or presses keys.
  * With storage disabled or full every call does nothing: this is a convenience copy, never the record.
  */
 (function (root) {
@@ -49,5 +50,33 @@
     };
   }
 
-  root.unsentWork = { open: open };
+  // The task form sends its work once: a second click or Ctrl+Enter while it is on its way sends nothing,
+  // and nothing is sent while `problem()` names one (it is shown with `refuse`). `beforeSend()` fills the
+  // form's hidden fields. Returns `sending()` (is a POST on its way) and `reset()` (a page restored from
+  // the back/forward cache may send again).
+  function sendOnce(form, work, options) {
+    let sending = false;
+    form.addEventListener("submit", function (event) {
+      const problem = options.problem();
+      if (sending || problem) {
+        event.preventDefault();
+        if (problem) options.refuse(problem);
+        return;
+      }
+      if (options.beforeSend) options.beforeSend();
+      sending = true;
+      options.showMessage("Submitting…", "info");
+      work.markSent();
+      // Disabled after the browser has collected the form data, so a double click sends one POST.
+      root.setTimeout(function () { options.button.disabled = true; }, 0);
+    });
+    const skipForm = document.getElementById("skip-form");
+    if (skipForm) skipForm.addEventListener("submit", function () { work.remove(); }); // of no further use
+    return {
+      sending: function () { return sending; },
+      reset: function () { sending = false; },
+    };
+  }
+
+  root.unsentWork = { open: open, sendOnce: sendOnce };
 })(window);

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 from playwright.sync_api import Page, expect
 
-from annotate.celery import app as celery_app
 from labeling.assignment.services import lease_next_task, submit_ranking
 from labeling.models import ExportSnapshot, Queue
 from tests.conftest import make_user
@@ -16,13 +15,6 @@ from .conftest import PHOTOSYNTHESIS, PHOTOSYNTHESIS_ANSWERS, RAINBOW, RAINBOW_A
 
 pytestmark = pytest.mark.browser
 
-
-@pytest.fixture
-def eager():
-    """The export runs inside the request that asks for it, as a worker would run it."""
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
 
 
 @pytest.fixture

@@ -29,11 +29,7 @@ def test_a_run_whose_worker_died_on_its_last_attempt_is_failed_with_the_reason(s
     started = time.monotonic()
     assert runs.requeue_stale_runs() == 1
 
-    def failed() -> bool:
-        run.refresh_from_db()
-        return run.is_finished
-
-    worker.wait_for(failed, what="the run to be failed", timeout=60)
+    worker.wait_finished(run, what="the run to be failed", timeout=60)
     assert run.status == JobStatus.FAILED and run.finished_at is not None
     assert f"The worker stopped {MAX_ATTEMPTS} times" in run.error
     assert run.attempts == MAX_ATTEMPTS  # not started a fourth time

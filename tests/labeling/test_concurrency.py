@@ -368,6 +368,17 @@ def test_a_submit_that_waited_past_its_lease_does_not_take_the_slot_of_a_new_lea
     assert Ranking.objects.get().assignment.labeler == other
 
 
+def two_tabs(first, second, *, once: threading.Event) -> tuple[Request, Request]:
+    """Run `first` in one tab until it reaches `once`, then `second` in another; returns both, finished."""
+    tab_first, tab_second = Request(first), Request(second)
+    tab_first.start()
+    assert once.wait(10)
+    tab_second.start()
+    tab_first.join(15)
+    tab_second.join(15)
+    return tab_first, tab_second
+
+
 def slow_down(monkeypatch, name: str) -> threading.Event:
     """Make labeling.assignment.services.<name> wait half a second; the event is set when it is reached."""
     reached = threading.Event()
@@ -392,13 +403,9 @@ def test_a_late_submit_and_a_next_task_request_of_one_labeler_do_not_deadlock(tr
     Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     checking = slow_down(monkeypatch, "clean_groups")
 
-    tab_submit = Request(lambda: submit(lease, labeler, random.Random(0)))
-    tab_next = Request(lambda: lease_next_task(labeler=labeler))
-    tab_submit.start()
-    assert checking.wait(10)
-    tab_next.start()
-    tab_submit.join(15)
-    tab_next.join(15)
+    tab_submit, tab_next = two_tabs(
+        lambda: submit(lease, labeler, random.Random(0)), lambda: lease_next_task(labeler=labeler), once=checking
+    )
 
     assert tab_submit.error is None and tab_next.error is None, (tab_submit.error, tab_next.error)
     assert tab_submit.result.already_submitted is False
@@ -415,13 +422,11 @@ def test_a_prompt_being_skipped_is_not_handed_back_to_the_skipper(transactional_
     Assignment.objects.filter(pk=lease.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     closing = slow_down(monkeypatch, "_close")
 
-    tab_skip = Request(lambda: skip_task(assignment_id=lease.pk, labeler=labeler, reason=SkipReason.UNCLEAR))
-    tab_next = Request(lambda: lease_next_task(labeler=labeler))
-    tab_skip.start()
-    assert closing.wait(10)
-    tab_next.start()
-    tab_skip.join(15)
-    tab_next.join(15)
+    tab_skip, tab_next = two_tabs(
+        lambda: skip_task(assignment_id=lease.pk, labeler=labeler, reason=SkipReason.UNCLEAR),
+        lambda: lease_next_task(labeler=labeler),
+        once=closing,
+    )
 
     assert tab_skip.error is None and tab_next.error is None, (tab_skip.error, tab_next.error)
     assert tab_next.result is None, "the skipped prompt was handed back"

@@ -54,30 +54,20 @@ def labeled(db) -> Labeled:
     return Labeled(queue, {"sft": ranked | {prompts[3].pk}, "comparisons": ranked, "pairs": ranked})
 
 
-@pytest.fixture
-def offline_datasets(monkeypatch, tmp_path):
-    """`datasets`, offline, caching under tmp_path."""
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    import datasets
-
-    return lambda *args, **kwargs: datasets.load_dataset(*args, cache_dir=str(tmp_path / "hf-cache"), **kwargs)
-
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
-def test_every_dataset_loads_with_datasets_and_holds_only_kept_prompts(labeled, offline_datasets, tmp_path, fmt):
+def test_every_dataset_loads_with_datasets_and_holds_only_kept_prompts(labeled, offline_load, tmp_path, fmt):
     for dataset in DATASETS:
         path = tmp_path / "out" / dataset / f"{dataset}.{fmt}"
         result = export_dataset(dataset=dataset, queues=[labeled.queue], fmt=fmt, path=path)
         assert result.rows == ROWS[dataset]
-        loaded = offline_datasets(LOADER[fmt], data_files=str(path), split="train")
+        loaded = offline_load(LOADER[fmt], data_files=str(path), split="train")
         assert loaded.column_names == SCHEMAS[dataset].names and loaded.num_rows == ROWS[dataset]
         assert set(loaded["prompt_id"]) == labeled.kept[dataset]
         hostile = "'" + HOSTILE if fmt == "csv" else HOSTILE
         assert hostile in loaded["prompt"]
         # The card's YAML front matter points `datasets` at the file.
-        assert offline_datasets(str(path.parent), split="train").num_rows == ROWS[dataset]
+        assert offline_load(str(path.parent), split="train").num_rows == ROWS[dataset]
         card = result.card.read_text()
         assert f"{ROWS[dataset]} rows, SHA-256 `{result.sha256}`" in card and "| Export |" in card
     if fmt == "csv":

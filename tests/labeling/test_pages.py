@@ -7,7 +7,6 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from annotate.celery import app as celery_app
 from labeling.assignment.services import lease_next_task, sync_tasks
 from labeling.models import Answer, Assignment, Demonstration, ImportJob, Prompt, Queue, Ranking
 from tests.conftest import make_queue, make_user
@@ -192,7 +191,7 @@ def test_markdown_preview_is_sanitised(client, labeler):
 
 
 def test_admin_creates_a_queue_and_imports_prompts(
-    client, queue_admin, labeler, settings, tmp_path, django_capture_on_commit_callbacks
+    client, queue_admin, labeler, settings, tmp_path, django_capture_on_commit_callbacks, eager
 ):
     settings.MEDIA_ROOT = tmp_path
     client.force_login(queue_admin)
@@ -216,14 +215,10 @@ def test_admin_creates_a_queue_and_imports_prompts(
     assert response.url == reverse("manage-queue", args=[queue.pk])
     assert list(queue.labelers.all()) == [labeler] and queue.gold_rate == 0.1
     rows = b'{"prompt": "P1", "answers": ["a", "b"]}\n{"prompt": "P2"}\n'
-    celery_app.conf.task_always_eager = True
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(
-                reverse("manage-queue-import", args=[queue.pk]), {"file": SimpleUploadedFile("p.jsonl", rows)}
-            )
-    finally:
-        celery_app.conf.task_always_eager = False
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("manage-queue-import", args=[queue.pk]), {"file": SimpleUploadedFile("p.jsonl", rows)}
+        )
     job = ImportJob.objects.get()
     assert response.url == reverse("manage-import", args=[job.pk])
     assert job.status == "succeeded" and job.created_count == 2
@@ -234,21 +229,16 @@ def test_admin_creates_a_queue_and_imports_prompts(
 
 
 def test_import_page_takes_every_name_the_importer_reads(
-    client, queue_admin, ranking_queue, settings, tmp_path, django_capture_on_commit_callbacks
+    client, queue_admin, ranking_queue, settings, tmp_path, django_capture_on_commit_callbacks, eager
 ):
     """A .json-lines file (a JSONL name the importer reads) is accepted by the upload page and imported."""
     settings.MEDIA_ROOT = tmp_path
     client.force_login(queue_admin)
     rows = b'{"prompt": "P1", "answers": ["a", "b"]}\n{"prompt": "P2", "answers": ["c", "d"]}\n'
-    celery_app.conf.task_always_eager = True
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(
-                reverse("manage-queue-import", args=[ranking_queue.pk]),
-                {"file": SimpleUploadedFile("p.json-lines", rows)},
-            )
-    finally:
-        celery_app.conf.task_always_eager = False
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("manage-queue-import", args=[ranking_queue.pk]), {"file": SimpleUploadedFile("p.json-lines", rows)}
+        )
     job = ImportJob.objects.get()
     assert response.status_code == 302 and response.url == reverse("manage-import", args=[job.pk])
     assert job.original_name == "p.json-lines"

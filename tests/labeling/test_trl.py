@@ -51,16 +51,6 @@ def labeled(db) -> Queue:
     return queue
 
 
-@pytest.fixture
-def offline_load(monkeypatch, tmp_path):
-    """datasets.load_dataset, offline, caching under tmp_path."""
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    import datasets
-
-    return lambda *args, **kwargs: datasets.load_dataset(*args, cache_dir=str(tmp_path / "hf-cache"), **kwargs)
-
 
 @pytest.fixture
 def tokenizer() -> BertTokenizer:

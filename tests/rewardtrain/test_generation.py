@@ -60,12 +60,6 @@ def tiny_generator(tiny_generator_path, settings) -> str:
     return Path(tiny_generator_path).name
 
 
-@pytest.fixture
-def eager():
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
-
 
 def rank_queue(name="Gen", texts=("Why is the sky blue?", "Name a prime.")) -> Queue:
     queue = Queue.objects.create(name=name, task_kind=Queue.Kinds.RANKING, ranking_overlap=2)

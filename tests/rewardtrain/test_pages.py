@@ -2,7 +2,6 @@
 import pytest
 from django.urls import reverse
 
-from annotate.celery import app as celery_app
 from core.jobs import JobStatus
 from core.tokens import issue_token
 from rewardtrain.models import PairDataset, RewardModel, TrainingRun
@@ -17,12 +16,6 @@ pytestmark = pytest.mark.django_db
 def artifacts(settings, tmp_path):
     settings.ARTIFACTS_DIR = tmp_path
 
-
-@pytest.fixture
-def eager():
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
 
 
 @pytest.fixture

@@ -23,11 +23,7 @@ def test_rankings_to_a_trained_reward_model_through_the_worker(live_worker, clie
         name="marker", queues=[queue], filters={}, validation_fraction=0.25, seed=0, user=staff
     )
 
-    def dataset_done() -> bool:
-        dataset.refresh_from_db()
-        return dataset.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
-
-    live_worker.wait_for(dataset_done, what="the pair dataset", timeout=60)
+    live_worker.wait_finished(dataset, what="the pair dataset", timeout=60)
     assert dataset.status == JobStatus.SUCCEEDED, dataset.error
     assert dataset.rows == 80 * 4 and dataset.validation_rows > 0
 
@@ -37,11 +33,7 @@ def test_rankings_to_a_trained_reward_model_through_the_worker(live_worker, clie
         prompts_per_batch=4, seed=0,
     )  # fmt: skip
 
-    def run_done() -> bool:
-        run.refresh_from_db()
-        return run.is_finished
-
-    live_worker.wait_for(run_done, what="the training run", timeout=300)
+    live_worker.wait_finished(run, what="the training run", timeout=300)
     assert run.status == JobStatus.SUCCEEDED, run.error
     assert run.metrics["validation"]["accuracy"] > 0.9, run.metrics
     assert run.metrics["validation"]["length_baseline"]["accuracy"] < 0.9

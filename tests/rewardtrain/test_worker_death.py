@@ -43,11 +43,7 @@ def test_a_killed_workers_run_resumes_from_its_checkpoint(start_worker, settings
     # What beat does every minute: once the dead worker's heartbeat is stale, send the run again.
     second.wait_for(lambda: runs.requeue_stale_runs() > 0, what="the run to go stale", timeout=30)
 
-    def finished() -> bool:
-        run.refresh_from_db()
-        return run.is_finished
-
-    second.wait_for(finished, what="the resumed run", timeout=240)
+    second.wait_finished(run, what="the resumed run", timeout=240)
     assert run.status == JobStatus.SUCCEEDED, run.error
     assert run.attempts == 2 and run.step == run.total_steps >= killed_at_step
     steps = [entry["step"] for entry in run.history]
