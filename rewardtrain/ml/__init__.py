@@ -4,7 +4,8 @@ Everything here works on files and data frames, so it runs in a worker, a notebo
 (`python -m rewardtrain.ml.train`) or in a benchmark alike; the Django side of `rewardtrain` (datasets,
 runs, registry, views, API, tasks) calls into it, never the other way round (tests/rewardtrain/test_ml_isolation.py).
 
-pairs (split by prompt, the pair frame, Parquet; the pairs come from labeling.ranking) · grouping (per-prompt batches) · encoding (texts to inputs, rewards) ·
+pairs (split by prompt, the pair frame, Parquet; the pairs come from labeling.ranking) ·
+grouping (per-prompt batches) · encoding (texts to inputs, rewards) ·
 loss · evaluate · checkpoint · device · backbones · model_sources (models from disk only) · train · scoring ·
 sampling (answers from a causal LM) · synthetic (test data)
 """
