@@ -9,6 +9,7 @@ everywhere. Checked filters are stored on the snapshot or dataset record as JSON
 - Pair datasets also take source ("labelers", or "consensus": one ranked-pairs consensus per prompt)
   and, for a consensus, min_rankings.
 """
+from collections.abc import Iterable, Mapping
 from datetime import date
 
 from django.contrib.auth import get_user_model
@@ -56,7 +57,7 @@ def clean_filters(filters: dict) -> dict:
             except ValueError:
                 raise FilterError(f"{key} must be a date (YYYY-MM-DD), not {filters[key]!r}.", key) from None
     if cleaned.get("date_from", "") > cleaned.get("date_to", "9999"):
-        raise FilterError("date_to is before date_from: the date range ends before it starts.", "date_to")
+        raise FilterError("The date range ends before it starts (date_to is before date_from).", "date_to")
     if filters.get("labeler_ids"):
         try:
             cleaned["labeler_ids"] = sorted({int(pk) for pk in filters["labeler_ids"]})
@@ -80,7 +81,10 @@ def clean_filters(filters: dict) -> dict:
             )
         cleaned["min_rankings"] = int(min_rankings)
     elif _given(min_rankings):
-        raise FilterError("min_rankings applies only to source 'consensus'.", "min_rankings")
+        raise FilterError(
+            "Only a consensus source takes a minimum number of rankings (min_rankings needs source 'consensus').",
+            "min_rankings",
+        )
     for key in ("min_agreement", "min_gold_accuracy"):
         if _given(filters.get(key)):
             cleaned[key] = _fraction(key, filters[key])
@@ -98,16 +102,24 @@ def clean_export_filters(filters: dict | None) -> dict:
     return {key: value for key, value in clean_filters(filters or {}).items() if key in LABEL_FILTER_KEYS}
 
 
-def describe_filters(filters: dict) -> list[str]:
-    """The label filters in words, one phrase per filter given (for the cards and the pages)."""
+def labeler_names(filters_of_many: Iterable[dict]) -> dict[int, str]:
+    """The usernames of every labeler the filters name, in one query (a page lists many exports)."""
+    ids = {pk for filters in filters_of_many for pk in filters.get("labeler_ids") or ()}
+    return dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username")) if ids else {}
+
+
+def describe_filters(filters: dict, names: Mapping[int, str] | None = None) -> list[str]:
+    """The label filters in words, one phrase per filter given (for the cards and the pages); `names` are the
+    labelers' usernames when the caller has them (labeler_names), else they are read here."""
     phrases = []
     if filters.get("date_from"):
         phrases.append(f"submitted on or after {filters['date_from']}")
     if filters.get("date_to"):
         phrases.append(f"submitted on or before {filters['date_to']}")
     if filters.get("labeler_ids"):
-        names = get_user_model().objects.filter(pk__in=filters["labeler_ids"]).values_list("username", flat=True)
-        phrases.append(f"only labelers {', '.join(sorted(names))}")
+        names = labeler_names([filters]) if names is None else names
+        chosen = [names[pk] for pk in filters["labeler_ids"] if pk in names]
+        phrases.append(f"only labelers {', '.join(sorted(chosen))}")
     if filters.get("exclude_skipped"):
         phrases.append("prompts someone skipped left out")
     if filters.get("exclude_flagged"):

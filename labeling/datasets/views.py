@@ -28,7 +28,7 @@ from core.roles import ML, role_required
 
 from ..models import ExportSnapshot, Queue
 from . import exports
-from .filters import describe_filters
+from .filters import describe_filters, labeler_names
 from .forms import DatasetForm
 
 
@@ -79,8 +79,9 @@ def export_list(request):
         return redirect("ml-export", snapshot.pk)
 
     def context():
-        snapshots = ExportSnapshot.objects.select_related("created_by").prefetch_related("queues")
-        rows = [(snapshot, describe_filters(snapshot.filters)) for snapshot in snapshots]
+        snapshots = list(ExportSnapshot.objects.select_related("created_by").prefetch_related("queues"))
+        names = labeler_names(snapshot.filters for snapshot in snapshots)
+        rows = [(snapshot, describe_filters(snapshot.filters, names)) for snapshot in snapshots]
         return {"rows": rows, "retention_days": settings.EXPORT_RETENTION_DAYS}
 
     return throttles.request_page(

@@ -5,8 +5,10 @@ import json
 
 import pandas as pd
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -229,6 +231,27 @@ def test_the_pages_ask_for_an_export_list_it_and_serve_its_files(agreeing, eager
     card = client.get(reverse("ml-export-card", args=[snapshot.pk]))
     assert card["Content-Type"].startswith("text/markdown")
     assert b"".join(card.streaming_content) == exports.artifact(snapshot.card).read_bytes()
+
+
+def test_the_export_list_reads_the_labelers_names_in_one_query_however_many_exports(agreeing, unsent, client):
+    client.force_login(make_user("mlstaff", "ml"))
+    labelers = {user.username: user.pk for user in User.objects.filter(username__in=["agree0", "agree1"])}
+
+    def record(n: int) -> None:  # odd n: both labelers; even n: agree0 alone
+        chosen = [labelers["agree0"], labelers["agree1"]][: 1 + n % 2]
+        exports.record_export(name=f"names-{n}", dataset="sft", fmt="jsonl", queues=[agreeing],
+                              filters={"labeler_ids": chosen})  # fmt: skip
+
+    record(0)
+    client.get(reverse("ml-exports"))  # the session and the cached user are read once, on the first page
+    with CaptureQueriesContext(connection) as one:
+        assert client.get(reverse("ml-exports")).status_code == 200
+    for n in range(1, 5):
+        record(n)
+    with CaptureQueriesContext(connection) as five:
+        page = client.get(reverse("ml-exports")).content.decode()
+    assert len(five) == len(one)
+    assert page.count("only labelers agree0, agree1") == 2 and page.count("only labelers agree0<") == 3
 
 
 def test_the_form_names_bad_fields_and_records_nothing(agreeing, unsent, client):
