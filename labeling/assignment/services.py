@@ -44,6 +44,7 @@ from ..models import (
     Task,
     TaskKind,
 )
+from ..quality import aggregates
 from ..ranking import clean_flags, clean_groups, clean_ratings, ranks_by_answer
 
 # How many locked candidates to re-check before giving up; more than one is needed only when
@@ -426,8 +427,6 @@ def submit_ranking(
             for answer_id in answer_ids
         )
         _close(assignment, Assignment.Status.SUBMITTED, now, time_spent_ms)
-        from ..quality import aggregates  # here: aggregates reads labels through selectors, which import this module
-
         aggregates.ranking_stored(queue_id=assignment.task.queue_id, prompt_id=assignment.task.prompt_id)
     return SubmitResult(assignment, already_submitted=False)
 
@@ -453,10 +452,6 @@ def skip_task(
         assignment.skip_reason, assignment.skip_note = reason, note
         _close(assignment, Assignment.Status.SKIPPED, now, time_spent_ms)
         if assignment.task.kind == TaskKind.RANKING:
-            from ..quality import (
-                aggregates,  # here: aggregates reads labels through selectors, which import this module
-            )
-
             aggregates.task_skipped(queue_id=assignment.task.queue_id)
     return assignment
 
