@@ -29,6 +29,7 @@ run: export ALLOWED_HOSTS ?= 127.0.0.1,localhost,$(HOST)
 run: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
+	$(PY) manage.py register_policy --demo
 	@umask 077; mkdir -p var; $(VENV)/bin/celery -A annotate worker -Q celery,training,generation --beat --schedule var/celerybeat-schedule \
 	  --loglevel=INFO --concurrency=2 >>var/worker.log 2>&1 & \
 	worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \

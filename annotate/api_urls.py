@@ -7,7 +7,13 @@ from rest_framework.routers import DefaultRouter
 
 from labeling.api import DemonstrationViewSet, PromptViewSet, QueueViewSet, RankingViewSet
 from labeling.datasets.views import ExportSnapshotViewSet
-from rewardtrain.api import PairDatasetViewSet, RewardModelViewSet, TrainingRunViewSet
+from rewardtrain.api import (
+    PairDatasetViewSet,
+    PolicyViewSet,
+    RewardModelViewSet,
+    SFTRunViewSet,
+    TrainingRunViewSet,
+)
 
 # Swagger UI in our page, whose start-up script carries the CSP nonce (templates/api_docs.html); its icons are
 # data: images, allowed on this page alone.
@@ -25,6 +31,8 @@ router.register("pair-datasets", PairDatasetViewSet, basename="api-pair-dataset"
 router.register("runs", TrainingRunViewSet, basename="api-run")
 router.register("reward-models", RewardModelViewSet, basename="api-reward-model")
 router.register("exports", ExportSnapshotViewSet, basename="api-export")
+router.register("policies", PolicyViewSet, basename="api-policy")
+router.register("sft-runs", SFTRunViewSet, basename="api-sft-run")
 
 urlpatterns = [
     path("api/v1/", include(router.urls)),

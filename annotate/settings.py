@@ -295,6 +295,7 @@ CELERY_BEAT_SCHEDULE = {
 # Heavy work (training, scoring) goes to its own queue, so a site can run it on GPU machines.
 CELERY_TASK_ROUTES = {
     "rewardtrain.tasks.train_reward_model_task": {"queue": "training"},
+    "rewardtrain.tasks.train_sft_task": {"queue": "training"},
     "rewardtrain.tasks.score_answers_task": {"queue": "training"},
     "labeling.tasks.generate_answers_task": {"queue": "generation"},  # rewardtrain.tasks, under its old name
 }

@@ -29,6 +29,10 @@ ACTIONS = {
     "run.request": "Training run requested",
     "run.cancel": "Training run cancelled",
     "model.activate": "Reward model activated",
+    "policy.register": "Policy registered",
+    "policy.retire": "Policy retired",
+    "sft.request": "SFT run requested",
+    "sft.cancel": "SFT run cancelled",
     "token.create": "API token created",
     "token.revoke": "API token revoked",
     # The review's decisions; each prompt's PromptAction keeps the reason too.

@@ -7,12 +7,17 @@ JSONInputError (a ValueError) whose message can be shown to the sender.
 """
 import json
 import math
+import re
 import sys
 from typing import Any
 
 # Deeper than any body or meta object we expect (a pushed answer's meta sits 5 levels down), and far
 # below Python's recursion limit, so that checking and storing what we accepted cannot recurse too far.
 MAX_DEPTH = 64
+
+
+# The JSON escape of a UTF-16 surrogate: only bodies that hold one need the full check below.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class JSONInputError(ValueError):
@@ -62,4 +67,9 @@ def loads(text: str | bytes) -> Any:
         deep = too_deep(value)
     if deep:
         raise JSONInputError(f"nested deeper than {MAX_DEPTH} levels")
+    if _SURROGATE_ESCAPE.search(text if isinstance(text, str) else text.decode("utf-8", "replace")):
+        try:  # a pair of escapes is one character; a lone one is no text at all and could not be stored or echoed
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise JSONInputError("a string holds a lone UTF-16 surrogate (\\ud800-\\udfff): not text") from None
     return value

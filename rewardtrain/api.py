@@ -1,7 +1,8 @@
-"""REST endpoints of rewardtrain (under /api/v1/), for ML staff: pair datasets, training runs, reward models.
+"""REST endpoints of rewardtrain (under /api/v1/), for ML staff: pair datasets, training runs, reward models,
+policies and SFT runs.
 
-Thin: building, training, cancelling and activating are rewardtrain.datasets / rewardtrain.runs
-services, the same ones the pages call.
+Thin: building, training, cancelling, activating and registering are rewardtrain.datasets / runs / registry /
+policies / sft_runs services, the same ones the pages call.
 """
 from pathlib import Path
 
@@ -25,10 +26,11 @@ from core.api import (
 )
 from core.roles import ML
 from core.slots import NoFreeSlot, slot
+from labeling.datasets.filters import FilterError
 from labeling.models import Queue
 
-from . import datasets, registry, runs
-from .models import PairDataset, RewardModel, TrainingRun
+from . import datasets, policies, registry, runs, sft_runs
+from .models import PairDataset, Policy, RewardModel, SFTRun, TrainingRun
 
 MAX_SCORED_ANSWERS = 64
 SCORE_RETRY_SECONDS = 2  # a full-size score takes about that long on a 2-core CPU (docs/api.md)
@@ -337,3 +339,182 @@ class RewardModelViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin,
         except TooMuchToScore as error:
             raise serializers.ValidationError({"answers": [str(error)]}) from None
         return Response({"model": model.pk, "rewards": [float(r) for r in rewards]})
+
+
+# Policies ---------------------------------------------------------------------------------------
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", read_only=True, allow_null=True)
+    made_by_sft_run = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Policy
+        fields = [
+            "id", "name", "version", "kind", "parent", "source", "path", "gguf_file", "data_version", "reward_model",
+            "metrics", "description", "made_by_sft_run", "retired_at", "created_by", "created_at",
+        ]  # fmt: skip
+
+
+class PolicyRequest(StrictSerializer):
+    source = serializers.CharField(max_length=500, help_text=policies.SOURCE_HELP)
+    name = serializers.SlugField(max_length=100, required=False, default="", help_text="Empty: from the source.")
+    description = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
+
+    def validate_source(self, source: str) -> str:
+        try:
+            policies.check_source(source)
+        except ValueError as error:
+            raise serializers.ValidationError(str(error)) from None
+        return source.strip()
+
+
+POLICY_EXAMPLE = {
+    "id": 3, "name": "helpful-sft", "version": 1, "kind": "sft", "parent": 1, "source": "sft run",
+    "path": "/srv/annotate/artifacts/sft/7/model", "gguf_file": "",
+    "data_version": "demonstrations sha256:3f1a9c0e22b1 (412 rows, SFT run 7)", "reward_model": None,
+    "metrics": {"base_perplexity": 9.8, "perplexity": 4.1}, "description": "", "made_by_sft_run": 7,
+    "retired_at": None, "created_by": "mlstaff", "created_at": "2026-12-07T10:00:00Z",
+}  # fmt: skip
+
+
+@extend_schema_view(
+    **read_schemas(
+        POLICY_EXAMPLE, many=("Policies", "A page of policies"), one=("One policy, with its lineage", "A policy"),
+    ),
+    create=extend_schema(
+        summary="Register a base policy",
+        description="The bundled `smollm2` or `tiny`, a model directory in MODELS_DIR, or a Hugging Face id already in "
+        "this machine's cache; nothing is downloaded. Versions count up per name.",
+        request=PolicyRequest,
+        responses={201: PolicySerializer},
+        examples=[
+            OpenApiExample("SmolLM2", value={"source": "smollm2"}, request_only=True),
+            OpenApiExample(
+                "Registered", value=POLICY_EXAMPLE | {"id": 1, "name": "smollm2", "kind": "base", "parent": None,
+                                                      "source": "smollm2", "path": "", "data_version": "",
+                                                      "metrics": {}, "made_by_sft_run": None},
+                response_only=True,
+            ),  # fmt: skip
+        ],
+    ),
+)
+class PolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, _MLViewSet):
+    serializer_class = PolicySerializer
+    queryset = Policy.objects.select_related("created_by", "made_by_sft_run")
+    filterset_fields = ["kind", "name", "parent"]
+
+    def create(self, request):
+        body = PolicyRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            policy = policies.register_base_policy(user=request.user, **body.validated_data)
+        except ValueError as error:
+            raise serializers.ValidationError({"name": [str(error)]}) from None
+        return Response(PolicySerializer(policy).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Retire a policy",
+        description="It stays in the registry and its lineage; no new run or generation job starts from it.",
+        request=None,
+        responses={200: PolicySerializer},
+        examples=[
+            OpenApiExample("Retired", value=POLICY_EXAMPLE | {"retired_at": "2026-12-08T09:00:00Z"}, response_only=True)
+        ],
+    )
+    @action(detail=True, methods=["post"])
+    def retire(self, request, pk=None):
+        policy = policies.retire_policy(self.get_object(), user=request.user)
+        return Response(PolicySerializer(policy).data)
+
+
+# SFT runs ---------------------------------------------------------------------------------------
+
+
+class SFTRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SFTRun
+        fields = [
+            "id", "policy", "queues", "filters", "output_name", *sft_runs.HYPERPARAMETERS, "status",
+            "progress_percent", "step", "total_steps", "eta_seconds", "history", "metrics", "previews", "data_sha256",
+            "output", "error", "cancel_requested", "attempts", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+
+
+class SFTRunRequest(StrictModelSerializer):
+    policy = serializers.PrimaryKeyRelatedField(queryset=Policy.objects.all())
+    queues = serializers.PrimaryKeyRelatedField(many=True, queryset=Queue.objects.all(), allow_empty=False)
+    filters = serializers.DictField(
+        required=False, default=dict,
+        help_text="As exports take them: date_from, date_to (YYYY-MM-DD), labeler_ids, exclude_skipped, "
+        "exclude_flagged, min_agreement, min_gold_accuracy.",
+    )  # fmt: skip
+    output_name = serializers.SlugField(
+        max_length=100, required=False, default="", help_text="The new policy's name; empty: the policy's + “-sft”."
+    )
+
+    class Meta:
+        model = SFTRun
+        fields = ["policy", "queues", "filters", "output_name", *sft_runs.HYPERPARAMETERS]
+
+
+SFT_EXAMPLE = {
+    "id": 7, "policy": 1, "queues": [2], "filters": {"exclude_flagged": True}, "output_name": "helpful-sft",
+    "validation_fraction": 0.1, "seed": 0, "epochs": 2, "learning_rate": 5e-5, "max_length": 512, "batch_size": 4,
+    "lora": False, "status": "running", "progress_percent": 40.0, "step": 80, "total_steps": 200, "eta_seconds": 310,
+    "history": [{"step": 80, "epoch": 1, "loss": 1.92}], "metrics": {}, "previews": [], "data_sha256": "3f1a9c…",
+    "output": None, "error": "", "cancel_requested": False, "attempts": 1, "created_at": "2026-12-07T10:00:00Z",
+    "started_at": "2026-12-07T10:00:02Z", "finished_at": None,
+}  # fmt: skip
+
+
+@extend_schema_view(
+    **read_schemas(
+        SFT_EXAMPLE, many=("SFT runs", "A page of SFT runs"),
+        one=("One SFT run: progress, base against fine-tuned figures, previews", "An SFT run"),
+    ),
+    create=extend_schema(
+        summary="Fine-tune a policy on demonstrations",
+        description="The demonstrations of the queues that pass the filters, split by prompt; TRL's SFTTrainer with "
+        "the loss on the answers. A finished run registers a new `sft` policy (`output`).",
+        request=SFTRunRequest,
+        responses={201: SFTRunSerializer, 429: throttles.throttled_response("runs")},
+        parameters=[throttles.RETRY_AFTER],
+        examples=[
+            OpenApiExample("From SmolLM2", value={"policy": 1, "queues": [2], "epochs": 2}, request_only=True),
+            OpenApiExample("Queued", value=SFT_EXAMPLE | {"status": "queued", "step": 0}, response_only=True),
+        ],
+    ),
+)
+class SFTRunViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                    mixins.CreateModelMixin, _MLViewSet):  # fmt: skip
+    serializer_class = SFTRunSerializer
+    throttle_scopes = {"create": "runs"}
+    queryset = SFTRun.objects.prefetch_related("queues")
+    filterset_fields = ["status", "policy"]
+
+    def create(self, request):
+        body = SFTRunRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        fields = dict(body.validated_data)
+        try:
+            run = sft_runs.request_sft_run(user=request.user, **fields)
+        except FilterError as error:
+            raise serializers.ValidationError({"filters": [str(error)]}) from None
+        except ValueError as error:  # a retired policy
+            raise serializers.ValidationError({"policy": [str(error)]}) from None
+        return Response(SFTRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Cancel an SFT run",
+        description="A queued run is cancelled at once; a running one stops at its next step.",
+        request=None,
+        responses={200: SFTRunSerializer},
+        examples=[OpenApiExample("Stopping", value=SFT_EXAMPLE | {"cancel_requested": True}, response_only=True)],
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        run = self.get_object()
+        runs.cancel_run(run, user=request.user, action="sft.cancel")
+        run.refresh_from_db()
+        return Response(SFTRunSerializer(run).data)

@@ -4,7 +4,8 @@ from labeling.datasets.filters import clean_filters
 from labeling.datasets.forms import DatasetForm
 from labeling.models import Queue
 
-from .models import GenerationJob, PairDataset, TrainingRun
+from . import policies, sft_runs
+from .models import GenerationJob, PairDataset, Policy, TrainingRun
 
 
 class PairDatasetForm(DatasetForm):
@@ -57,11 +58,58 @@ class TrainingRunForm(forms.ModelForm):
 class GenerationJobForm(forms.ModelForm):
     class Meta:
         model = GenerationJob
-        fields = ["queue", "model_name", "answers_per_prompt", "temperature", "top_p", "max_new_tokens", "seed"]
+        fields = ["queue", "policy", "answers_per_prompt", "temperature", "top_p", "max_new_tokens", "seed"]
         labels = {"answers_per_prompt": "Answers per prompt (K)", "top_p": "Top-p", "max_new_tokens": "Max new tokens"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Sampled answers are there to be ranked; a demonstration-only queue has no use for them.
         self.fields["queue"].queryset = Queue.objects.exclude(task_kind=Queue.Kinds.DEMONSTRATION)
-        self.fields["model_name"].initial = "smollm2"
+        self.fields["policy"].queryset = Policy.objects.filter(retired_at=None)
+        self.fields["policy"].required = True
+        self.fields["policy"].help_text = "A registered policy; each answer records which one wrote it."
+
+
+class PolicyForm(forms.Form):
+    """Register a base policy: the bundled SmolLM2 or tiny model, a MODELS_DIR directory or a cached Hub id."""
+
+    source = forms.CharField(max_length=500, initial="smollm2", help_text=policies.SOURCE_HELP)
+    name = forms.SlugField(
+        max_length=100, required=False, help_text="Empty: from the source (smollm2 → smollm2-v1). Versions count up."
+    )
+    description = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean_source(self):
+        source = self.cleaned_data["source"].strip()
+        try:
+            policies.check_source(source)
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
+        return source
+
+
+class SFTRunForm(DatasetForm):
+    """Fine-tune a policy on the demonstrations of chosen queues, filtered as exports are."""
+
+    policy = forms.ModelChoiceField(queryset=Policy.objects.none(), help_text="The policy to start from.")
+    validation_fraction = forms.FloatField(
+        initial=0.1, min_value=0.01, max_value=0.9, help_text="Share of prompts held out."
+    )
+    seed = forms.IntegerField(initial=0, min_value=-(2**31), max_value=2**31 - 1)
+    epochs = forms.IntegerField(initial=2, min_value=1, max_value=50)
+    learning_rate = forms.FloatField(initial=5e-5, min_value=1e-7, max_value=1e-2)
+    max_length = forms.IntegerField(initial=512, min_value=16, max_value=8192, help_text="Tokens of prompt + answer.")
+    batch_size = forms.IntegerField(initial=4, min_value=1, max_value=256)
+    lora = forms.BooleanField(required=False, label="LoRA adapters (for models that do not fit; merged at the end)")
+    field_order = ["policy", "name", "queues"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["policy"].queryset = Policy.objects.filter(retired_at=None)
+        self.fields["name"].label = "New policy's name"
+        self.fields["name"].help_text = "Letters, digits, - and _; each run adds a version."
+        self.fields["queues"].queryset = Queue.objects.exclude(task_kind=Queue.Kinds.RANKING)
+        self.fields["labelers"].help_text = "Only these labelers' demonstrations; none ticked means everyone's."
+
+    def hyperparameters(self) -> dict:
+        return {key: self.cleaned_data[key] for key in sft_runs.HYPERPARAMETERS}

@@ -1,4 +1,4 @@
-"""Sampling answers to a queue's prompts with a causal language model, for labelers to rank.
+"""Sampling answers to a queue's prompts with a registered policy, for labelers to rank.
 
 The model is loaded and sampled by rewardtrain.ml.sampling (transformers, no Django); this module runs a
 GenerationJob in the worker: every prompt of the queue that has no answers gets K sampled answers,
@@ -17,9 +17,9 @@ from core.text import without_nul
 from labeling.assignment.services import sync_tasks
 from labeling.models import Answer, Prompt, Queue
 
-from .ml.model_sources import ModelFiles, check_model_name, resolve_model
-from .ml.sampling import SMOLLM2, load_generator, sample_answers, smollm2_gguf
-from .models import GenerationJob
+from . import policies
+from .ml.sampling import load_generator, sample_answers
+from .models import GenerationJob, Policy
 
 log = logging.getLogger(__name__)
 
@@ -32,32 +32,20 @@ MAX_STORED_ERRORS = 1000  # a model failing on every prompt must not turn into a
 # The job ------------------------------------------------------------------------------------------
 
 
-def _smollm2_files() -> ModelFiles:
-    return ModelFiles(*smollm2_gguf())
+def request_generation_job(*, queue: Queue, policy: Policy, user=None, **parameters) -> GenerationJob:
+    """Record a job sampling from `policy` and send it to the generation queue once the record is committed.
 
-
-# Generators that need no download.
-BUNDLED_GENERATORS = {SMOLLM2: _smollm2_files}
-
-
-def check_generator_name(name: str) -> None:
-    """UnknownModel (a ValueError) unless `name` is a bundled generator or a model in MODELS_DIR."""
-    check_model_name(name, models_dir=settings.MODELS_DIR, bundled=BUNDLED_GENERATORS)
-
-
-def resolve_generator(name: str) -> ModelFiles:
-    """The files of a generator's name (rewardtrain.ml.model_sources says which names are allowed)."""
-    return resolve_model(name, models_dir=settings.MODELS_DIR, bundled=BUNDLED_GENERATORS)
-
-
-def request_generation_job(*, queue: Queue, user=None, **parameters) -> GenerationJob:
-    """Record a job and send it to the generation queue once the record is committed."""
+    PolicyUnavailable (a ValueError) if the policy is retired.
+    """
     from .tasks import generate_answers_task  # here: the tasks module imports this one
 
-    check_generator_name(parameters.get("model_name", ""))
+    policies.check_usable(policy)
     with transaction.atomic():
-        job = GenerationJob.objects.create(queue=queue, created_by=user, **parameters)
-        audit.record(actor=user, action="generation.request", target=job, detail={"queue": queue.pk, **parameters})
+        job = GenerationJob.objects.create(
+            queue=queue, policy=policy, model_name=str(policy), created_by=user, **parameters
+        )
+        audit.record(actor=user, action="generation.request", target=job,
+                     detail={"queue": queue.pk, "policy": policy.pk, **parameters})  # fmt: skip
         job.send_task(generate_answers_task)
     return job
 
@@ -143,7 +131,8 @@ def _generate(job: GenerationJob) -> None:
     )
     GenerationJob.objects.filter(pk=job.pk).update(prompts_total=len(prompts), prompts_done=0, errors=[], error="")
     device = pick_device()
-    files = resolve_generator(job.model_name)
+    # Jobs from before the policy registry name their model instead.
+    files = policies.policy_files(job.policy) if job.policy else policies.resolve_generator(job.model_name)
     model, tokenizer = load_generator(files.name_or_path, files.gguf_file)
     model.to(device)
     sampling = {
@@ -152,13 +141,14 @@ def _generate(job: GenerationJob) -> None:
         "max_new_tokens": job.max_new_tokens,
         "seed": job.seed,
     }
-    meta = sampling | {"generation_job": job.pk}
+    meta = sampling | {"generation_job": job.pk, "policy": job.policy_id}
+    label = str(job.policy) if job.policy else job.model_name  # what staff pages show as the answer's author
     errors: list[dict] = []
     for done, (prompt_id, text) in enumerate(prompts, start=1):
         try:
             if not Answer.objects.filter(prompt_id=prompt_id).exists():  # answered meanwhile: skip it
                 texts = answer_prompt(model, tokenizer, text, job.answers_per_prompt, **sampling, device=device)
-                _store_answers(prompt_id, texts, model_name=job.model_name, meta=meta)
+                _store_answers(prompt_id, texts, model_name=label, meta=meta)
         except Exception as error:  # one bad prompt (too long for the model, an empty answer) must not stop the job
             log.warning("generation job %s: prompt %s failed: %s", job.pk, prompt_id, error)
             if len(errors) < MAX_STORED_ERRORS:

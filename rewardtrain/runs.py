@@ -17,7 +17,7 @@ from core.jobs import Heartbeat, JobStatus, claim, resend_stale
 
 from . import registry
 from .ml.model_sources import ModelFiles, check_model_name, resolve_model
-from .models import PairDataset, TrainingRun
+from .models import PairDataset, TrainingJob, TrainingRun
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +78,14 @@ def claim_run(run_id: int) -> TrainingRun | None:
     )  # fmt: skip
 
 
-class _Reporter:
-    """Writes progress to the run (at most once a second, and always for logged metrics) and reads
-    whether ML staff asked to cancel it."""
+class Reporter:
+    """Writes a training job's progress to its row (at most once a second, and always for logged metrics)
+    and reads whether ML staff asked to cancel it; for every TrainingJob model (runs, SFT and policy runs)."""
 
-    def __init__(self, run_id: int):
+    def __init__(self, model: type[TrainingJob], run_id: int, history: list[dict] | None = None):
+        self.model = model
         self.run_id = run_id
-        self.history: list[dict] = []
+        self.history: list[dict] = list(history or [])  # a resumed run keeps the curve it had
         self.last_write = 0.0
         self.last_cancel_check = 0.0
 
@@ -106,14 +107,14 @@ class _Reporter:
         }
         if logged:
             fields["history"] = self.history
-        TrainingRun.objects.filter(pk=self.run_id).update(**fields)
+        self.model.objects.filter(pk=self.run_id).update(**fields)
 
     def should_stop(self) -> bool:
         now = time.monotonic()
         if now - self.last_cancel_check < 1.0:
             return False
         self.last_cancel_check = now
-        return TrainingRun.objects.filter(pk=self.run_id, cancel_requested=True).exists()
+        return self.model.objects.filter(pk=self.run_id, cancel_requested=True).exists()
 
 
 def execute_run(run_id: int) -> None:
@@ -125,8 +126,7 @@ def execute_run(run_id: int) -> None:
         return
     heartbeat = Heartbeat(TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING))
     heartbeat.start()
-    reporter = _Reporter(run.pk)
-    reporter.history = list(run.history)  # a resumed run keeps the curve it had
+    reporter = Reporter(TrainingRun, run.pk, run.history)
     try:
         dataset = run.dataset
         path = Path(settings.ARTIFACTS_DIR) / dataset.file
@@ -171,17 +171,18 @@ def execute_run(run_id: int) -> None:
         heartbeat.join(timeout=5)
 
 
-def cancel_run(run: TrainingRun, *, user=None) -> None:
-    """A queued run is cancelled at once; a running one stops at its next step."""
+def cancel_run(run: TrainingJob, *, user=None, action: str = "run.cancel") -> None:
+    """A queued run (of any TrainingJob model) is cancelled at once; a running one stops at its next step."""
+    model = type(run)
     with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        run = model.objects.select_for_update().get(pk=run.pk)
         if run.is_finished:
             return
-        audit.record(actor=user, action="run.cancel", target=run, detail={"status": run.status})
+        audit.record(actor=user, action=action, target=run, detail={"status": run.status})
         if run.status == JobStatus.QUEUED:
-            TrainingRun.finish(run.pk, JobStatus.CANCELLED, cancel_requested=True)
+            model.finish(run.pk, JobStatus.CANCELLED, cancel_requested=True)
         else:
-            TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+            model.objects.filter(pk=run.pk).update(cancel_requested=True)
 
 
 def requeue_stale_runs() -> int:

@@ -1,11 +1,11 @@
-"""Celery tasks of rewardtrain: thin wrappers around its datasets, runs, registry and generation modules."""
+"""Celery tasks of rewardtrain: thin wrappers around its datasets, runs, SFT runs, registry and generation modules."""
 import logging
 
 from celery import shared_task
 
 from core.jobs import JobStatus
 
-from . import datasets, generation, registry, runs
+from . import datasets, generation, registry, runs, sft_runs
 from .models import PairDataset
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,16 @@ def train_reward_model_task(run_id: int) -> None:
     runs.execute_run(run_id)
 
 
+# Routed to the "training" queue, like reward-model runs.
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def train_sft_task(run_id: int) -> None:
+    sft_runs.execute_sft_run(run_id)
+
+
 @shared_task
 def requeue_stale_runs_task() -> int:
-    return runs.requeue_stale_runs()
+    """Every kind of training run whose worker or message was lost (the beat, every minute)."""
+    return runs.requeue_stale_runs() + sft_runs.requeue_stale_sft_runs()
 
 
 @shared_task

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import generation_views, views
+from . import generation_views, policy_views, views
 
 urlpatterns = [
     path("ml/datasets/", views.dataset_list, name="ml-datasets"),
@@ -11,6 +11,13 @@ urlpatterns = [
     path("ml/runs/<int:run_id>/cancel/", views.run_cancel, name="ml-run-cancel"),
     path("ml/models/", views.model_list, name="ml-models"),
     path("ml/models/<int:model_id>/activate/", views.model_activate, name="ml-model-activate"),
+    path("ml/policies/", policy_views.policy_list, name="ml-policies"),
+    path("ml/policies/<int:policy_id>/", policy_views.policy_detail, name="ml-policy"),
+    path("ml/policies/<int:policy_id>/retire/", policy_views.policy_retire, name="ml-policy-retire"),
+    path("ml/sft/", policy_views.sft_list, name="ml-sft-runs"),
+    path("ml/sft/<int:run_id>/", policy_views.sft_detail, name="ml-sft-run"),
+    path("ml/sft/<int:run_id>/progress/", policy_views.sft_progress, name="ml-sft-run-progress"),
+    path("ml/sft/<int:run_id>/cancel/", policy_views.sft_cancel, name="ml-sft-run-cancel"),
     path("ml/generation/", generation_views.generation_list, name="ml-generation-jobs"),
     path("ml/generation/<int:job_id>/", generation_views.generation_detail, name="ml-generation-job"),
 ]

@@ -10,7 +10,7 @@ from core.roles import ML, role_required
 
 from . import datasets, registry, runs
 from .forms import PairDatasetForm, TrainingRunForm
-from .models import PairDataset, RewardModel, TrainingRun
+from .models import PairDataset, RewardModel, TrainingJob, TrainingRun
 
 
 @role_required(ML)
@@ -77,9 +77,8 @@ def run_detail(request, run_id: int):
     return render(request, "rewardtrain/run_detail.html", {"run": run})
 
 
-@role_required(ML)
-def run_progress(request, run_id: int):
-    run = get_object_or_404(TrainingRun, pk=run_id)
+def progress_json(run: TrainingJob) -> JsonResponse:
+    """What a training job's page polls while it runs (static/js/run.js)."""
     return JsonResponse(
         {
             "status": run.status,
@@ -92,6 +91,11 @@ def run_progress(request, run_id: int):
             "finished": run.is_finished,
         }
     )
+
+
+@role_required(ML)
+def run_progress(request, run_id: int):
+    return progress_json(get_object_or_404(TrainingRun, pk=run_id))
 
 
 @require_POST

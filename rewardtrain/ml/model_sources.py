@@ -5,7 +5,8 @@ A name given on a page or through the API is one of:
     packages ship, or a tiny model made on the spot;
   - the name of a model directory under the configured models directory (settings.MODELS_DIR), e.g.
     `my-sft-model` or `org/model`: a directory written by `save_pretrained`, or a Hugging Face
-    model put there by the site's admins (`hf download ORG/MODEL --local-dir MODELS_DIR/ORG/MODEL`).
+    model put there by the site's admins (`hf download ORG/MODEL --local-dir MODELS_DIR/ORG/MODEL`);
+  - for policies only, a Hugging Face id already in this machine's cache (`cached_hub_model`).
 Anything else, an absolute path, `..` or a Hub id included, gets one and the same error whether or
 not such a path exists, so that the name field can neither probe the server's files nor make it
 download. Every model and tokenizer of the platform is loaded by `load_from_disk`. Plain Python, no
@@ -14,6 +15,7 @@ Django: the callers pass the models directory and their bundled names.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -89,3 +91,24 @@ def resolve_model(
     if name in bundled:
         return bundled[name]()
     return ModelFiles(str(_in_models_dir(name, models_dir)))
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+
+
+def cached_hub_model(repo_id: str) -> Path | None:
+    """The directory of a Hugging Face model already in this machine's cache, or None; never a download.
+
+    Only "org/name" ids are looked up (no paths, no revisions), so the name cannot reach other files.
+    """
+    if not HUB_ID.fullmatch(repo_id) or ".." in repo_id:
+        return None
+    stay_offline()
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        path = Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+    return path if (path / "config.json").is_file() else None

@@ -45,6 +45,7 @@ from .evaluate import evaluate_groups, group_pairs, pair_outcomes, pairwise_loss
 from .grouping import PromptGroup, collate_groups, encode_groups, group_by_prompt, plan_batches
 from .loss import grouped_loss
 from .model_sources import load_from_disk
+from .progress import Progress, TrainingCancelled
 
 CARD_FILE = "reward_model_card.json"
 
@@ -76,27 +77,12 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class Progress:
-    epoch: int  # 1-based epoch being trained
-    epochs: int
-    step: int  # optimizer steps done (of this rank; every rank does the same number)
-    total_steps: int
-    percent: float
-    eta_seconds: float | None
-    metrics: dict[str, float] = field(default_factory=dict)  # train_loss, validation_* when logged
-
-
-@dataclass(frozen=True)
 class TrainResult:
     model_dir: Path
     bias_offset: float
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
     weights_sha256: str
-
-
-class TrainingCancelled(Exception):
-    """should_stop() asked training to end; the last checkpoint is kept."""
 
 
 class BaseModelError(ValueError):

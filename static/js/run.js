@@ -1,6 +1,7 @@
 /*
- * A training run's page: the learning curve (train loss and validation accuracy per logged step)
- * and, while the run is not finished, its progress polled every two seconds.
+ * A training job's page: the learning curve per logged step (a reward-model run: train loss and validation
+ * accuracy; with data-curves="loss", an SFT run: train and validation loss) and, while the job is not
+ * finished, its progress polled every two seconds.
  */
 (function () {
   "use strict";
@@ -14,15 +15,20 @@
       .map(function (row) { return { x: row.step, y: row[key] }; });
   }
 
+  const lossOnly = script.dataset.curves === "loss";
+  // [key, label, axis] of the two curves.
+  const curves = lossOnly
+    ? [["loss", "Train loss", "loss"], ["eval_loss", "Validation loss", "loss"]]
+    : [["train_loss", "Train loss", "loss"], ["validation_accuracy", "Validation accuracy", "accuracy"]];
+  const colours = ["#3056d3", "#1f7a4d"];
+
   const chart = new window.Chart(canvas, {
     type: "line",
     data: {
-      datasets: [
-        { label: "Train loss", data: series(history, "train_loss"), yAxisID: "loss",
-          borderColor: "#3056d3", backgroundColor: "#3056d3", pointRadius: 0, borderWidth: 2 },
-        { label: "Validation accuracy", data: series(history, "validation_accuracy"), yAxisID: "accuracy",
-          borderColor: "#1f7a4d", backgroundColor: "#1f7a4d", pointRadius: 3, borderWidth: 2 },
-      ],
+      datasets: curves.map(function (curve, i) {
+        return { label: curve[1], data: series(history, curve[0]), yAxisID: curve[2],
+          borderColor: colours[i], backgroundColor: colours[i], pointRadius: i ? 3 : 0, borderWidth: 2 };
+      }),
     },
     options: {
       animation: false,
@@ -31,8 +37,8 @@
       scales: {
         x: { type: "linear", title: { display: true, text: "step" } },
         loss: { position: "left", title: { display: true, text: "loss" }, beginAtZero: true },
-        accuracy: { position: "right", min: 0, max: 1, title: { display: true, text: "accuracy" },
-          grid: { drawOnChartArea: false } },
+        accuracy: { display: !lossOnly, position: "right", min: 0, max: 1,
+          title: { display: true, text: "accuracy" }, grid: { drawOnChartArea: false } },
       },
     },
   });
@@ -52,8 +58,7 @@
         bar.value = Math.round(run.progress_percent);
         text.textContent = "Step " + run.step + " of " + run.total_steps + " · " + Math.round(run.progress_percent) + "%" +
           (run.eta_seconds ? " · about " + run.eta_seconds + " s left" : "");
-        chart.data.datasets[0].data = series(run.history, "train_loss");
-        chart.data.datasets[1].data = series(run.history, "validation_accuracy");
+        curves.forEach(function (curve, i) { chart.data.datasets[i].data = series(run.history, curve[0]); });
         chart.update();
         window.setTimeout(poll, 2000);
       })

@@ -12,7 +12,7 @@ from django.utils import timezone
 from core.jobs import JobStatus
 from labeling.models import Answer, Demonstration, InstructionsVersion, Prompt, Queue, Ranking, Task
 from labeling.quality import review
-from rewardtrain.models import PairDataset, RewardModel, TrainingRun
+from rewardtrain.models import PairDataset, Policy, RewardModel, SFTRun, TrainingRun
 from tests.api.conftest import label_everything, token_header
 from tests.conftest import make_queue, make_user
 
@@ -38,6 +38,8 @@ def world(labeled, labeler, queue_admin, ml_user):
     dataset = PairDataset.objects.create(name="d", version=1, status=JobStatus.QUEUED)
     run = TrainingRun.objects.create(dataset=dataset, base_model="tiny")
     model = RewardModel.objects.create(run=run, name="rm", path="/nowhere")
+    policy = Policy.objects.create(name="base", version=1, kind="base", source="tiny")
+    sft_run = SFTRun.objects.create(policy=policy, output_name="base-sft")
     return {
         "queue": labeled.pk,
         "prompt": labeled.prompts.first().pk,
@@ -47,6 +49,8 @@ def world(labeled, labeler, queue_admin, ml_user):
         "dataset": dataset.pk,
         "run": run.pk,
         "model": model.pk,
+        "policy": policy.pk,
+        "sft_run": sft_run.pk,
         "users": {"labeler": labeler, "admin": queue_admin, "ml": ml_user},
     }  # fmt: skip
 
@@ -77,6 +81,14 @@ MATRIX = [
     ("get", "/reward-models/{model}/", None, 403, 403, 200),
     ("post", "/reward-models/{model}/activate/", None, 403, 403, 200),
     ("post", "/reward-models/{model}/score/", {}, 403, 403, 400),
+    ("get", "/policies/", None, 403, 403, 200),
+    ("get", "/policies/{policy}/", None, 403, 403, 200),
+    ("post", "/policies/", {}, 403, 403, 400),
+    ("post", "/policies/{policy}/retire/", None, 403, 403, 200),
+    ("get", "/sft-runs/", None, 403, 403, 200),
+    ("get", "/sft-runs/{sft_run}/", None, 403, 403, 200),
+    ("post", "/sft-runs/", {}, 403, 403, 400),
+    ("post", "/sft-runs/{sft_run}/cancel/", None, 403, 403, 200),
 ]
 
 

@@ -23,7 +23,7 @@ from annotate.wsgi import application
 from core.jobs import JobStatus
 from core.tokens import issue_token
 from labeling.models import Demonstration, ExportSnapshot, Ranking
-from rewardtrain.models import PairDataset, RewardModel, TrainingRun
+from rewardtrain.models import PairDataset, Policy, RewardModel, SFTRun, TrainingRun
 from tests.api.conftest import label_everything
 from tests.conftest import make_queue, make_user
 
@@ -77,11 +77,13 @@ def credentials(request, db, settings) -> Credentials:
     run = TrainingRun.objects.create(dataset=dataset, base_model="tiny")
     model = RewardModel.objects.create(run=run, name="rm", path="/nowhere")  # its files are gone
     export = ExportSnapshot.objects.create(name="e", version=1, dataset="pairs", format="jsonl")
+    policy = Policy.objects.create(name="base", version=1, kind="base", source="tiny")
+    sft_run = SFTRun.objects.create(policy=policy, output_name="base-sft")
     ids = {
         "queues": queue.pk, "prompts": queue.prompts.get().pk, "pair-datasets": dataset.pk, "runs": run.pk,
         "demonstrations": Demonstration.objects.filter(assignment__labeler=labeler).first().pk,
         "rankings": Ranking.objects.filter(assignment__labeler=labeler).first().pk, "reward-models": model.pk,
-        "exports": export.pk,
+        "exports": export.pk, "policies": policy.pk, "sft-runs": sft_run.pk,
     }  # fmt: skip
 
     role = request.param

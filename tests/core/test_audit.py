@@ -14,7 +14,7 @@ from core.jobs import JobStatus
 from core.models import ApiToken, AuditEvent
 from core.tokens import issue_token
 from labeling.models import ExportSnapshot, ImportJob, Prompt, Queue
-from rewardtrain.models import GenerationJob, PairDataset, RewardModel, TrainingRun
+from rewardtrain.models import GenerationJob, PairDataset, Policy, RewardModel, SFTRun, TrainingRun
 from tests.conftest import make_queue, make_user
 
 pytestmark = pytest.mark.django_db
@@ -193,7 +193,8 @@ def test_a_pair_dataset_request_is_recorded_and_a_bad_one_is_not(ml_user):
 
 def test_a_generation_job_is_recorded_and_a_refused_form_is_not(ml_client, ml_user):
     queue = make_queue("Q", prompts=1)
-    form = {"queue": queue.pk, "model_name": "smollm2", "answers_per_prompt": 2, "temperature": 0.7, "top_p": 0.9,
+    policy = Policy.objects.create(name="smollm2", version=1, kind="base", source="smollm2")
+    form = {"queue": queue.pk, "policy": policy.pk, "answers_per_prompt": 2, "temperature": 0.7, "top_p": 0.9,
             "max_new_tokens": 32, "seed": 0}  # fmt: skip
     events = NewEvents()
     assert ml_client.post(reverse("ml-generation-jobs"), form | {"answers_per_prompt": 10}).status_code == 200
@@ -201,8 +202,49 @@ def test_a_generation_job_is_recorded_and_a_refused_form_is_not(ml_client, ml_us
     assert ml_client.post(reverse("ml-generation-jobs"), form).status_code == 302
     event = events.one("generation.request")
     assert_target(event, GenerationJob.objects.get())
-    assert event.detail == {"queue": queue.pk, "model_name": "smollm2", "answers_per_prompt": 2,
+    assert event.detail == {"queue": queue.pk, "policy": policy.pk, "answers_per_prompt": 2,
                             "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 32, "seed": 0}  # fmt: skip
+
+
+def test_policies_are_recorded_when_registered_and_retired_once(ml_user):
+    api = api_as(ml_user)
+    events = NewEvents()
+    assert post_json(api, "/api/v1/policies/", {"source": "no-such-model"}).status_code == 400
+    assert events.all() == []
+    response = post_json(api, "/api/v1/policies/", {"source": "smollm2"})
+    assert response.status_code == 201, response.content
+    policy = Policy.objects.get()
+    assert_target(events.one("policy.register"), policy)
+    events = NewEvents()
+    for _ in range(2):
+        assert post_json(api, f"/api/v1/policies/{policy.pk}/retire/", None).status_code == 200
+    assert_target(events.one("policy.retire"), policy)
+
+
+def test_sft_runs_are_recorded_when_requested_and_cancelled_once(ml_user, monkeypatch):
+    from rewardtrain import tasks
+
+    monkeypatch.setattr(tasks.train_sft_task, "delay", lambda run_id: None)  # no broker here
+    api = api_as(ml_user)
+    queue = make_queue("Demos", prompts=1, task_kind="demonstration")
+    policy = Policy.objects.create(name="smollm2", version=1, kind="base", source="smollm2")
+    events = NewEvents()
+    bad = post_json(api, "/api/v1/sft-runs/", {"policy": policy.pk, "queues": [queue.pk], "filters": {"x": 1}})
+    assert bad.status_code == 400 and "filters" in bad.json()
+    assert events.all() == []
+    response = post_json(api, "/api/v1/sft-runs/", {"policy": policy.pk, "queues": [queue.pk], "epochs": 1})
+    assert response.status_code == 201, response.content
+    run = SFTRun.objects.get()
+    event = events.one("sft.request")
+    assert_target(event, run)
+    assert event.detail == {"policy": policy.pk, "queues": [queue.pk], "epochs": 1,
+                            "filters": {"exclude_flagged": False, "exclude_skipped": False}}  # fmt: skip
+    events = NewEvents()
+    for _ in range(2):
+        assert post_json(api, f"/api/v1/sft-runs/{run.pk}/cancel/", None).status_code == 200
+    assert events.one("sft.cancel").detail == {"status": "queued"}
+    run.refresh_from_db()
+    assert run.status == "cancelled"
 
 
 def test_runs_are_recorded_when_requested_and_cancelled_once(ml_user):

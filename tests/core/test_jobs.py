@@ -12,12 +12,12 @@ from django.utils import timezone
 
 from core.jobs import FINISHED, MAX_ATTEMPTS, JobStatus, ResumableJob, WorkerJob, claim, resend_stale
 from labeling.models import ExportSnapshot, ImportJob
-from rewardtrain.models import GenerationJob, PairDataset, TrainingRun
+from rewardtrain.models import GenerationJob, PairDataset, Policy, SFTRun, TrainingRun
 from tests.conftest import make_queue
 
 pytestmark = pytest.mark.django_db
 
-JOBS = [ImportJob, ExportSnapshot, PairDataset, GenerationJob, TrainingRun]
+JOBS = [ImportJob, ExportSnapshot, PairDataset, GenerationJob, TrainingRun, SFTRun]
 
 
 def queued_statuses(model) -> bool:
@@ -33,7 +33,7 @@ def test_every_model_that_queues_work_is_a_worker_job_with_the_one_vocabulary():
         assert issubclass(model, WorkerJob)
         assert model._meta.get_field("status").choices == JobStatus.choices
         assert model.Status is JobStatus
-    assert {model for model in JOBS if issubclass(model, ResumableJob)} == {GenerationJob, TrainingRun}
+    assert {model for model in JOBS if issubclass(model, ResumableJob)} == {GenerationJob, TrainingRun, SFTRun}
 
 
 def make_jobs() -> dict:
@@ -46,6 +46,9 @@ def make_jobs() -> dict:
         GenerationJob: GenerationJob.objects.create(queue=queue, model_name="smollm2"),
         TrainingRun: TrainingRun.objects.create(
             dataset=dataset, base_model="tiny", max_length=32, learning_rate=1e-3, epochs=1, prompts_per_batch=4
+        ),
+        SFTRun: SFTRun.objects.create(
+            policy=Policy.objects.create(name="p", version=1, kind="base", source="tiny"), output_name="p-sft"
         ),
     }
 

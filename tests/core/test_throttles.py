@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from core.jobs import JobStatus
 from labeling.models import ExportSnapshot, Prompt, Queue
-from rewardtrain.models import GenerationJob, PairDataset, RewardModel, TrainingRun
+from rewardtrain.models import GenerationJob, PairDataset, Policy, RewardModel, TrainingRun
 from tests.conftest import make_queue, make_user
 
 pytestmark = pytest.mark.django_db
@@ -121,11 +121,15 @@ PAGES = {
     "runs": ("ml-runs", lambda queue, built: {"dataset": built.pk, "base_model": "tiny", "max_length": 64,
                                               "learning_rate": 1e-3, "epochs": 1, "prompts_per_batch": 4,
                                               "seed": 0}, TrainingRun),  # fmt: skip
-    "generation": ("ml-generation-jobs", lambda queue, built: {"queue": queue.pk, "model_name": "smollm2",
+    "generation": ("ml-generation-jobs", lambda queue, built: {"queue": queue.pk, "policy": smollm2().pk,
                                                                "answers_per_prompt": 2, "temperature": 1.0,
                                                                "top_p": 0.95, "max_new_tokens": 4, "seed": 3},
                    GenerationJob),  # fmt: skip
 }
+
+
+def smollm2() -> Policy:
+    return Policy.objects.get_or_create(name="smollm2", version=1, kind="base", source="smollm2")[0]
 
 
 SENT = {"exports": 'name="name" value="page"', "datasets": 'name="name" value="page"',

@@ -21,11 +21,13 @@ from annotate.celery import app as celery_app
 from core.jobs import MAX_ATTEMPTS
 from labeling.models import Answer, Prompt, Queue, Task, TaskKind
 from rewardtrain import generation
-from rewardtrain.generation import resolve_generator, run_generation_job
+from rewardtrain import policies as policies_service
+from rewardtrain.generation import request_generation_job, run_generation_job
 from rewardtrain.management.commands import sample_demo_answers
 from rewardtrain.ml.backbones import minilm_path
 from rewardtrain.ml.sampling import load_generator, sample_answers
-from rewardtrain.models import GenerationJob
+from rewardtrain.models import GenerationJob, Policy
+from rewardtrain.policies import register_base_policy, resolve_generator
 from rewardtrain.tasks import generate_answers_task, requeue_stale_generation_jobs_task
 from tests.conftest import make_user
 
@@ -89,7 +91,8 @@ def test_a_job_answers_the_prompts_lacking_answers_and_creates_ranking_tasks(tin
     queue = rank_queue()
     answered = Prompt.objects.create(queue=queue, text="Old", content_hash="old")
     Answer.objects.bulk_create(Answer(prompt=answered, position=i, text=f"old {i}", model="human") for i in range(2))
-    job = GenerationJob.objects.create(queue=queue, model_name=tiny_generator, answers_per_prompt=3, **PARAMS)
+    policy = register_base_policy(source=tiny_generator)
+    job = GenerationJob.objects.create(queue=queue, policy=policy, answers_per_prompt=3, **PARAMS)
 
     run_generation_job(job.pk)
 
@@ -99,8 +102,8 @@ def test_a_job_answers_the_prompts_lacking_answers_and_creates_ranking_tasks(tin
     for prompt in queue.prompts.exclude(pk=answered.pk):
         answers = list(prompt.answers.all())
         assert [a.position for a in answers] == [0, 1, 2]
-        assert all(a.model == tiny_generator and a.text.strip() for a in answers)
-        assert answers[0].meta == PARAMS | {"generation_job": job.pk}
+        assert all(a.model == str(policy) and a.text.strip() for a in answers)
+        assert answers[0].meta == PARAMS | {"generation_job": job.pk, "policy": policy.pk}
     assert list(answered.answers.values_list("text", "model")) == [("old 0", "human"), ("old 1", "human")]
     assert Task.objects.filter(prompt__queue=queue, kind=TaskKind.RANKING).count() == 3
 
@@ -143,13 +146,40 @@ def test_failing_and_empty_prompts_are_recorded_and_the_job_goes_on(tiny_generat
 
 @pytest.mark.django_db
 def test_a_model_that_does_not_load_fails_the_job_with_the_reason(tmp_path):
-    job = GenerationJob.objects.create(queue=rank_queue(), model_name=str(tmp_path / "nothing"), **PARAMS)
+    (tmp_path / "broken").mkdir()  # registered from the command line, then emptied
+    policy = Policy.objects.create(name="gone", version=1, kind="base", source="x", path=str(tmp_path / "broken"))
+    job = GenerationJob.objects.create(queue=rank_queue(), policy=policy, **PARAMS)
     run_generation_job(job.pk)
     job.refresh_from_db()
-    assert job.status == "failed" and job.finished_at and str(tmp_path / "nothing") in job.error
+    assert job.status == "failed" and job.finished_at and str(tmp_path / "broken") in job.error
     assert not Answer.objects.exists()
     run_generation_job(job.pk)  # a redelivered message leaves the finished job alone
     assert GenerationJob.objects.get(pk=job.pk).finished_at == job.finished_at
+
+
+@pytest.mark.django_db
+def test_a_job_of_a_policy_whose_directory_is_gone_fails_saying_so(tmp_path):
+    policy = Policy.objects.create(name="moved", version=1, kind="sft", source="sft run", path=str(tmp_path / "x"))
+    job = GenerationJob.objects.create(queue=rank_queue(), policy=policy, **PARAMS)
+    run_generation_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == "failed" and f"Policy moved-v1's directory {tmp_path / 'x'} is gone." in job.error
+
+
+@pytest.mark.django_db
+def test_a_job_from_before_the_registry_still_samples_from_its_model_name(tiny_generator, eager):
+    job = GenerationJob.objects.create(queue=rank_queue(), model_name=tiny_generator, answers_per_prompt=2, **PARAMS)
+    run_generation_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == "succeeded" and Answer.objects.filter(meta__generation_job=job.pk).count() == 4
+
+
+@pytest.mark.django_db
+def test_a_retired_policy_starts_no_job(settings):
+    policy = policies_service.retire_policy(register_base_policy(source="smollm2"))
+    with pytest.raises(ValueError, match="Policy smollm2-v1 is retired; pick another."):
+        request_generation_job(queue=rank_queue(), policy=policy, answers_per_prompt=2, **PARAMS)
+    assert not GenerationJob.objects.exists()
 
 
 @pytest.mark.django_db
@@ -161,7 +191,8 @@ def test_generation_pages_need_the_ml_role(client, role, expected):
         client.force_login(make_user(f"u-{role}", role))
     for url in (reverse("ml-generation-jobs"), reverse("ml-generation-job", args=[job.pk])):
         assert client.get(url).status_code == expected, url
-    response = client.post(reverse("ml-generation-jobs"), {"queue": queue.pk, "model_name": "smollm2",
+    policy = register_base_policy(source="smollm2")
+    response = client.post(reverse("ml-generation-jobs"), {"queue": queue.pk, "policy": policy.pk,
                                                             "answers_per_prompt": 2} | PARAMS)  # fmt: skip
     assert response.status_code == expected
     assert GenerationJob.objects.count() == 1
@@ -172,13 +203,17 @@ def test_ml_staff_start_a_job_and_follow_it(client, ml_user, tiny_generator, eag
     queue = rank_queue()
     client.force_login(ml_user)
     assert "Answer generation" in client.get(reverse("ml-generation-jobs")).content.decode()
-    form = {"queue": queue.pk, "model_name": tiny_generator, "answers_per_prompt": 2} | PARAMS
+    policy = register_base_policy(source=tiny_generator, name="tiny-gpt2")
+    form = {"queue": queue.pk, "policy": policy.pk, "answers_per_prompt": 2} | PARAMS
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("ml-generation-jobs"), form)
     job = GenerationJob.objects.get()
     assert response.url == reverse("ml-generation-job", args=[job.pk])
-    assert (job.status, job.created_by, job.prompts_done) == ("succeeded", ml_user, 2)
-    assert Answer.objects.filter(prompt__queue=queue).count() == 4
+    assert (job.status, job.created_by, job.prompts_done, job.policy) == ("succeeded", ml_user, 2, policy)
+    answers = Answer.objects.filter(prompt__queue=queue)
+    assert answers.count() == 4
+    # Every answer says which policy wrote it (staff only: the labeler's page shows no model).
+    assert {(a.model, a.meta["policy"]) for a in answers} == {("tiny-gpt2-v1", policy.pk)}
     page = client.get(response.url).content.decode()
     assert "2 of 2 prompts done · 2 got answers · 0 failed" in page
 
@@ -190,7 +225,8 @@ def test_ml_staff_start_a_job_and_follow_it(client, ml_user, tiny_generator, eag
 )  # fmt: skip
 def test_the_job_form_refuses_parameters_out_of_range(client, ml_user, field, value):
     client.force_login(ml_user)
-    form = {"queue": rank_queue().pk, "model_name": "smollm2", "answers_per_prompt": 2} | PARAMS | {field: value}
+    policy = register_base_policy(source="smollm2")
+    form = {"queue": rank_queue().pk, "policy": policy.pk, "answers_per_prompt": 2} | PARAMS | {field: value}
     response = client.post(reverse("ml-generation-jobs"), form)
     assert response.status_code == 200 and not GenerationJob.objects.exists()
 

@@ -8,11 +8,10 @@ from django.urls import reverse
 
 from core.jobs import JobStatus
 from core.tokens import issue_token
-from labeling.models import Queue
 from rewardtrain import runs
 from rewardtrain.ml.backbones import make_tiny_model
 from rewardtrain.ml.model_sources import ModelFiles, UnknownModel, check_model_name, resolve_model
-from rewardtrain.models import GenerationJob, PairDataset, TrainingRun
+from rewardtrain.models import PairDataset, Policy, TrainingRun
 from tests.conftest import make_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,14 +114,16 @@ def test_a_run_naming_a_path_or_hub_id_is_refused_before_it_is_recorded(client, 
 
 
 @pytest.mark.django_db
-def test_a_generation_job_naming_a_path_is_refused(client, tmp_path):
-    queue = Queue.objects.create(name="g", task_kind=Queue.Kinds.RANKING)
+def test_a_policy_naming_a_path_or_an_uncached_hub_id_is_refused(client, tmp_path):
+    """Generation jobs sample from registered policies; a page or the API cannot register a server path."""
+    (tmp_path / "config.json").write_text("{}")
     client.force_login(make_user("ml1", "ml"))
-    form = {"queue": queue.pk, "model_name": str(tmp_path), "answers_per_prompt": 2, "temperature": 1.0,
-            "top_p": 0.9, "max_new_tokens": 4, "seed": 0}  # fmt: skip
-    response = client.post(reverse("ml-generation-jobs"), form)
-    assert response.status_code == 200 and "Unknown model" in response.content.decode()
-    assert not GenerationJob.objects.exists()
+    for source in (str(tmp_path), "../" + tmp_path.name, "nobody/no-such-model"):
+        response = client.post(reverse("ml-policies"), {"source": source})
+        assert response.status_code == 200 and "Unknown model" in response.content.decode(), source
+        response = client.post("/api/v1/policies/", {"source": source}, content_type="application/json")
+        assert response.status_code == 400 and "Unknown model" in response.json()["source"][0], source
+    assert not Policy.objects.exists()
 
 
 def test_a_hub_id_given_to_the_core_loader_never_reaches_the_network(no_network, monkeypatch):

@@ -71,7 +71,7 @@ def test_claiming_skips_finished_live_and_cancelled_runs_and_fails_after_too_man
 
 def test_a_cancel_request_reaches_the_trainer(dataset):
     run = new_run(dataset, status=JobStatus.RUNNING)
-    reporter = runs._Reporter(run.pk)
+    reporter = runs.Reporter(TrainingRun, run.pk)
     assert reporter.should_stop() is False
     runs.cancel_run(run)
     reporter.last_cancel_check = 0.0
@@ -80,7 +80,7 @@ def test_a_cancel_request_reaches_the_trainer(dataset):
 
 def test_a_resumed_run_keeps_one_learning_curve(dataset):
     run = new_run(dataset)
-    reporter = runs._Reporter(run.pk)
+    reporter = runs.Reporter(TrainingRun, run.pk)
     for step in (10, 20, 30):
         reporter.on_progress(SimpleNamespace(step=step, epoch=1, total_steps=40, percent=step / 40 * 100,
                                              eta_seconds=1, metrics={"train_loss": 1.0 / step}))  # fmt: skip

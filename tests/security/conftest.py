@@ -11,7 +11,7 @@ from core.jobs import JobStatus
 from core.tokens import issue_token
 from labeling.assignment.services import lease_next_task, submit_demonstration, submit_ranking
 from labeling.models import Demonstration, ExportSnapshot, ImportJob, Queue, Ranking, TaskKind
-from rewardtrain.models import GenerationJob, PairDataset, RewardModel, TrainingRun
+from rewardtrain.models import GenerationJob, PairDataset, Policy, RewardModel, SFTRun, TrainingRun
 from tests.api.conftest import label_everything
 from tests.browser.conftest import (
     page,  # noqa: F401  (a fixture, for the Chromium test; browser is in tests/conftest.py)
@@ -115,6 +115,15 @@ def world(db, tmp_path, settings):
     run = TrainingRun.objects.create(dataset=dataset, base_model="tiny", error=HOSTILE)
     model = RewardModel.objects.create(run=run, name="rm", path="/nowhere")
     token, _ = issue_token(user=users["ml"], name="token " + HOSTILE[:80])
+    policy = Policy.objects.create(name="base", version=1, kind="base", source="tiny", description=HOSTILE)
+    sft_run = SFTRun.objects.create(
+        policy=policy, output_name="base-sft", error=HOSTILE, status=JobStatus.FAILED,
+        previews=[{"prompt": HOSTILE, "reference": HOSTILE, "base": HOSTILE, "fine_tuned": HOSTILE}],
+        metrics={"base_validation_loss": 2.0, "validation_loss": 1.0, "base_perplexity": 7.4, "perplexity": 2.7},
+    )  # fmt: skip
+    sft_run.queues.add(queue)
+    generation_job.policy = policy
+    generation_job.save(update_fields=["policy"])
     return {
         "users": users,
         "other": other,
@@ -128,6 +137,8 @@ def world(db, tmp_path, settings):
         "dataset_id": dataset.pk,
         "run_id": run.pk,
         "model_id": model.pk,
+        "policy_id": policy.pk,
+        "sft_run_id": sft_run.pk,
         "token_id": token.pk,
         "demonstration_id": Demonstration.objects.filter(assignment__labeler=other).first().pk,
         "ranking_id": Ranking.objects.filter(assignment__labeler=other).first().pk,

@@ -13,8 +13,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from labeling.management.commands.load_demo import DEMO_DIR
 from labeling.models import MAX_ANSWERS, MIN_RANKED_ANSWERS
-from rewardtrain.generation import answer_prompt, resolve_generator
+from rewardtrain.generation import answer_prompt
 from rewardtrain.ml.sampling import SMOLLM2, load_generator
+from rewardtrain.policies import resolve_generator
 
 DEMO_FILE = DEMO_DIR / "ranking_prompts.jsonl"  # the file load_demo loads: labeling's demo data
 

@@ -1,0 +1,91 @@
+"""Pages for ML staff: the policy registry (register, inspect, retire) and SFT runs (start, follow, cancel)."""
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from core import throttles
+from core.roles import ML, role_required
+
+from . import policies, runs, sft_runs
+from .forms import PolicyForm, SFTRunForm
+from .models import Policy, SFTRun
+from .views import progress_json
+
+
+@role_required(ML)
+def policy_list(request):
+    form = PolicyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            policy = policies.register_base_policy(
+                source=data["source"], name=data["name"], description=data["description"], user=request.user
+            )
+        except ValueError as error:
+            form.add_error("name", str(error))
+        else:
+            messages.success(request, f"{policy} is registered.")
+            return redirect("ml-policy", policy.pk)
+    listed = Policy.objects.select_related("parent", "reward_model", "created_by")
+    return render(request, "rewardtrain/policy_list.html", {"policies": listed, "form": form})
+
+
+@role_required(ML)
+def policy_detail(request, policy_id: int):
+    policy = get_object_or_404(Policy.objects.select_related("parent", "reward_model", "created_by"), pk=policy_id)
+    context = {
+        "policy": policy,
+        "lineage": policies.lineage(policy)[1:],
+        "children": policy.children.all(),
+        "made_by": getattr(policy, "made_by_sft_run", None),
+        "sft_runs": policy.sft_runs.all(),
+        "generation_jobs": policy.generation_jobs.select_related("queue")[:20],
+        "problem": policies.problem(policy),
+    }
+    return render(request, "rewardtrain/policy_detail.html", context)
+
+
+@require_POST
+@role_required(ML)
+def policy_retire(request, policy_id: int):
+    policy = policies.retire_policy(get_object_or_404(Policy, pk=policy_id), user=request.user)
+    messages.info(request, f"{policy} is retired: no new run or generation job starts from it.")
+    return redirect("ml-policy", policy.pk)
+
+
+@role_required(ML)
+def sft_list(request):
+    def start(form):
+        run = sft_runs.request_sft_run(
+            policy=form.cleaned_data["policy"], queues=list(form.cleaned_data["queues"]), filters=form.filters(),
+            output_name=form.cleaned_data["name"], user=request.user, **form.hyperparameters(),
+        )  # fmt: skip
+        messages.success(request, f"SFT run {run.pk} is queued for a training worker.")
+        return redirect("ml-sft-run", run.pk)
+
+    initial = {"policy": request.GET.get("policy")} if request.GET.get("policy", "").isdigit() else None
+    return throttles.request_page(
+        request, SFTRunForm(request.POST or None, initial=initial), scope="runs",
+        template="rewardtrain/sft_list.html",
+        context=lambda: {"runs": SFTRun.objects.select_related("policy", "output", "created_by")}, start=start,
+    )  # fmt: skip
+
+
+@role_required(ML)
+def sft_detail(request, run_id: int):
+    run = get_object_or_404(SFTRun.objects.select_related("policy", "output").prefetch_related("queues"), pk=run_id)
+    return render(request, "rewardtrain/sft_detail.html", {"run": run})
+
+
+@role_required(ML)
+def sft_progress(request, run_id: int):
+    return progress_json(get_object_or_404(SFTRun, pk=run_id))
+
+
+@require_POST
+@role_required(ML)
+def sft_cancel(request, run_id: int):
+    run = get_object_or_404(SFTRun, pk=run_id)
+    runs.cancel_run(run, user=request.user, action="sft.cancel")
+    messages.info(request, f"SFT run {run.pk} will stop.")
+    return redirect("ml-sft-run", run.pk)
