@@ -320,6 +320,7 @@ def _trainer_args(config: SFTConfig, checkpoints: Path):
         use_cpu=device.type == "cpu",  # under a launcher, CPU processes then talk over gloo (accelerate's choice)
         # The models fine-tuned here are small: recomputing activations would cost time and save little memory.
         activation_checkpointing=False,
+        ddp_find_unused_parameters=False,  # every trained parameter gets a gradient: no extra pass to look for others
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -359,11 +360,11 @@ def _run_hash(config: SFTConfig, train_rows: Sequence[dict], processes: int) -> 
 def _prepare_checkpoints(folder: Path, run_hash: str, state) -> str | None:
     """The newest complete checkpoint of this run, or None; the main process removes stale and cut-short ones."""
     if state.is_main_process:
-        run_file = folder / RUN_FILE
-        if folder.is_dir() and (not run_file.is_file() or json.loads(run_file.read_text())["hash"] != run_hash):
-            shutil.rmtree(folder)  # another config's or data's checkpoints: resuming them would mix two runs
-        folder.mkdir(parents=True, exist_ok=True)
-        run_file.write_text(json.dumps({"hash": run_hash}) + "\n")
+        if _stored_hash(folder) != run_hash:
+            # Another config's or data's checkpoints (or none): resuming them would mix two runs.
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            (folder / RUN_FILE).write_text(json.dumps({"hash": run_hash}) + "\n")
         for checkpoint in folder.glob("checkpoint-*"):
             if not _complete(checkpoint):
                 shutil.rmtree(checkpoint)
@@ -372,6 +373,13 @@ def _prepare_checkpoints(folder: Path, run_hash: str, state) -> str | None:
     if not checkpoints:
         return None
     return str(max(checkpoints, key=lambda path: int(path.name.rsplit("-", 1)[1])))
+
+
+def _stored_hash(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / RUN_FILE).read_text())["hash"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _complete(checkpoint: Path) -> bool:

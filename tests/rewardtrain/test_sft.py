@@ -188,6 +188,9 @@ def test_cancel_keeps_a_checkpoint_and_the_next_call_resumes_from_it(chat_lm, ru
         train_sft(train, validation, config, on_progress=record, should_stop=lambda: bool(steps) and steps[-1] >= 3)
     assert [p.name for p in (tmp_path / "out" / "checkpoints").glob("checkpoint-*")] == ["checkpoint-3"]
     assert not (tmp_path / "out" / "model").exists()
+    cut_short = tmp_path / "out" / "checkpoints" / "checkpoint-5"  # a kill while saving: no trainer_state.json
+    cut_short.mkdir()
+    (cut_short / "model.safetensors").write_bytes(b"half")
 
     steps.clear()
     resumed = train_sft(train, validation, config, on_progress=record)
@@ -212,8 +215,11 @@ def test_a_checkpoint_of_another_config_is_not_resumed(chat_lm, rule_split, tmp_
 @pytest.mark.filterwarnings("ignore:fan_in_fan_out")  # GPT-2's Conv1D layers: peft sets it right itself
 def test_lora_adapters_are_trained_and_merged_into_a_plain_model(chat_lm, rule_split, tmp_path):
     train, validation = rule_split
-    result = train_sft(train, validation, quick_config(chat_lm, tmp_path / "out", max_steps=20, lora=True, lora_r=4))
+    config = quick_config(chat_lm, tmp_path / "out", max_steps=20, lora=True, lora_r=4, logging_steps=5, eval_steps=10)
+    result = train_sft(train, validation, config)
     assert result.metrics["validation_loss"] < result.metrics["base_validation_loss"]
+    evaluated = [(entry["step"], "validation_loss" in entry) for entry in result.history]
+    assert evaluated == [(0, True), (5, False), (10, True), (15, False), (20, True)]
     model_dir = Path(result.model_dir)
     assert not (model_dir / "adapter_config.json").exists()
     saved = AutoModelForCausalLM.from_pretrained(model_dir)
