@@ -7,5 +7,5 @@ runs, registry, views, API, tasks) calls into it, never the other way round (tes
 pairs (split by prompt, the pair frame, Parquet; the pairs come from labeling.ranking) ·
 grouping (per-prompt batches) · encoding (texts to inputs, rewards) ·
 loss · evaluate · checkpoint · device · backbones · model_sources (models from disk only) · train · scoring ·
-sampling (answers from a causal LM) · synthetic (test data)
+sampling (answers from a causal LM) · sft (fine-tuning a causal LM on demonstrations, TRL) · synthetic (test data)
 """

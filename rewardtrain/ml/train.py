@@ -384,7 +384,7 @@ def _finalise(run: _Run, data_info: dict[str, Any] | None) -> TrainResult:
     model_dir = run.output_dir / "model"
     if ranks.main:
         card = _model_card(run, data_info, metrics, bias_offset, bias_applied, weights_sha256)
-        _save_model_dir(model, run.tokenizer, card, model_dir)
+        save_model_dir(model, run.tokenizer, model_dir, CARD_FILE, card)
         if not config.keep_checkpoint:
             ckpt.remove_checkpoint(run.output_dir)
     _barrier(ranks)
@@ -413,7 +413,7 @@ def _model_card(
         "bias_applied": bias_applied,  # False: the head has no bias, subtract bias_offset when scoring
         "weights_sha256": weights_sha256,
         "code_version": code_version(),
-        "libraries": {"torch": torch.__version__, "transformers": _version("transformers")},
+        "libraries": {"torch": torch.__version__, "transformers": package_version("transformers")},
     }
 
 
@@ -538,7 +538,7 @@ def code_version() -> str:
     return "unknown"
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -547,14 +547,14 @@ def _version(package: str) -> str:
         return "unknown"
 
 
-def _save_model_dir(model, tokenizer, card: dict[str, Any], model_dir: Path) -> None:
-    """save_pretrained into a temporary directory, then swap it in, so model_dir is never half-written."""
+def save_model_dir(model, tokenizer, model_dir: Path, card_file: str, card: dict[str, Any]) -> None:
+    """save_pretrained and the card into a temporary directory, then swap it in: model_dir is never half-written."""
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=model_dir.parent, prefix=".model-"))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
+        (tmp / card_file).write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n")
         if model_dir.exists():
             old = model_dir.with_name(f".model-old-{os.getpid()}")
             model_dir.rename(old)
