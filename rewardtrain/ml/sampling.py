@@ -80,6 +80,10 @@ class SampledTokens:
     completion_ids: torch.Tensor  # (prompts * k, C): the sampled tokens, then padding
     completion_mask: torch.Tensor  # 1 on the sampled tokens up to and including the first end-of-sequence token
 
+    def answers(self, tokenizer) -> list[str]:
+        """The sampled text of every row (special tokens left out)."""
+        return tokenizer.batch_decode(self.completion_ids, skip_special_tokens=True)
+
 
 def sample_tokens(
     model,
@@ -147,5 +151,5 @@ def sample_answers(
         model, tokenizer, prompt_texts, k,
         temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed, device=device,
     )  # fmt: skip
-    answers = tokenizer.batch_decode(tokens.completion_ids, skip_special_tokens=True)
+    answers = tokens.answers(tokenizer)
     return [answers[i * k : (i + 1) * k] for i in range(len(prompt_texts))]
