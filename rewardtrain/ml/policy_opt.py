@@ -36,7 +36,7 @@ from unittest import mock
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
+from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig, PrinterCallback, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .device import choose_precision, pick_device
@@ -100,8 +100,12 @@ def load_policy(source: PolicySource, *, role: str = "policy"):
             "or the directory and name of a GGUF file)."
         )
     tokenizer = load_from_disk(AutoTokenizer, str(path), gguf_file=files.gguf_file)
+    options: dict[str, Any] = {}
+    if files.gguf_file:
+        # Unpacked into a plain model: the Trainer refuses to train one that keeps its GGUF quantizer.
+        options = {"gguf_file": files.gguf_file, "quantization_config": GgufConfig(dequantize=True)}
     # float32 weights whatever the files hold: optimiser updates vanish in bf16 weights.
-    model = load_from_disk(AutoModelForCausalLM, str(path), gguf_file=files.gguf_file, dtype=torch.float32)
+    model = load_from_disk(AutoModelForCausalLM, str(path), dtype=torch.float32, **options)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token  # as TRL and sampling do; padded positions are masked
     return model, tokenizer
