@@ -4,6 +4,7 @@ The model is a random one-layer GPT-2 over a word-level vocabulary of a dozen wo
 so that any word is a likely sample: a reward that counts the word "good" in an answer is learnable in
 a few RL steps, and DPO pairs whose chosen answers say "good" teach it too.
 """
+import socket
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from rewardtrain.ml import policy_opt
 from rewardtrain.ml.model_sources import ModelFiles
 from rewardtrain.ml.policy_eval import evaluate_policy, reward_function, sequence_logprobs
 from rewardtrain.ml.policy_opt import best_of_n, load_policy, precision_args, train_dpo, train_rl
-from rewardtrain.ml.sampling import sample_tokens
+from rewardtrain.ml.sampling import SampledTokens, prompt_inputs, sample_tokens
 from rewardtrain.ml.train import TrainingCancelled
 
 CPU = torch.device("cpu")
@@ -54,6 +55,17 @@ def tiny_lm(tmp_path_factory) -> Path:
     GPT2LMHeadModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Training reaches for nothing online: any attempt to connect fails the test."""
+
+    def refuse(*args, **kwargs):
+        pytest.fail(f"tried to reach the network: {args[-1] if args else kwargs}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
 def rl(tiny_lm, output_dir, **overrides):
@@ -173,7 +185,7 @@ def test_best_of_n_picks_the_best_sample_and_repeats_for_a_seed(tiny_lm):
 
 
 @pytest.mark.parametrize("algorithm", ["rloo", "grpo"])
-def test_rl_raises_the_reward_on_held_out_prompts_and_logs_reward_kl_and_loss(tiny_lm, tmp_path, algorithm):
+def test_rl_raises_the_reward_on_held_out_prompts_and_logs_reward_kl_and_loss(tiny_lm, tmp_path, algorithm, no_network):
     started = time.monotonic()
     progress = []
     result = rl(tiny_lm, tmp_path / "run", algorithm=algorithm, on_progress=lambda *args: progress.append(args))
@@ -240,7 +252,6 @@ def chosen_says_good(prompt: str, i: int) -> dict[str, str]:
 
 def margins(model, tokenizer, pairs) -> torch.Tensor:
     """log p(chosen | prompt) - log p(rejected | prompt) of each pair, prompt in the chat format."""
-    from rewardtrain.ml.sampling import SampledTokens, prompt_inputs
 
     def logprobs(answers):
         prompts = prompt_inputs(tokenizer, [pair["prompt"] for pair in pairs])
@@ -251,7 +262,7 @@ def margins(model, tokenizer, pairs) -> torch.Tensor:
     return logprobs([pair["chosen"] for pair in pairs]) - logprobs([pair["rejected"] for pair in pairs])
 
 
-def test_dpo_makes_the_chosen_answers_likelier_than_the_rejected_on_held_out_prompts(tiny_lm, tmp_path):
+def test_dpo_makes_the_chosen_answers_likelier_than_the_rejected_on_held_out_prompts(tiny_lm, tmp_path, no_network):
     train_pairs = [chosen_says_good(prompt, i) for i, prompt in enumerate(TRAIN_PROMPTS)]
     held_out_pairs = [chosen_says_good(prompt, i + 3) for i, prompt in enumerate(HELD_OUT_PROMPTS)]
     started = time.monotonic()
