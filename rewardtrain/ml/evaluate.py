@@ -28,17 +28,26 @@ def bootstrap_accuracies(
     outcomes = np.asarray(outcomes, dtype=np.float64)
     _, prompt_index = np.unique(np.asarray(prompt_ids), return_inverse=True)
     n_prompts = int(prompt_index.max()) + 1 if len(outcomes) else 0
-    if n_prompts == 0:
-        return np.full(resamples, np.nan)
     hits = np.bincount(prompt_index, weights=outcomes, minlength=n_prompts)
     pairs = np.bincount(prompt_index, minlength=n_prompts).astype(np.float64)
+    return bootstrap_pooled_rates(hits, pairs, resamples=resamples, seed=seed)
+
+
+def bootstrap_pooled_rates(
+    hits: np.ndarray, totals: np.ndarray, *, resamples: int = 1000, seed: int = 0
+) -> np.ndarray:
+    """sum(hits) / sum(totals) of `resamples` bootstrap samples of the prompts (one entry of each per prompt)."""
+    hits, totals = np.asarray(hits, dtype=np.float64), np.asarray(totals, dtype=np.float64)
+    n_prompts = len(hits)
+    if n_prompts == 0:
+        return np.full(resamples, np.nan)
     rng = np.random.default_rng(seed)
     result = np.empty(resamples)
     step = max(1, 2_000_000 // n_prompts)  # bounded memory for the (resamples x prompts) count matrix
     for start in range(0, resamples, step):
         size = min(step, resamples - start)
         counts = rng.multinomial(n_prompts, np.full(n_prompts, 1.0 / n_prompts), size=size)
-        result[start : start + size] = (counts @ hits) / (counts @ pairs)
+        result[start : start + size] = (counts @ hits) / (counts @ totals)
     return result
 
 
