@@ -122,7 +122,7 @@ def execute_sft_run(run_id: int) -> None:
         train_rows, validation_rows = sft.split_by_prompt(rows, run.validation_fraction, run.seed)
         files = policies.policy_files(run.policy)
         config = sft.SFTConfig(
-            base=files.name_or_path, base_gguf_file=files.gguf_file, output_dir=str(run_dir(run) / "model"),
+            base=files.name_or_path, base_gguf_file=files.gguf_file, output_dir=str(run_dir(run)),
             epochs=run.epochs, learning_rate=run.learning_rate, max_length=run.max_length,
             batch_size=run.batch_size, seed=run.seed, lora=run.lora,
         )  # fmt: skip

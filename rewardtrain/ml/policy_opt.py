@@ -12,7 +12,7 @@ Thin wrappers: TRL's trainers do the work; this module adds what the platform ne
   1.16 does not cut long prompts, so `max_prompt_length` keeps each prompt's last tokens here.
 - Progress, cancel and resume: `on_progress(step, total_steps, entry)` gets each step's history entry;
   when `should_stop()` says so, training ends after the current step with a checkpoint saved and
-  `train.TrainingCancelled` is raised; a later call with the same output_dir resumes from its latest
+  `progress.TrainingCancelled` is raised; a later call with the same output_dir resumes from its latest
   complete checkpoint (a killed worker loses at most `save_steps` steps). One output_dir, one run.
 - The trained model (and tokenizer) is saved to output_dir/model; the checkpoints are removed after it.
 
@@ -42,8 +42,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .device import choose_precision, pick_device
 from .model_sources import ModelFiles, load_from_disk
 from .policy_eval import RewardFn, text_of
+from .progress import TrainingCancelled
 from .sampling import sample_answers
-from .train import TrainingCancelled
 
 PolicySource = str | Path | ModelFiles
 ProgressFn = Callable[[int, int, dict[str, float]], None]

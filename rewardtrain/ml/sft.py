@@ -38,6 +38,7 @@ from typing import Any
 
 from . import pairs
 from .model_sources import stay_offline
+from .progress import TrainingCancelled
 
 CARD_FILE = "sft_card.json"
 MODEL_DIR = "model"  # output_dir/model: the finished model
@@ -82,10 +83,6 @@ class SFTResult:
     # Per logged step: step, epoch, loss, learning_rate, and validation_loss when evaluated (step 0: the base's).
     history: list[dict[str, Any]]
     previews: list[dict[str, str]]  # [{prompt, reference, base, fine_tuned}]; empty on processes other than the main
-
-
-class Cancelled(Exception):
-    """should_stop() asked training to end; the checkpoint of the step it stopped at is kept."""
 
 
 # --- train / validation split ----------------------------------------------------------------------
@@ -136,7 +133,7 @@ def train_sft(
     empty except on logging steps) and with each log: the base's validation loss at step 0, the training
     loss, the validation loss, the end-of-training summary.
     should_stop() is polled after each optimizer step; when it returns True the step's checkpoint is saved
-    and Cancelled is raised.
+    and TrainingCancelled is raised.
     """
     from accelerate import PartialState
 
@@ -159,7 +156,7 @@ def train_sft(
     trainer.add_callback(callback)
     output = trainer.train(resume_from_checkpoint=checkpoint)
     if callback.cancelled:
-        raise Cancelled(
+        raise TrainingCancelled(
             f"Fine-tuning was cancelled at step {trainer.state.global_step} of {trainer.state.max_steps}; "
             "its checkpoint is kept, and starting it again resumes from there."
         )

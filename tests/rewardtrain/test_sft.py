@@ -18,8 +18,9 @@ from transformers import AutoModelForCausalLM
 from rewardtrain.ml import device as device_module
 from rewardtrain.ml.backbones import make_tiny_causal_lm
 from rewardtrain.ml.device import pick_device
+from rewardtrain.ml.progress import TrainingCancelled
 from rewardtrain.ml.sampling import smollm2_gguf
-from rewardtrain.ml.sft import Cancelled, SFTConfig, make_trainer, split_by_prompt, train_sft, trainer_precision
+from rewardtrain.ml.sft import SFTConfig, make_trainer, split_by_prompt, train_sft, trainer_precision
 from rewardtrain.ml.train import BaseModelError, state_dict_sha256
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,7 +185,7 @@ def test_cancel_keeps_a_checkpoint_and_the_next_call_resumes_from_it(chat_lm, ru
         assert total_steps == 8
         steps.append(step)
 
-    with pytest.raises(Cancelled, match="cancelled at step 3 of 8"):
+    with pytest.raises(TrainingCancelled, match="cancelled at step 3 of 8"):
         train_sft(train, validation, config, on_progress=record, should_stop=lambda: bool(steps) and steps[-1] >= 3)
     assert [p.name for p in (tmp_path / "out" / "checkpoints").glob("checkpoint-*")] == ["checkpoint-3"]
     assert not (tmp_path / "out" / "model").exists()
@@ -204,7 +205,7 @@ def test_cancel_keeps_a_checkpoint_and_the_next_call_resumes_from_it(chat_lm, ru
 
 def test_a_checkpoint_of_another_config_is_not_resumed(chat_lm, rule_split, tmp_path):
     train, validation = rule_split
-    with pytest.raises(Cancelled):
+    with pytest.raises(TrainingCancelled):
         train_sft(train, validation, quick_config(chat_lm, tmp_path / "out"), should_stop=lambda: True)
     steps: list[int] = []
     changed = quick_config(chat_lm, tmp_path / "out", learning_rate=1e-3)
