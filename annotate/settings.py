@@ -285,6 +285,8 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "600"))}
 # A training run whose worker has not beaten for this many seconds is sent to a worker again.
 RUN_HEARTBEAT_TIMEOUT = int(os.environ.get("RUN_HEARTBEAT_TIMEOUT", "120"))
+# SFT and policy runs checkpoint every this many optimizer steps: a run whose worker died resumes from there.
+POLICY_CHECKPOINT_STEPS = int(os.environ.get("POLICY_CHECKPOINT_STEPS", "50"))
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-runs": {"task": "rewardtrain.tasks.requeue_stale_runs_task", "schedule": 60.0},
     # Registered names: the generation tasks live in rewardtrain.tasks and kept the names they had in labeling.

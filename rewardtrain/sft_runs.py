@@ -39,9 +39,10 @@ def run_dir(run: SFTRun) -> Path:
 
 def request_sft_run(
     *, policy: Policy, queues: Sequence[Queue], filters: dict | None = None, output_name: str = "", user=None,
-    **hyperparameters,
+    send: bool = True, **hyperparameters,
 ) -> SFTRun:  # fmt: skip
-    """Record an SFT run and send it to the training queue once the record is committed.
+    """Record an SFT run and send it to the training queue once the record is committed (`send=False`: the
+    caller runs it, as `python -m rewardtrain.sft --here` does).
 
     Raises ValueError (PolicyUnavailable, FilterError) naming what is wrong.
     """
@@ -63,7 +64,8 @@ def request_sft_run(
         audit.record(actor=user, action="sft.request", target=run, detail={
             "policy": policy.pk, "queues": [queue.pk for queue in queues], "filters": filters, **hyperparameters,
         })  # fmt: skip
-        run.send_task(train_sft_task)
+        if send:
+            run.send_task(train_sft_task)
     return run
 
 
@@ -124,7 +126,7 @@ def execute_sft_run(run_id: int) -> None:
         config = sft.SFTConfig(
             base=files.name_or_path, base_gguf_file=files.gguf_file, output_dir=str(run_dir(run)),
             epochs=run.epochs, learning_rate=run.learning_rate, max_length=run.max_length,
-            batch_size=run.batch_size, seed=run.seed, lora=run.lora,
+            batch_size=run.batch_size, seed=run.seed, lora=run.lora, save_steps=settings.POLICY_CHECKPOINT_STEPS,
         )  # fmt: skip
         result = sft.train_sft(
             train_rows, validation_rows, config, on_progress=_Progress(reporter), should_stop=reporter.should_stop

@@ -191,3 +191,28 @@ def test_the_policy_pages_register_show_the_lineage_and_retire(client, ml_user):
     base.refresh_from_db()
     assert base.is_retired
     assert base not in client.get(reverse("ml-sft-runs")).context["form"].fields["policy"].queryset
+
+
+def test_the_command_line_starts_a_run_here_or_for_the_worker_and_refuses_bad_names(
+    capsys, monkeypatch, django_capture_on_commit_callbacks
+):
+    from rewardtrain import sft, tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.train_sft_task, "delay", sent.append)
+    queue = demonstration_queue(text=last_word_twice)
+    base = policies.register_base_policy(source="tiny")
+    assert sft.main(["--policy", "tiny-v9", "--queue", str(queue.pk), "--queue", "999999"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["No policy 'tiny-v9'.", "No queue 999999."]
+    assert sft.main(["--policy", "tiny-v1", "--queue", str(queue.pk), "--filters", '{"source": 1}']) == 2
+    assert "Exports take no filter 'source'" in capsys.readouterr().err and not SFTRun.objects.exists()
+
+    options = ["--queue", str(queue.pk), "--epochs", "1", "--batch-size", "8", "--max-length", "32"]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sft.main(["--policy", str(base.pk), "--name", "later", *options]) == 0
+        assert sft.main(["--policy", "tiny-v1", "--name", "now", "--here", *options]) == 0
+    out = capsys.readouterr().out
+    assert "sent to the training queue" in out and "training here" in out
+    figures = json.loads(out[out.index("{"):])
+    assert figures["status"] == "succeeded" and figures["policy"] == "now-v1" and figures["metrics"]["perplexity"] > 0
+    assert sent == [SFTRun.objects.get(output_name="later").pk]  # the run trained here went to no worker

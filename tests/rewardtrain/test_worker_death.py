@@ -51,3 +51,37 @@ def test_a_killed_workers_run_resumes_from_its_checkpoint(start_worker, settings
     assert RewardModel.objects.filter(run=run).count() == 1
     assert "train_reward_model_task" in second.output()
 
+
+
+def test_a_killed_workers_sft_run_resumes_from_its_checkpoint(start_worker, settings):
+    """The same for an SFT run: the second worker resumes the Trainer's checkpoint, and the run registers its policy."""
+    from rewardtrain import policies, sft_runs
+    from rewardtrain.ml.sft import CHECKPOINTS_DIR
+
+    from .test_sft_runs import demonstration_queue, last_word_twice
+
+    settings.RUN_HEARTBEAT_TIMEOUT = int(HEARTBEAT_TIMEOUT)
+    queue = demonstration_queue(text=last_word_twice)
+    base = policies.register_base_policy(source="tiny")
+    env = {"RUN_HEARTBEAT_TIMEOUT": HEARTBEAT_TIMEOUT, "POLICY_CHECKPOINT_STEPS": "5", "OMP_NUM_THREADS": "1"}
+    first = start_worker(**env)
+    run = sft_runs.request_sft_run(
+        policy=base, queues=[queue], epochs=40, batch_size=2, learning_rate=3e-3, max_length=32
+    )
+    checkpoints = sft_runs.run_dir(run) / CHECKPOINTS_DIR
+    first.wait_for(lambda: any(checkpoints.glob("checkpoint-*")), what="the first checkpoint", timeout=180)
+    os.kill(first.process.pid, signal.SIGKILL)
+    first.process.wait()
+    run.refresh_from_db()
+    assert run.status == JobStatus.RUNNING and run.attempts == 1
+    killed_at_step = run.step
+
+    second = start_worker(**env)
+    second.wait_for(lambda: runs.requeue_stale_runs() + sft_runs.requeue_stale_sft_runs() > 0,
+                    what="the run to go stale", timeout=30)  # fmt: skip
+    second.wait_finished(run, what="the resumed SFT run", timeout=300)
+    assert run.status == JobStatus.SUCCEEDED, run.error
+    assert run.attempts == 2 and run.step == run.total_steps >= killed_at_step > 0
+    assert run.output.kind == "sft" and run.output.parent == base
+    assert run.metrics["validation_loss"] < run.metrics["base_validation_loss"]
+    assert "train_sft_task" in second.output()
