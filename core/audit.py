@@ -33,6 +33,9 @@ ACTIONS = {
     "policy.retire": "Policy retired",
     "sft.request": "SFT run requested",
     "sft.cancel": "SFT run cancelled",
+    "policy_run.request": "Policy run requested",
+    "policy_run.cancel": "Policy run cancelled",
+    "evaluation.request": "Evaluation round requested",
     "token.create": "API token created",
     "token.revoke": "API token revoked",
     # The review's decisions; each prompt's PromptAction keeps the reason too.

@@ -201,6 +201,104 @@ def _above_zero(value: float) -> None:
         raise ValidationError("Must be greater than 0.")
 
 
+class PolicyRun(TrainingJob):
+    """Optimising a policy (normally an SFT one): best-of-N fine-tuning or online RL against a reward model, or
+    DPO on a pair dataset (rewardtrain.policy_runs). It evaluates the result on prompts it did not train on."""
+
+    class Method(models.TextChoices):
+        REJECTION_SAMPLING = "rejection-sampling", "Rejection sampling (best-of-N, then fine-tune on the best)"
+        RL = "rl", "Online RL against the reward model, KL to the reference"
+        DPO = "dpo", "DPO on a pair dataset"
+
+    class Algorithm(models.TextChoices):
+        RLOO = "rloo", "RLOO"
+        GRPO = "grpo", "GRPO"
+
+    method = models.CharField(max_length=20, choices=Method.choices)
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="policy_runs", help_text="The start.")
+    reference = models.ForeignKey(
+        Policy, on_delete=models.PROTECT, null=True, blank=True, related_name="reference_in_runs",
+        help_text="The policy the KL term keeps it near; empty: the starting policy.",
+    )  # fmt: skip
+    reward_model = models.ForeignKey(
+        RewardModel, on_delete=models.PROTECT, null=True, blank=True, related_name="policy_runs",
+        help_text="Rejection sampling and RL: the reward; empty: the active reward model when asked for.",
+    )  # fmt: skip
+    dataset = models.ForeignKey(
+        PairDataset, on_delete=models.PROTECT, null=True, blank=True, related_name="policy_runs",
+        help_text="DPO: the pairs it trains on.",
+    )  # fmt: skip
+    # Rejection sampling and RL: the prompts of these queues (not excluded), split by prompt into training and
+    # evaluation; DPO trains on its dataset's training pairs and evaluates on its validation prompts.
+    queues = models.ManyToManyField(Queue, related_name="policy_runs", blank=True)
+    output_name = models.SlugField(max_length=100, help_text="The new policy's name; versions count up.")
+    algorithm = models.CharField(max_length=10, choices=Algorithm.choices, default=Algorithm.RLOO)
+    beta = models.FloatField(
+        default=0.05, validators=[MinValueValidator(0), MaxValueValidator(10)],
+        help_text="RL: the KL penalty's weight; DPO: its temperature.",
+    )  # fmt: skip
+    samples_per_prompt = models.PositiveSmallIntegerField(
+        default=4, validators=[MinValueValidator(2), MaxValueValidator(64)],
+        help_text="Rejection sampling: N of best-of-N; RL: answers per prompt in a group.",
+    )  # fmt: skip
+    learning_rate = models.FloatField(default=1e-6, validators=[MinValueValidator(1e-8), MaxValueValidator(1e-2)])
+    epochs = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(50)])
+    max_new_tokens = models.PositiveIntegerField(
+        default=128, validators=[MinValueValidator(1), MaxValueValidator(1024)]
+    )
+    temperature = models.FloatField(default=1.0, validators=[_above_zero, MaxValueValidator(2.0)])
+    evaluation_fraction = models.FloatField(
+        default=0.2, validators=[MinValueValidator(0.01), MaxValueValidator(0.9)],
+        help_text="Share of the prompts held out to evaluate on.",
+    )  # fmt: skip
+    seed = models.IntegerField(default=0)
+    output = models.OneToOneField(
+        Policy, on_delete=models.PROTECT, null=True, blank=True, related_name="made_by_policy_run"
+    )
+
+    class Meta(TrainingJob.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"{self.method} run {self.pk} of {self.policy}"
+
+
+class EvaluationRound(ResumableJob):
+    """A blinded comparison of policies by labelers (rewardtrain.evaluation): each policy answers the prompts of a
+    queue, the answers are ranked as any other task (shuffled per labeler, with no hint of their source), and the
+    round reports each policy's win rate against the baseline with a prompt-bootstrap interval."""
+
+    name = models.CharField(max_length=200)
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="evaluation_rounds")
+    baseline = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="baseline_in_rounds")
+    policies = models.ManyToManyField(Policy, related_name="evaluation_rounds", help_text="Besides the baseline.")
+    reward_model = models.ForeignKey(
+        RewardModel, on_delete=models.PROTECT, null=True, blank=True, related_name="evaluation_rounds",
+        help_text="Its predicted win rate and its accuracy on the round's rankings are shown beside the labelers'.",
+    )  # fmt: skip
+    answers_per_policy = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_ANSWERS // 2)]
+    )
+    temperature = models.FloatField(default=0.8, validators=[_above_zero, MaxValueValidator(2.0)])
+    top_p = models.FloatField(default=0.95, validators=[_above_zero, MaxValueValidator(1.0)])
+    max_new_tokens = models.PositiveIntegerField(
+        default=256, validators=[MinValueValidator(1), MaxValueValidator(1024)]
+    )
+    seed = models.PositiveIntegerField(default=0)
+    prompts_total = models.PositiveIntegerField(default=0)
+    prompts_done = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.name or f"evaluation round {self.pk}"
+
+
+
 def validate_generator_name(name: str) -> None:
     """The check a job's model name had before the policy registry (migration 0004 still names it)."""
     from .policies import check_generator_name  # policies imports these models
