@@ -7,7 +7,9 @@ stops beating is sent again by `requeue_stale_runs`, or failed with the reason a
 """
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -17,6 +19,7 @@ from core.jobs import Heartbeat, JobStatus, claim, resend_stale
 
 from . import registry
 from .ml.model_sources import ModelFiles, check_model_name, resolve_model
+from .ml.progress import Progress, TrainingCancelled
 from .models import PairDataset, TrainingJob, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -69,13 +72,16 @@ def request_training_run(*, dataset: PairDataset, user=None, **hyperparameters) 
     return run
 
 
+# Why a run whose workers kept dying was not started again (core.jobs.claim formats it).
+LOST_REASON = (
+    "The worker stopped {attempts} times while training this run (killed, out of memory, or the machine went away);"
+    " it was not started again."
+)
+
+
 def claim_run(run_id: int) -> TrainingRun | None:
     """Take the run for this worker (core.jobs.claim), or None if it is finished, cancelled or alive elsewhere."""
-    return claim(
-        TrainingRun, run_id, related=("dataset",),
-        lost_reason="The worker stopped {attempts} times while training this run (killed, out of memory, or the"
-        " machine went away); it was not started again.",
-    )  # fmt: skip
+    return claim(TrainingRun, run_id, related=("dataset",), lost_reason=LOST_REASON)
 
 
 class Reporter:
@@ -88,8 +94,23 @@ class Reporter:
         self.history: list[dict] = list(history or [])  # a resumed run keeps the curve it had
         self.last_write = 0.0
         self.last_cancel_check = 0.0
+        self.started = time.monotonic()
+        self.first_step: int | None = None
 
-    def on_progress(self, progress) -> None:
+    def on_step(self, step: int, total_steps: int, logs: dict) -> None:
+        """The TRL trainers' callback (rewardtrain.ml.sft, policy_opt): their step, total and logs, with an ETA."""
+        if self.first_step is None:
+            self.first_step = step  # a resumed run starts past 0: time only the steps of this attempt
+        done, elapsed = step - self.first_step, time.monotonic() - self.started
+        eta = elapsed / done * (total_steps - step) if done > 0 and total_steps else None
+        metrics = {key: float(value) for key, value in logs.items() if isinstance(value, int | float) and key != "step"}
+        epoch = int(metrics.pop("epoch", 0)) + 1
+        self.on_progress(Progress(
+            epoch=epoch, epochs=0, step=step, total_steps=total_steps,
+            percent=100.0 * step / total_steps if total_steps else 0.0, eta_seconds=eta, metrics=metrics,
+        ))  # fmt: skip
+
+    def on_progress(self, progress: Progress) -> None:
         now = time.monotonic()
         logged = bool(progress.metrics)
         if logged:
@@ -117,58 +138,65 @@ class Reporter:
         return self.model.objects.filter(pk=self.run_id, cancel_requested=True).exists()
 
 
-def execute_run(run_id: int) -> None:
-    """The training task's body: claim, train (resuming from a checkpoint), record the outcome."""
-    from .ml import pairs, train
+def run_training_job(
+    model: type[TrainingJob], run_id: int, *, related: tuple[str, ...] = (), lost_reason: str,
+    train: Callable[[TrainingJob, Reporter], Any], record: Callable[[TrainingJob, Any, Reporter], None],
+) -> None:  # fmt: skip
+    """The body of every training task: claim the job, keep it alive, `train(run, reporter)`, and record the
+    outcome: `record(run, result, reporter)` in one transaction, cancelled, or failed with a readable reason.
 
-    run = claim_run(run_id)
+    `lost_reason` is core.jobs.claim's: why a job whose workers kept dying was not started again.
+    """
+    run = claim(model, run_id, related=related, lost_reason=lost_reason)
     if run is None:
         return
-    heartbeat = Heartbeat(TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING))
+    heartbeat = Heartbeat(model.objects.filter(pk=run.pk, status=JobStatus.RUNNING))
     heartbeat.start()
-    reporter = Reporter(TrainingRun, run.pk, run.history)
+    reporter = Reporter(model, run.pk, run.history)
     try:
-        dataset = run.dataset
-        path = Path(settings.ARTIFACTS_DIR) / dataset.file
-        frame = pairs.read_pair_dataset(path)
-        config = train.TrainConfig(
-            base_model=resolve_base_model(run.base_model),
-            max_length=run.max_length,
-            learning_rate=run.learning_rate,
-            epochs=run.epochs,
-            prompts_per_batch=run.prompts_per_batch,
-            seed=run.seed,
-            use_margin=run.use_margin,
-        )
-        data_info = {"dataset": str(dataset), "sha256": dataset.sha256, "rows": dataset.rows, "run": run.pk}
-        result = train.train_reward_model(
-            config,
-            frame,
-            run_dir(run),
-            data_info=data_info,
-            on_progress=reporter.on_progress,
-            should_stop=reporter.should_stop,
-        )
-    except train.TrainingCancelled:
-        TrainingRun.finish(run.pk, JobStatus.CANCELLED)
+        result = train(run, reporter)
+    except TrainingCancelled:
+        model.finish(run.pk, JobStatus.CANCELLED)
     except Exception as error:  # any failure ends the run with a reason a person can read
-        log.exception("training run %s failed", run.pk)
-        TrainingRun.fail(run.pk, f"{type(error).__name__}: {error}")
+        log.exception("%s %s failed", model._meta.verbose_name, run.pk)
+        model.fail(run.pk, f"{type(error).__name__}: {error}")
     else:
         with transaction.atomic():
-            TrainingRun.finish(
-                run.pk,
-                JobStatus.SUCCEEDED,
-                metrics=result.metrics,
-                model_dir=str(result.model_dir),
-                progress_percent=100,
-                eta_seconds=0,
-                history=reporter.history,
-            )
-            registry.register_reward_model(run, result)
+            record(run, result, reporter)
     finally:
         heartbeat.stopped.set()
         heartbeat.join(timeout=5)
+
+
+def execute_run(run_id: int) -> None:
+    """The reward-model training task's body: train (resuming from a checkpoint), register the model."""
+
+    def train_model(run: TrainingRun, reporter: Reporter):
+        from .ml import pairs, train
+
+        dataset = run.dataset
+        frame = pairs.read_pair_dataset(Path(settings.ARTIFACTS_DIR) / dataset.file)
+        config = train.TrainConfig(
+            base_model=resolve_base_model(run.base_model), max_length=run.max_length,
+            learning_rate=run.learning_rate, epochs=run.epochs, prompts_per_batch=run.prompts_per_batch,
+            seed=run.seed, use_margin=run.use_margin,
+        )  # fmt: skip
+        data_info = {"dataset": str(dataset), "sha256": dataset.sha256, "rows": dataset.rows, "run": run.pk}
+        return train.train_reward_model(
+            config, frame, run_dir(run), data_info=data_info, on_progress=reporter.on_progress,
+            should_stop=reporter.should_stop,
+        )  # fmt: skip
+
+    def record(run: TrainingRun, result, reporter: Reporter) -> None:
+        TrainingRun.finish(
+            run.pk, JobStatus.SUCCEEDED, metrics=result.metrics, model_dir=str(result.model_dir), progress_percent=100,
+            eta_seconds=0, history=reporter.history,
+        )  # fmt: skip
+        registry.register_reward_model(run, result)
+
+    run_training_job(
+        TrainingRun, run_id, related=("dataset",), train=train_model, record=record, lost_reason=LOST_REASON
+    )
 
 
 def cancel_run(run: TrainingJob, *, user=None, action: str = "run.cancel") -> None:
