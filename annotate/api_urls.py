@@ -9,6 +9,7 @@ from labeling.api import DemonstrationViewSet, PromptViewSet, QueueViewSet, Rank
 from labeling.datasets.views import ExportSnapshotViewSet
 from rewardtrain.api import (
     PairDatasetViewSet,
+    PolicyRunViewSet,
     PolicyViewSet,
     RewardModelViewSet,
     SFTRunViewSet,
@@ -33,6 +34,7 @@ router.register("reward-models", RewardModelViewSet, basename="api-reward-model"
 router.register("exports", ExportSnapshotViewSet, basename="api-export")
 router.register("policies", PolicyViewSet, basename="api-policy")
 router.register("sft-runs", SFTRunViewSet, basename="api-sft-run")
+router.register("policy-runs", PolicyRunViewSet, basename="api-policy-run")
 
 urlpatterns = [
     path("api/v1/", include(router.urls)),

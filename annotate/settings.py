@@ -298,6 +298,7 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_TASK_ROUTES = {
     "rewardtrain.tasks.train_reward_model_task": {"queue": "training"},
     "rewardtrain.tasks.train_sft_task": {"queue": "training"},
+    "rewardtrain.tasks.optimise_policy_task": {"queue": "training"},
     "rewardtrain.tasks.score_answers_task": {"queue": "training"},
     "labeling.tasks.generate_answers_task": {"queue": "generation"},  # rewardtrain.tasks, under its old name
 }

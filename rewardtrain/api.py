@@ -1,5 +1,5 @@
 """REST endpoints of rewardtrain (under /api/v1/), for ML staff: pair datasets, training runs, reward models,
-policies and SFT runs.
+policies, SFT runs and policy runs.
 
 Thin: building, training, cancelling, activating and registering are rewardtrain.datasets / runs / registry /
 policies / sft_runs services, the same ones the pages call.
@@ -29,8 +29,8 @@ from core.slots import NoFreeSlot, slot
 from labeling.datasets.filters import FilterError
 from labeling.models import Queue
 
-from . import datasets, policies, registry, runs, sft_runs
-from .models import PairDataset, Policy, RewardModel, SFTRun, TrainingRun
+from . import datasets, policies, policy_runs, registry, runs, sft_runs
+from .models import PairDataset, Policy, PolicyRun, RewardModel, SFTRun, TrainingRun
 
 MAX_SCORED_ANSWERS = 64
 SCORE_RETRY_SECONDS = 2  # a full-size score takes about that long on a 2-core CPU (docs/api.md)
@@ -518,3 +518,96 @@ class SFTRunViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixi
         runs.cancel_run(run, user=request.user, action="sft.cancel")
         run.refresh_from_db()
         return Response(SFTRunSerializer(run).data)
+
+
+# Policy runs ------------------------------------------------------------------------------------
+
+
+class PolicyRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PolicyRun
+        fields = [
+            "id", "method", "policy", "reference", "reward_model", "dataset", "queues", "output_name",
+            *policy_runs.HYPERPARAMETERS, "status", "progress_percent", "step", "total_steps", "eta_seconds",
+            "history", "metrics", "output", "error", "cancel_requested", "attempts", "created_at", "started_at",
+            "finished_at",
+        ]  # fmt: skip
+
+
+class PolicyRunRequest(StrictModelSerializer):
+    output_name = serializers.SlugField(
+        max_length=100, required=False, default="", help_text="The new policy's name; empty: the policy's + the method."
+    )
+    queues = serializers.PrimaryKeyRelatedField(many=True, queryset=Queue.objects.all(), required=False, default=list)
+
+    class Meta:
+        model = PolicyRun
+        fields = ["method", "policy", "reference", "reward_model", "dataset", "queues", "output_name",
+                  *policy_runs.HYPERPARAMETERS]  # fmt: skip
+
+
+POLICY_RUN_EXAMPLE = {
+    "id": 4, "method": "rl", "policy": 3, "reference": None, "reward_model": 2, "dataset": None, "queues": [5],
+    "output_name": "helpful-rl", "algorithm": "rloo", "beta": 0.05, "samples_per_prompt": 4, "learning_rate": 1e-6,
+    "epochs": 1, "max_new_tokens": 128, "temperature": 1.0, "evaluation_fraction": 0.2, "seed": 0,
+    "status": "succeeded", "progress_percent": 100.0, "step": 120, "total_steps": 120, "eta_seconds": 0,
+    "history": [{"step": 120, "epoch": 1, "reward": 0.84, "kl": 0.9, "loss": 0.02}],
+    "metrics": {"steps": 120, "evaluation": {"prompts": 32, "samples_per_prompt": 2, "mean_reward": 0.81,
+                                             "parent_mean_reward": 0.12, "kl_to_reference": 3.4,
+                                             "predicted_win_rate": 0.69}},
+    "output": 6, "error": "", "cancel_requested": False, "attempts": 1, "created_at": "2026-12-07T12:00:00Z",
+    "started_at": "2026-12-07T12:00:02Z", "finished_at": "2026-12-07T12:40:00Z",
+}  # fmt: skip
+
+
+@extend_schema_view(
+    **read_schemas(
+        POLICY_RUN_EXAMPLE, many=("Policy runs", "A page of policy runs"),
+        one=("One policy run: progress, per-step reward and KL, the held-out evaluation", "A policy run"),
+    ),
+    create=extend_schema(
+        summary="Optimise a policy",
+        description="`rejection-sampling` or `rl` against a reward model (the active one unless given) on the prompts "
+        "of `queues`; `dpo` on a finished pair `dataset`. A finished run registers the new policy (`output`).",
+        request=PolicyRunRequest,
+        responses={201: PolicyRunSerializer, 429: throttles.throttled_response("runs")},
+        parameters=[throttles.RETRY_AFTER],
+        examples=[
+            OpenApiExample("RLOO", value={"method": "rl", "policy": 3, "queues": [5], "algorithm": "rloo",
+                                          "beta": 0.05}, request_only=True),  # fmt: skip
+            OpenApiExample("DPO", value={"method": "dpo", "policy": 3, "dataset": 2, "beta": 0.1}, request_only=True),
+            OpenApiExample("Queued", value=POLICY_RUN_EXAMPLE | {"status": "queued", "step": 0, "metrics": {},
+                                                                 "output": None}, response_only=True),  # fmt: skip
+        ],
+    ),
+)
+class PolicyRunViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                       mixins.CreateModelMixin, _MLViewSet):  # fmt: skip
+    serializer_class = PolicyRunSerializer
+    throttle_scopes = {"create": "runs"}
+    queryset = PolicyRun.objects.prefetch_related("queues")
+    filterset_fields = ["status", "method", "policy"]
+
+    def create(self, request):
+        body = PolicyRunRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            run = policy_runs.request_policy_run(user=request.user, **body.validated_data)
+        except ValueError as error:
+            raise serializers.ValidationError({"detail": [str(error)]}) from None
+        return Response(PolicyRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Cancel a policy run",
+        description="A queued run is cancelled at once; a running one stops at its next step.",
+        request=None,
+        responses={200: PolicyRunSerializer},
+        examples=[OpenApiExample("Stopping", value=POLICY_RUN_EXAMPLE | {"status": "running", "cancel_requested": True},
+                                 response_only=True)],  # fmt: skip
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        run = self.get_object()
+        runs.cancel_run(run, user=request.user, action="policy_run.cancel")
+        run.refresh_from_db()
+        return Response(PolicyRunSerializer(run).data)

@@ -5,7 +5,7 @@ from labeling.datasets.forms import DatasetForm
 from labeling.models import Queue
 
 from . import policies, sft_runs
-from .models import GenerationJob, PairDataset, Policy, TrainingRun
+from .models import GenerationJob, PairDataset, Policy, PolicyRun, TrainingRun
 
 
 class PairDatasetForm(DatasetForm):
@@ -113,3 +113,26 @@ class SFTRunForm(DatasetForm):
 
     def hyperparameters(self) -> dict:
         return {key: self.cleaned_data[key] for key in sft_runs.HYPERPARAMETERS}
+
+
+class PolicyRunForm(forms.ModelForm):
+    """Optimise a policy: rejection sampling or RL against a reward model, or DPO on a pair dataset."""
+
+    class Meta:
+        model = PolicyRun
+        fields = ["method", "policy", "output_name", "reward_model", "queues", "dataset", "reference", "algorithm",
+                  "beta", "samples_per_prompt", "learning_rate", "epochs", "max_new_tokens", "temperature",
+                  "evaluation_fraction", "seed"]  # fmt: skip
+        labels = {"output_name": "New policy's name", "dataset": "Pair dataset (DPO)",
+                  "queues": "Prompts of (RL, rejection sampling)"}  # fmt: skip
+        widgets = {"queues": forms.CheckboxSelectMultiple, "method": forms.RadioSelect}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        usable = Policy.objects.filter(retired_at=None)
+        self.fields["policy"].queryset = usable
+        self.fields["reference"].queryset = usable
+        self.fields["dataset"].queryset = PairDataset.objects.filter(status="succeeded")
+        self.fields["output_name"].required = False
+        self.fields["output_name"].help_text = "Empty: the policy's name and the method (smollm2-sft-rl)."
+        self.fields["reward_model"].empty_label = "The active reward model"

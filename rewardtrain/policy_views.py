@@ -1,4 +1,5 @@
-"""Pages for ML staff: the policy registry (register, inspect, retire) and SFT runs (start, follow, cancel)."""
+"""Pages for ML staff: the policy registry (register, inspect, retire), SFT runs and policy runs (start, follow,
+cancel)."""
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -6,9 +7,9 @@ from django.views.decorators.http import require_POST
 from core import throttles
 from core.roles import ML, role_required
 
-from . import policies, runs, sft_runs
-from .forms import PolicyForm, SFTRunForm
-from .models import Policy, SFTRun
+from . import policies, policy_runs, runs, sft_runs
+from .forms import PolicyForm, PolicyRunForm, SFTRunForm
+from .models import Policy, PolicyRun, SFTRun
 from .views import progress_json
 
 
@@ -37,7 +38,9 @@ def policy_detail(request, policy_id: int):
         "policy": policy,
         "lineage": policies.lineage(policy)[1:],
         "children": policy.children.all(),
-        "made_by": getattr(policy, "made_by_sft_run", None),
+        "made_by_sft": getattr(policy, "made_by_sft_run", None),
+        "made_by_run": getattr(policy, "made_by_policy_run", None),
+        "policy_runs": policy.policy_runs.all(),
         "sft_runs": policy.sft_runs.all(),
         "generation_jobs": policy.generation_jobs.select_related("queue")[:20],
         "problem": policies.problem(policy),
@@ -89,3 +92,46 @@ def sft_cancel(request, run_id: int):
     runs.cancel_run(run, user=request.user, action="sft.cancel")
     messages.info(request, f"SFT run {run.pk} will stop.")
     return redirect("ml-sft-run", run.pk)
+
+
+@role_required(ML)
+def policy_run_list(request):
+    def start(form):
+        data = dict(form.cleaned_data)
+        run = policy_runs.request_policy_run(
+            method=data.pop("method"), policy=data.pop("policy"), queues=list(data.pop("queues")),
+            reward_model=data.pop("reward_model"), dataset=data.pop("dataset"), reference=data.pop("reference"),
+            output_name=data.pop("output_name"), user=request.user, **data,
+        )  # fmt: skip
+        messages.success(request, f"Policy run {run.pk} is queued for a training worker.")
+        return redirect("ml-policy-run", run.pk)
+
+    initial = {"policy": request.GET.get("policy")} if request.GET.get("policy", "").isdigit() else None
+    return throttles.request_page(
+        request, PolicyRunForm(request.POST or None, initial=initial), scope="runs",
+        template="rewardtrain/policy_run_list.html",
+        context=lambda: {"runs": PolicyRun.objects.select_related("policy", "output", "reward_model", "created_by")},
+        start=start,
+    )  # fmt: skip
+
+
+@role_required(ML)
+def policy_run_detail(request, run_id: int):
+    run = get_object_or_404(
+        PolicyRun.objects.select_related("policy", "output", "reward_model", "dataset", "reference"), pk=run_id
+    )
+    return render(request, "rewardtrain/policy_run_detail.html", {"run": run})
+
+
+@role_required(ML)
+def policy_run_progress(request, run_id: int):
+    return progress_json(get_object_or_404(PolicyRun, pk=run_id))
+
+
+@require_POST
+@role_required(ML)
+def policy_run_cancel(request, run_id: int):
+    run = get_object_or_404(PolicyRun, pk=run_id)
+    runs.cancel_run(run, user=request.user, action="policy_run.cancel")
+    messages.info(request, f"Policy run {run.pk} will stop.")
+    return redirect("ml-policy-run", run.pk)

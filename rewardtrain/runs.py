@@ -97,6 +97,10 @@ class Reporter:
         self.started = time.monotonic()
         self.first_step: int | None = None
 
+    def new_stage(self) -> None:
+        """The job's next stage counts steps from 0 again (rejection sampling: sampling, then fine-tuning)."""
+        self.started, self.first_step = time.monotonic(), None
+
     def on_step(self, step: int, total_steps: int, logs: dict) -> None:
         """The TRL trainers' callback (rewardtrain.ml.sft, policy_opt): their step, total and logs, with an ETA."""
         if self.first_step is None:

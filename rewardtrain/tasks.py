@@ -1,11 +1,11 @@
-"""Celery tasks of rewardtrain: thin wrappers around its datasets, runs, SFT runs, registry and generation modules."""
+"""Celery tasks of rewardtrain: thin wrappers around its datasets, runs, SFT and policy runs, registry, generation."""
 import logging
 
 from celery import shared_task
 
 from core.jobs import JobStatus
 
-from . import datasets, generation, registry, runs, sft_runs
+from . import datasets, generation, policy_runs, registry, runs, sft_runs
 from .models import PairDataset
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,19 @@ def train_sft_task(run_id: int) -> None:
     sft_runs.execute_sft_run(run_id)
 
 
+# Routed to the "training" queue, like reward-model runs.
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def optimise_policy_task(run_id: int) -> None:
+    policy_runs.execute_policy_run(run_id)
+
+
 @shared_task
 def requeue_stale_runs_task() -> int:
     """Every kind of training run whose worker or message was lost (the beat, every minute)."""
-    return runs.requeue_stale_runs() + sft_runs.requeue_stale_sft_runs()
+    return sum(
+        requeue() for requeue in (runs.requeue_stale_runs, sft_runs.requeue_stale_sft_runs,
+                                  policy_runs.requeue_stale_policy_runs)
+    )  # fmt: skip
 
 
 @shared_task

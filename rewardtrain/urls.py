@@ -18,6 +18,10 @@ urlpatterns = [
     path("ml/sft/<int:run_id>/", policy_views.sft_detail, name="ml-sft-run"),
     path("ml/sft/<int:run_id>/progress/", policy_views.sft_progress, name="ml-sft-run-progress"),
     path("ml/sft/<int:run_id>/cancel/", policy_views.sft_cancel, name="ml-sft-run-cancel"),
+    path("ml/policy-runs/", policy_views.policy_run_list, name="ml-policy-runs"),
+    path("ml/policy-runs/<int:run_id>/", policy_views.policy_run_detail, name="ml-policy-run"),
+    path("ml/policy-runs/<int:run_id>/progress/", policy_views.policy_run_progress, name="ml-policy-run-progress"),
+    path("ml/policy-runs/<int:run_id>/cancel/", policy_views.policy_run_cancel, name="ml-policy-run-cancel"),
     path("ml/generation/", generation_views.generation_list, name="ml-generation-jobs"),
     path("ml/generation/<int:job_id>/", generation_views.generation_detail, name="ml-generation-job"),
 ]

@@ -1,7 +1,8 @@
 /*
- * A training job's page: the learning curve per logged step (a reward-model run: train loss and validation
- * accuracy; with data-curves="loss", an SFT run: train and validation loss) and, while the job is not
- * finished, its progress polled every two seconds.
+ * A training job's page: the learning curve per logged step (data-curves names the kind of job: a reward-model
+ * run's train loss and validation accuracy, an SFT run's train and validation loss, an RL run's mean reward,
+ * KL and loss, a DPO run's loss and reward margin) and, while the job is not finished, its progress polled
+ * every two seconds.
  */
 (function () {
   "use strict";
@@ -15,19 +16,25 @@
       .map(function (row) { return { x: row.step, y: row[key] }; });
   }
 
-  const lossOnly = script.dataset.curves === "loss";
-  // [key, label, axis] of the two curves.
-  const curves = lossOnly
-    ? [["loss", "Train loss", "loss"], ["eval_loss", "Validation loss", "loss"]]
-    : [["train_loss", "Train loss", "loss"], ["validation_accuracy", "Validation accuracy", "accuracy"]];
-  const colours = ["#3056d3", "#1f7a4d"];
+  // The curves of each kind of job: [history key, label, axis].
+  const presets = {
+    "reward-model": [["train_loss", "Train loss", "loss"], ["validation_accuracy", "Validation accuracy", "accuracy"]],
+    sft: [["loss", "Train loss", "loss"], ["eval_loss", "Validation loss", "loss"]],
+    rl: [["reward", "Mean reward", "loss"], ["kl", "KL to the reference", "loss"], ["loss", "Loss", "loss"]],
+    dpo: [["loss", "Loss", "loss"], ["reward_margin", "Reward margin", "loss"],
+      ["reward_accuracy", "Reward accuracy", "accuracy"]],
+  };
+  const curves = presets[script.dataset.curves || "reward-model"] || presets["reward-model"];
+  const usesAccuracy = curves.some(function (curve) { return curve[2] === "accuracy"; });
+  const colours = ["#3056d3", "#1f7a4d", "#b35900"];
 
   const chart = new window.Chart(canvas, {
     type: "line",
     data: {
       datasets: curves.map(function (curve, i) {
         return { label: curve[1], data: series(history, curve[0]), yAxisID: curve[2],
-          borderColor: colours[i], backgroundColor: colours[i], pointRadius: i ? 3 : 0, borderWidth: 2 };
+          borderColor: colours[i], backgroundColor: colours[i], pointRadius: i === 0 ? 0 : 3,
+          borderWidth: 2 };
       }),
     },
     options: {
@@ -36,8 +43,9 @@
       interaction: { mode: "nearest", intersect: false },
       scales: {
         x: { type: "linear", title: { display: true, text: "step" } },
-        loss: { position: "left", title: { display: true, text: "loss" }, beginAtZero: true },
-        accuracy: { display: !lossOnly, position: "right", min: 0, max: 1,
+        loss: { position: "left", beginAtZero: script.dataset.curves !== "rl",
+          title: { display: true, text: script.dataset.curves === "rl" ? "reward, KL, loss" : "loss" } },
+        accuracy: { display: usesAccuracy, position: "right", min: 0, max: 1,
           title: { display: true, text: "accuracy" }, grid: { drawOnChartArea: false } },
       },
     },

@@ -12,12 +12,20 @@ from django.utils import timezone
 
 from core.jobs import FINISHED, MAX_ATTEMPTS, JobStatus, ResumableJob, WorkerJob, claim, resend_stale
 from labeling.models import ExportSnapshot, ImportJob
-from rewardtrain.models import GenerationJob, PairDataset, Policy, SFTRun, TrainingRun
+from rewardtrain.models import (
+    EvaluationRound,
+    GenerationJob,
+    PairDataset,
+    Policy,
+    PolicyRun,
+    SFTRun,
+    TrainingRun,
+)
 from tests.conftest import make_queue
 
 pytestmark = pytest.mark.django_db
 
-JOBS = [ImportJob, ExportSnapshot, PairDataset, GenerationJob, TrainingRun, SFTRun]
+JOBS = [ImportJob, ExportSnapshot, PairDataset, GenerationJob, TrainingRun, SFTRun, PolicyRun, EvaluationRound]
 
 
 def queued_statuses(model) -> bool:
@@ -33,12 +41,14 @@ def test_every_model_that_queues_work_is_a_worker_job_with_the_one_vocabulary():
         assert issubclass(model, WorkerJob)
         assert model._meta.get_field("status").choices == JobStatus.choices
         assert model.Status is JobStatus
-    assert {model for model in JOBS if issubclass(model, ResumableJob)} == {GenerationJob, TrainingRun, SFTRun}
+    resumable = {GenerationJob, TrainingRun, SFTRun, PolicyRun, EvaluationRound}
+    assert {model for model in JOBS if issubclass(model, ResumableJob)} == resumable
 
 
 def make_jobs() -> dict:
     queue = make_queue(prompts=1)
     dataset = PairDataset.objects.create(name="d", version=1)
+    policy = Policy.objects.create(name="p", version=1, kind="base", source="tiny")
     return {
         ImportJob: ImportJob.objects.create(queue=queue, file="imports/x.jsonl", original_name="x.jsonl"),
         ExportSnapshot: ExportSnapshot.objects.create(name="e", version=1, dataset="sft", format="jsonl"),
@@ -47,9 +57,9 @@ def make_jobs() -> dict:
         TrainingRun: TrainingRun.objects.create(
             dataset=dataset, base_model="tiny", max_length=32, learning_rate=1e-3, epochs=1, prompts_per_batch=4
         ),
-        SFTRun: SFTRun.objects.create(
-            policy=Policy.objects.create(name="p", version=1, kind="base", source="tiny"), output_name="p-sft"
-        ),
+        SFTRun: SFTRun.objects.create(policy=policy, output_name="p-sft"),
+        PolicyRun: PolicyRun.objects.create(method="dpo", policy=policy, dataset=dataset, output_name="p-dpo"),
+        EvaluationRound: EvaluationRound.objects.create(name="r", queue=queue, baseline=policy),
     }
 
 

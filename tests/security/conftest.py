@@ -11,7 +11,7 @@ from core.jobs import JobStatus
 from core.tokens import issue_token
 from labeling.assignment.services import lease_next_task, submit_demonstration, submit_ranking
 from labeling.models import Demonstration, ExportSnapshot, ImportJob, Queue, Ranking, TaskKind
-from rewardtrain.models import GenerationJob, PairDataset, Policy, RewardModel, SFTRun, TrainingRun
+from rewardtrain.models import GenerationJob, PairDataset, Policy, PolicyRun, RewardModel, SFTRun, TrainingRun
 from tests.api.conftest import label_everything
 from tests.browser.conftest import (
     page,  # noqa: F401  (a fixture, for the Chromium test; browser is in tests/conftest.py)
@@ -122,6 +122,13 @@ def world(db, tmp_path, settings):
         metrics={"base_validation_loss": 2.0, "validation_loss": 1.0, "base_perplexity": 7.4, "perplexity": 2.7},
     )  # fmt: skip
     sft_run.queues.add(queue)
+    policy_run = PolicyRun.objects.create(
+        method="rl", policy=policy, reward_model=model, output_name="base-rl", error=HOSTILE, status=JobStatus.FAILED,
+        history=[{"step": 1, "reward": 0.1, "kl": 0.0, "loss": 1.0}],
+        metrics={"evaluation": {"prompts": 2, "samples_per_prompt": 2, "mean_reward": 0.3, "parent_mean_reward": 0.1,
+                                "kl_to_reference": 0.4, "predicted_win_rate": 0.6}},
+    )  # fmt: skip
+    policy_run.queues.add(queue)
     generation_job.policy = policy
     generation_job.save(update_fields=["policy"])
     return {
@@ -139,6 +146,7 @@ def world(db, tmp_path, settings):
         "model_id": model.pk,
         "policy_id": policy.pk,
         "sft_run_id": sft_run.pk,
+        "policy_run_id": policy_run.pk,
         "token_id": token.pk,
         "demonstration_id": Demonstration.objects.filter(assignment__labeler=other).first().pk,
         "ranking_id": Ranking.objects.filter(assignment__labeler=other).first().pk,
