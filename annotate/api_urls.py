@@ -8,6 +8,7 @@ from rest_framework.routers import DefaultRouter
 from labeling.api import DemonstrationViewSet, PromptViewSet, QueueViewSet, RankingViewSet
 from labeling.datasets.views import ExportSnapshotViewSet
 from rewardtrain.api import (
+    EvaluationRoundViewSet,
     PairDatasetViewSet,
     PolicyViewSet,
     RewardModelViewSet,
@@ -33,6 +34,7 @@ router.register("reward-models", RewardModelViewSet, basename="api-reward-model"
 router.register("exports", ExportSnapshotViewSet, basename="api-export")
 router.register("policies", PolicyViewSet, basename="api-policy")
 router.register("sft-runs", SFTRunViewSet, basename="api-sft-run")
+router.register("evaluation-rounds", EvaluationRoundViewSet, basename="api-evaluation-round")
 
 urlpatterns = [
     path("api/v1/", include(router.urls)),
