@@ -215,7 +215,7 @@ class _Errors:
 def run_evaluation_round(round_id: int) -> None:
     """The round's task body: claim it, sample every policy's answers, write them prompt by prompt, make the tasks."""
     round_ = claim(
-        EvaluationRound, round_id, related=("queue", "baseline", "reward_model"),
+        EvaluationRound, round_id, related=("queue", "baseline"),
         lost_reason="The worker stopped {attempts} times while sampling for this round (killed, out of memory, or"
         " the machine went away); it was not started again. The prompts written so far are kept.",
     )  # fmt: skip
