@@ -12,7 +12,7 @@ from django.utils import timezone
 from core.jobs import JobStatus
 from labeling.models import Answer, Demonstration, InstructionsVersion, Prompt, Queue, Ranking, Task
 from labeling.quality import review
-from rewardtrain.models import PairDataset, Policy, RewardModel, SFTRun, TrainingRun
+from rewardtrain.models import EvaluationRound, PairDataset, Policy, RewardModel, SFTRun, TrainingRun
 from tests.api.conftest import label_everything, token_header
 from tests.conftest import make_queue, make_user
 
@@ -40,6 +40,7 @@ def world(labeled, labeler, queue_admin, ml_user):
     model = RewardModel.objects.create(run=run, name="rm", path="/nowhere")
     policy = Policy.objects.create(name="base", version=1, kind="base", source="tiny")
     sft_run = SFTRun.objects.create(policy=policy, output_name="base-sft")
+    evaluation_round = EvaluationRound.objects.create(name="r", queue=labeled, baseline=policy)
     return {
         "queue": labeled.pk,
         "prompt": labeled.prompts.first().pk,
@@ -51,6 +52,7 @@ def world(labeled, labeler, queue_admin, ml_user):
         "model": model.pk,
         "policy": policy.pk,
         "sft_run": sft_run.pk,
+        "evaluation_round": evaluation_round.pk,
         "users": {"labeler": labeler, "admin": queue_admin, "ml": ml_user},
     }  # fmt: skip
 
@@ -89,6 +91,9 @@ MATRIX = [
     ("get", "/sft-runs/{sft_run}/", None, 403, 403, 200),
     ("post", "/sft-runs/", {}, 403, 403, 400),
     ("post", "/sft-runs/{sft_run}/cancel/", None, 403, 403, 200),
+    ("get", "/evaluation-rounds/", None, 403, 403, 200),
+    ("get", "/evaluation-rounds/{evaluation_round}/", None, 403, 403, 200),
+    ("post", "/evaluation-rounds/", {}, 403, 403, 400),
 ]
 
 

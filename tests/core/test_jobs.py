@@ -12,12 +12,12 @@ from django.utils import timezone
 
 from core.jobs import FINISHED, MAX_ATTEMPTS, JobStatus, ResumableJob, WorkerJob, claim, resend_stale
 from labeling.models import ExportSnapshot, ImportJob
-from rewardtrain.models import GenerationJob, PairDataset, Policy, SFTRun, TrainingRun
+from rewardtrain.models import EvaluationRound, GenerationJob, PairDataset, Policy, SFTRun, TrainingRun
 from tests.conftest import make_queue
 
 pytestmark = pytest.mark.django_db
 
-JOBS = [ImportJob, ExportSnapshot, PairDataset, GenerationJob, TrainingRun, SFTRun]
+JOBS = [ImportJob, ExportSnapshot, PairDataset, GenerationJob, TrainingRun, SFTRun, EvaluationRound]
 
 
 def queued_statuses(model) -> bool:
@@ -33,12 +33,15 @@ def test_every_model_that_queues_work_is_a_worker_job_with_the_one_vocabulary():
         assert issubclass(model, WorkerJob)
         assert model._meta.get_field("status").choices == JobStatus.choices
         assert model.Status is JobStatus
-    assert {model for model in JOBS if issubclass(model, ResumableJob)} == {GenerationJob, TrainingRun, SFTRun}
+    assert {model for model in JOBS if issubclass(model, ResumableJob)} == {
+        GenerationJob, TrainingRun, SFTRun, EvaluationRound
+    }
 
 
 def make_jobs() -> dict:
     queue = make_queue(prompts=1)
     dataset = PairDataset.objects.create(name="d", version=1)
+    policy = Policy.objects.create(name="p", version=1, kind="base", source="tiny")
     return {
         ImportJob: ImportJob.objects.create(queue=queue, file="imports/x.jsonl", original_name="x.jsonl"),
         ExportSnapshot: ExportSnapshot.objects.create(name="e", version=1, dataset="sft", format="jsonl"),
@@ -47,9 +50,8 @@ def make_jobs() -> dict:
         TrainingRun: TrainingRun.objects.create(
             dataset=dataset, base_model="tiny", max_length=32, learning_rate=1e-3, epochs=1, prompts_per_batch=4
         ),
-        SFTRun: SFTRun.objects.create(
-            policy=Policy.objects.create(name="p", version=1, kind="base", source="tiny"), output_name="p-sft"
-        ),
+        SFTRun: SFTRun.objects.create(policy=policy, output_name="p-sft"),
+        EvaluationRound: EvaluationRound.objects.create(name="r", queue=queue, baseline=policy),
     }
 
 
@@ -73,7 +75,7 @@ def test_finish_ends_a_job_with_its_fields():
     assert set(FINISHED) == {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
 
 
-@pytest.mark.parametrize("model", [GenerationJob, TrainingRun])
+@pytest.mark.parametrize("model", [GenerationJob, TrainingRun, EvaluationRound])
 def test_claim_takes_a_job_once_counts_attempts_and_gives_up_after_the_last(model):
     job = make_jobs()[model]
     taken = claim(model, job.pk, lost_reason="stopped {attempts} times")
@@ -102,7 +104,7 @@ class Task:
         self.sent.append(pk)
 
 
-@pytest.mark.parametrize("model", [GenerationJob, TrainingRun])
+@pytest.mark.parametrize("model", [GenerationJob, TrainingRun, EvaluationRound])
 def test_resend_stale_sends_again_lost_workers_and_lost_messages_once(model):
     jobs = make_jobs()
     job = jobs[model]
