@@ -299,14 +299,14 @@ def _write_prompt(
     """Store every policy's answers to one prompt at once, in a seeded order that hides their source; False if the
     prompt has answers already (from elsewhere, or a redelivered message)."""
     rows = [(policy_id, answer) for policy_id, texts in answers.items() for answer in texts]
-    # The same round and prompt always give the same order; no two prompts share it, whatever the policies.
+    # The same round and prompt always give the same order (a resumed round too); each prompt draws its own.
     random.Random(f"{round_.pk}:{round_.seed}:{prompt_id}").shuffle(rows)
     rewards = None
     if reward_model is not None:  # scored once, as written: the predicted win rate reads these
         rewards = registry.score_answers(reward_model.path, text, [answer for _, answer in rows])
     meta = {"evaluation_round": round_.pk, **sampling}
     with transaction.atomic():
-        # The lock makes a second worker (or an import) writing the same prompt store nothing.
+        # The lock makes a second worker (a redelivered message) writing the same prompt store nothing.
         Prompt.objects.select_for_update().filter(pk=prompt_id).exists()
         if Answer.objects.filter(prompt_id=prompt_id).exists():
             return False
