@@ -8,6 +8,7 @@ from rest_framework.routers import DefaultRouter
 from labeling.api import DemonstrationViewSet, PromptViewSet, QueueViewSet, RankingViewSet
 from labeling.datasets.views import ExportSnapshotViewSet
 from rewardtrain.api import (
+    EvaluationRoundViewSet,
     PairDatasetViewSet,
     PolicyRunViewSet,
     PolicyViewSet,
@@ -35,6 +36,7 @@ router.register("exports", ExportSnapshotViewSet, basename="api-export")
 router.register("policies", PolicyViewSet, basename="api-policy")
 router.register("sft-runs", SFTRunViewSet, basename="api-sft-run")
 router.register("policy-runs", PolicyRunViewSet, basename="api-policy-run")
+router.register("evaluation-rounds", EvaluationRoundViewSet, basename="api-evaluation-round")
 
 urlpatterns = [
     path("api/v1/", include(router.urls)),

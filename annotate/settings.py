@@ -301,6 +301,7 @@ CELERY_TASK_ROUTES = {
     "rewardtrain.tasks.optimise_policy_task": {"queue": "training"},
     "rewardtrain.tasks.score_answers_task": {"queue": "training"},
     "labeling.tasks.generate_answers_task": {"queue": "generation"},  # rewardtrain.tasks, under its old name
+    "rewardtrain.tasks.run_evaluation_round_task": {"queue": "generation"},
 }
 # Results are stored only where a caller waits for one (bench/score_latency.py); off by default.
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None

@@ -1,14 +1,20 @@
 """REST endpoints of rewardtrain (under /api/v1/), for ML staff: pair datasets, training runs, reward models,
-policies, SFT runs and policy runs.
+policies, SFT runs, policy runs and evaluation rounds.
 
-Thin: building, training, cancelling, activating and registering are rewardtrain.datasets / runs / registry /
-policies / sft_runs services, the same ones the pages call.
+Thin: building, training, cancelling, activating, registering and evaluating are rewardtrain.datasets / runs /
+registry / policies / sft_runs / evaluation services, the same ones the pages call.
 """
 from pathlib import Path
 
 import django_filters
 from django.conf import settings
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -29,8 +35,8 @@ from core.slots import NoFreeSlot, slot
 from labeling.datasets.filters import FilterError
 from labeling.models import Queue
 
-from . import datasets, policies, policy_runs, registry, runs, sft_runs
-from .models import PairDataset, Policy, PolicyRun, RewardModel, SFTRun, TrainingRun
+from . import datasets, evaluation, evaluation_selectors, policies, policy_runs, registry, runs, sft_runs
+from .models import EvaluationRound, PairDataset, Policy, PolicyRun, RewardModel, SFTRun, TrainingRun
 
 MAX_SCORED_ANSWERS = 64
 SCORE_RETRY_SECONDS = 2  # a full-size score takes about that long on a 2-core CPU (docs/api.md)
@@ -611,3 +617,132 @@ class PolicyRunViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin, m
         runs.cancel_run(run, user=request.user, action="policy_run.cancel")
         run.refresh_from_db()
         return Response(PolicyRunSerializer(run).data)
+
+
+# Evaluation rounds ------------------------------------------------------------------------------
+
+
+class PolicyFiguresSerializer(serializers.Serializer):
+    policy = serializers.IntegerField()
+    name = serializers.CharField()
+    win_rate = serializers.FloatField(allow_null=True, help_text="The labelers': share of (this policy's answer, "
+                                      "baseline answer) pairs ranked in the policy's favour, ties half.")
+    low = serializers.FloatField(allow_null=True, help_text="95% prompt-bootstrap interval, lower end.")
+    high = serializers.FloatField(allow_null=True, help_text="95% prompt-bootstrap interval, upper end.")
+    prompts = serializers.IntegerField(help_text="Prompts with a ranking of both policies' answers.")
+    comparisons = serializers.IntegerField(help_text="Answer pairs counted, over every ranking.")
+    predicted_win_rate = serializers.FloatField(allow_null=True, help_text="The reward model's, from the rewards.")
+    reward_model_accuracy = serializers.FloatField(
+        allow_null=True, help_text="Share of the labelers' orderings of these two policies' answers it agrees with."
+    )
+
+
+class RoundFiguresSerializer(serializers.Serializer):
+    prompts = serializers.IntegerField(help_text="Prompts written with every policy's answers.")
+    tasks = serializers.IntegerField()
+    rankings = serializers.IntegerField(help_text="Submitted so far.")
+    rankings_wanted = serializers.IntegerField(help_text="The ranking tasks' overlaps added up.")
+    reward_model_accuracy = serializers.FloatField(allow_null=True, help_text="On every pair the labelers ordered.")
+    policies = PolicyFiguresSerializer(many=True, help_text="Every policy but the baseline.")
+
+
+class EvaluationRoundSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = EvaluationRound
+        fields = [
+            "id", "name", "queue", "baseline", "policies", "answers_per_policy", "reward_model", *evaluation.SAMPLING,
+            "status", "prompts_total", "prompts_done", "errors", "error", "attempts", "created_by", "created_at",
+            "started_at", "finished_at",
+        ]  # fmt: skip
+
+
+class EvaluationRoundDetailSerializer(EvaluationRoundSerializer):
+    figures = serializers.SerializerMethodField()
+
+    class Meta(EvaluationRoundSerializer.Meta):
+        fields = [*EvaluationRoundSerializer.Meta.fields, "figures"]
+
+    @extend_schema_field(RoundFiguresSerializer)
+    def get_figures(self, round_: EvaluationRound) -> dict:
+        return evaluation_selectors.figures_as_dict(evaluation_selectors.round_figures(round_))
+
+
+class EvaluationRoundRequest(StrictModelSerializer):
+    reward_model = serializers.PrimaryKeyRelatedField(
+        queryset=RewardModel.objects.all(), allow_null=True, required=False,
+        help_text="Left out: the active reward model; null: none (no predicted win rate).",
+    )  # fmt: skip
+
+    class Meta:
+        model = EvaluationRound
+        fields = ["name", "queue", "baseline", "policies", "answers_per_policy", "reward_model", *evaluation.SAMPLING]
+
+
+ROUND_EXAMPLE = {
+    "id": 4, "name": "sft-v2 against base", "queue": 9, "baseline": 1, "policies": [3], "answers_per_policy": 2,
+    "reward_model": 4, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 256, "seed": 0, "status": "succeeded",
+    "prompts_total": 400, "prompts_done": 400, "errors": [], "error": "", "attempts": 1, "created_by": "mlstaff",
+    "created_at": "2026-12-10T09:00:00Z", "started_at": "2026-12-10T09:00:02Z", "finished_at": "2026-12-10T09:31:40Z",
+}  # fmt: skip
+FIGURES_EXAMPLE = {
+    "prompts": 200, "tasks": 200, "rankings": 540, "rankings_wanted": 600, "reward_model_accuracy": 0.68,
+    "policies": [{
+        "policy": 3, "name": "helpful-sft-v2", "win_rate": 0.64, "low": 0.55, "high": 0.72, "prompts": 180,
+        "comparisons": 2160, "predicted_win_rate": 0.71, "reward_model_accuracy": 0.69,
+    }],
+}  # fmt: skip
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Evaluation rounds",
+        examples=[OpenApiExample("A page of rounds", value=ROUND_EXAMPLE, response_only=True)],
+    ),
+    retrieve=extend_schema(
+        summary="One evaluation round, with its figures",
+        description="`figures`: per policy, the labelers' win rate against the baseline with its 95% prompt-bootstrap "
+        "interval, and the reward model's predicted win rate and accuracy on the round's rankings (docs/loop.md).",
+        examples=[OpenApiExample("A round", value=ROUND_EXAMPLE | {"figures": FIGURES_EXAMPLE}, response_only=True)],
+    ),
+    create=extend_schema(
+        summary="Compare policies blind, ranked by labelers",
+        description="Every policy samples `answers_per_policy` answers to each prompt of `queue` (a fresh ranking "
+        "queue: no answers, no policy trained on it), on the generation queue; the prompts become ranking tasks whose "
+        "answers labelers see shuffled, with no hint of their source. Policies × answers: 2 to 9.",
+        request=EvaluationRoundRequest,
+        responses={201: EvaluationRoundSerializer, 429: throttles.throttled_response("generation")},
+        parameters=[throttles.RETRY_AFTER],
+        examples=[
+            OpenApiExample(
+                "SFT against base",
+                value={"name": "sft-v2 against base", "queue": 9, "baseline": 1, "policies": [3],
+                       "answers_per_policy": 2},
+                request_only=True,
+            ),  # fmt: skip
+            OpenApiExample("Queued", value=ROUND_EXAMPLE | {"status": "queued", "prompts_done": 0}, response_only=True),
+        ],
+    ),
+)
+class EvaluationRoundViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                             mixins.CreateModelMixin, _MLViewSet):  # fmt: skip
+    serializer_class = EvaluationRoundSerializer
+    throttle_scopes = {"create": "generation"}
+    queryset = EvaluationRound.objects.select_related("created_by").prefetch_related("policies")
+    filterset_fields = ["status", "queue", "baseline"]
+
+    def get_serializer_class(self):
+        return EvaluationRoundDetailSerializer if self.action == "retrieve" else EvaluationRoundSerializer
+
+    def create(self, request):
+        body = EvaluationRoundRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        fields = dict(body.validated_data)
+        if "reward_model" not in fields:
+            fields["reward_model"] = RewardModel.objects.filter(is_active=True).first()
+        try:
+            round_ = evaluation.request_evaluation_round(user=request.user, **fields)
+        except ValueError as error:  # the service names what is wrong
+            raise serializers.ValidationError({"non_field_errors": [str(error)]}) from None
+        return Response(EvaluationRoundSerializer(round_).data, status=status.HTTP_201_CREATED)

@@ -5,7 +5,7 @@ from labeling.datasets.forms import DatasetForm
 from labeling.models import Queue
 
 from . import policies, sft_runs
-from .models import GenerationJob, PairDataset, Policy, PolicyRun, TrainingRun
+from .models import EvaluationRound, GenerationJob, PairDataset, Policy, PolicyRun, RewardModel, TrainingRun
 
 
 class PairDatasetForm(DatasetForm):
@@ -136,3 +136,32 @@ class PolicyRunForm(forms.ModelForm):
         self.fields["output_name"].required = False
         self.fields["output_name"].help_text = "Empty: the policy's name and the method (smollm2-sft-rl)."
         self.fields["reward_model"].empty_label = "The active reward model"
+
+
+class EvaluationRoundForm(forms.ModelForm):
+    """A blinded comparison of policies on a fresh queue; the service (rewardtrain.evaluation) checks the rest and
+    its refusals are shown on the form."""
+
+    class Meta:
+        model = EvaluationRound
+        fields = ["name", "queue", "baseline", "policies", "answers_per_policy", "reward_model", "temperature", "top_p",
+                  "max_new_tokens", "seed"]  # fmt: skip
+        labels = {"policies": "Compared with the baseline", "top_p": "Top-p", "max_new_tokens": "Max new tokens"}
+        widgets = {"policies": forms.CheckboxSelectMultiple}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["name"].help_text = "Shown to ML staff only; labelers see the queue and its instructions."
+        self.fields["queue"].queryset = Queue.objects.exclude(task_kind=Queue.Kinds.DEMONSTRATION)
+        self.fields["queue"].help_text = (
+            "Prompts no policy was trained on, with no answers yet: every prompt is answered by exactly these policies."
+        )
+        usable = Policy.objects.filter(retired_at=None)
+        self.fields["baseline"].queryset = usable
+        self.fields["baseline"].help_text = "Every other policy's win rate is against this one."
+        self.fields["policies"].queryset = usable
+        self.fields["answers_per_policy"].help_text = "Policies × answers per policy: 2 to 9 answers per prompt."
+        self.fields["reward_model"].queryset = RewardModel.objects.all()
+        active = RewardModel.objects.filter(is_active=True).values_list("pk", flat=True).first()
+        self.fields["reward_model"].initial = active
+        self.fields["reward_model"].empty_label = "None (no predicted win rate)"

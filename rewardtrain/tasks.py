@@ -1,11 +1,12 @@
-"""Celery tasks of rewardtrain: thin wrappers around its datasets, runs, SFT and policy runs, registry, generation."""
+"""Celery tasks of rewardtrain: thin wrappers around its datasets, runs, SFT and policy runs, registry, generation
+and evaluation modules."""
 import logging
 
 from celery import shared_task
 
 from core.jobs import JobStatus
 
-from . import datasets, generation, policy_runs, registry, runs, sft_runs
+from . import datasets, evaluation, generation, policy_runs, registry, runs, sft_runs
 from .models import PairDataset
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,14 @@ def generate_answers_task(job_id: int) -> None:
     generation.run_generation_job(job_id)
 
 
-# Light: runs on the default queue every minute (settings.CELERY_BEAT_SCHEDULE); the jobs it sends go to "generation".
+# Light: runs on the default queue every minute (settings.CELERY_BEAT_SCHEDULE); the jobs and evaluation rounds it
+# sends go to "generation".
 @shared_task(name="labeling.tasks.requeue_stale_generation_jobs_task")
 def requeue_stale_generation_jobs_task() -> int:
-    return generation.requeue_stale_generation_jobs()
+    return generation.requeue_stale_generation_jobs() + evaluation.requeue_stale_evaluation_rounds()
+
+
+# Routed to the "generation" queue, like generation jobs: it samples from every policy of the round.
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def run_evaluation_round_task(round_id: int) -> None:
+    evaluation.run_evaluation_round(round_id)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import generation_views, policy_views, views
+from . import evaluation_views, generation_views, policy_views, views
 
 urlpatterns = [
     path("ml/datasets/", views.dataset_list, name="ml-datasets"),
@@ -24,4 +24,7 @@ urlpatterns = [
     path("ml/policy-runs/<int:run_id>/cancel/", policy_views.policy_run_cancel, name="ml-policy-run-cancel"),
     path("ml/generation/", generation_views.generation_list, name="ml-generation-jobs"),
     path("ml/generation/<int:job_id>/", generation_views.generation_detail, name="ml-generation-job"),
+    # Evaluation rounds
+    path("ml/evaluation/", evaluation_views.evaluation_list, name="ml-evaluation-rounds"),
+    path("ml/evaluation/<int:round_id>/", evaluation_views.evaluation_detail, name="ml-evaluation-round"),
 ]

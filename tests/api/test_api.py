@@ -12,7 +12,7 @@ from django.utils import timezone
 from core.jobs import JobStatus
 from labeling.models import Answer, Demonstration, InstructionsVersion, Prompt, Queue, Ranking, Task
 from labeling.quality import review
-from rewardtrain.models import PairDataset, Policy, PolicyRun, RewardModel, SFTRun, TrainingRun
+from rewardtrain.models import EvaluationRound, PairDataset, Policy, PolicyRun, RewardModel, SFTRun, TrainingRun
 from tests.api.conftest import label_everything, token_header
 from tests.conftest import make_queue, make_user
 
@@ -41,6 +41,7 @@ def world(labeled, labeler, queue_admin, ml_user):
     policy = Policy.objects.create(name="base", version=1, kind="base", source="tiny")
     sft_run = SFTRun.objects.create(policy=policy, output_name="base-sft")
     policy_run = PolicyRun.objects.create(method="dpo", policy=policy, dataset=dataset, output_name="base-dpo")
+    evaluation_round = EvaluationRound.objects.create(name="r", queue=labeled, baseline=policy)
     return {
         "queue": labeled.pk,
         "prompt": labeled.prompts.first().pk,
@@ -53,6 +54,7 @@ def world(labeled, labeler, queue_admin, ml_user):
         "policy": policy.pk,
         "sft_run": sft_run.pk,
         "policy_run": policy_run.pk,
+        "evaluation_round": evaluation_round.pk,
         "users": {"labeler": labeler, "admin": queue_admin, "ml": ml_user},
     }  # fmt: skip
 
@@ -95,6 +97,9 @@ MATRIX = [
     ("get", "/policy-runs/{policy_run}/", None, 403, 403, 200),
     ("post", "/policy-runs/", {}, 403, 403, 400),
     ("post", "/policy-runs/{policy_run}/cancel/", None, 403, 403, 200),
+    ("get", "/evaluation-rounds/", None, 403, 403, 200),
+    ("get", "/evaluation-rounds/{evaluation_round}/", None, 403, 403, 200),
+    ("post", "/evaluation-rounds/", {}, 403, 403, 400),
 ]
 
 

@@ -37,6 +37,7 @@ def test_the_schema_validates_without_warnings_and_covers_every_endpoint(schema)
         "/api/v1/pair-datasets/{id}/download/", "/api/v1/runs/", "/api/v1/runs/{id}/cancel/",
         "/api/v1/reward-models/", "/api/v1/reward-models/{id}/activate/", "/api/v1/reward-models/{id}/score/",
         "/api/v1/policies/", "/api/v1/policies/{id}/retire/", "/api/v1/sft-runs/", "/api/v1/sft-runs/{id}/cancel/",
+        "/api/v1/evaluation-rounds/", "/api/v1/evaluation-rounds/{id}/",
     ]:  # fmt: skip
         assert expected in urls
     assert "tokenAuth" in schema["components"]["securitySchemes"]

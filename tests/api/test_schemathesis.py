@@ -23,7 +23,7 @@ from annotate.wsgi import application
 from core.jobs import JobStatus
 from core.tokens import issue_token
 from labeling.models import Demonstration, ExportSnapshot, Ranking
-from rewardtrain.models import PairDataset, Policy, PolicyRun, RewardModel, SFTRun, TrainingRun
+from rewardtrain.models import EvaluationRound, PairDataset, Policy, PolicyRun, RewardModel, SFTRun, TrainingRun
 from tests.api.conftest import label_everything
 from tests.conftest import make_queue, make_user
 
@@ -80,12 +80,14 @@ def credentials(request, db, settings) -> Credentials:
     policy = Policy.objects.create(name="base", version=1, kind="base", source="tiny")
     sft_run = SFTRun.objects.create(policy=policy, output_name="base-sft")
     policy_run = PolicyRun.objects.create(method="dpo", policy=policy, dataset=dataset, output_name="base-dpo")
+    evaluation_round = EvaluationRound.objects.create(name="r", queue=queue, baseline=policy)
     ids = {
         "queues": queue.pk, "prompts": queue.prompts.get().pk, "pair-datasets": dataset.pk, "runs": run.pk,
         "demonstrations": Demonstration.objects.filter(assignment__labeler=labeler).first().pk,
         "rankings": Ranking.objects.filter(assignment__labeler=labeler).first().pk, "reward-models": model.pk,
         "exports": export.pk, "policies": policy.pk, "sft-runs": sft_run.pk,
         "policy-runs": policy_run.pk,
+        "evaluation-rounds": evaluation_round.pk,
     }  # fmt: skip
 
     role = request.param

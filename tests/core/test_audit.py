@@ -14,7 +14,7 @@ from core.jobs import JobStatus
 from core.models import ApiToken, AuditEvent
 from core.tokens import issue_token
 from labeling.models import ExportSnapshot, ImportJob, Prompt, Queue
-from rewardtrain.models import GenerationJob, PairDataset, Policy, RewardModel, SFTRun, TrainingRun
+from rewardtrain.models import EvaluationRound, GenerationJob, PairDataset, Policy, RewardModel, SFTRun, TrainingRun
 from tests.conftest import make_queue, make_user
 
 pytestmark = pytest.mark.django_db
@@ -245,6 +245,28 @@ def test_sft_runs_are_recorded_when_requested_and_cancelled_once(ml_user, monkey
     assert events.one("sft.cancel").detail == {"status": "queued"}
     run.refresh_from_db()
     assert run.status == "cancelled"
+
+
+def test_an_evaluation_round_is_recorded_when_requested_and_a_refused_one_is_not(ml_user, monkeypatch):
+    from rewardtrain import tasks
+
+    monkeypatch.setattr(tasks.run_evaluation_round_task, "delay", lambda round_id: None)  # no broker here
+    api = api_as(ml_user)
+    queue = Queue.objects.create(name="Fresh")
+    Prompt.objects.create(queue=queue, text="Name a prime.", content_hash="p")
+    base, other = (Policy.objects.create(name="p", version=v, kind="base", source="smollm2") for v in (1, 2))
+    body = {"name": "sft against base", "queue": queue.pk, "baseline": base.pk, "policies": [other.pk],
+            "answers_per_policy": 2, "temperature": 0.7}  # fmt: skip
+    events = NewEvents()
+    assert post_json(api, "/api/v1/evaluation-rounds/", body | {"policies": [base.pk]}).status_code == 400
+    assert events.all() == []
+    response = post_json(api, "/api/v1/evaluation-rounds/", body)
+    assert response.status_code == 201, response.content
+    event = events.one("evaluation.request")
+    assert_target(event, EvaluationRound.objects.get())
+    assert event.detail == {"name": "sft against base", "queue": queue.pk, "baseline": base.pk, "policies": [other.pk],
+                            "answers_per_policy": 2, "reward_model": None, "temperature": 0.7, "top_p": 0.95,
+                            "max_new_tokens": 256, "seed": 0}  # fmt: skip
 
 
 def test_runs_are_recorded_when_requested_and_cancelled_once(ml_user):

@@ -83,7 +83,7 @@ def test_finish_ends_a_job_with_its_fields():
     assert set(FINISHED) == {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
 
 
-@pytest.mark.parametrize("model", [GenerationJob, TrainingRun])
+@pytest.mark.parametrize("model", [GenerationJob, TrainingRun, EvaluationRound])
 def test_claim_takes_a_job_once_counts_attempts_and_gives_up_after_the_last(model):
     job = make_jobs()[model]
     taken = claim(model, job.pk, lost_reason="stopped {attempts} times")
@@ -112,7 +112,7 @@ class Task:
         self.sent.append(pk)
 
 
-@pytest.mark.parametrize("model", [GenerationJob, TrainingRun])
+@pytest.mark.parametrize("model", [GenerationJob, TrainingRun, EvaluationRound])
 def test_resend_stale_sends_again_lost_workers_and_lost_messages_once(model):
     jobs = make_jobs()
     job = jobs[model]

@@ -11,7 +11,16 @@ from core.jobs import JobStatus
 from core.tokens import issue_token
 from labeling.assignment.services import lease_next_task, submit_demonstration, submit_ranking
 from labeling.models import Demonstration, ExportSnapshot, ImportJob, Queue, Ranking, TaskKind
-from rewardtrain.models import GenerationJob, PairDataset, Policy, PolicyRun, RewardModel, SFTRun, TrainingRun
+from rewardtrain.models import (
+    EvaluationRound,
+    GenerationJob,
+    PairDataset,
+    Policy,
+    PolicyRun,
+    RewardModel,
+    SFTRun,
+    TrainingRun,
+)
 from tests.api.conftest import label_everything
 from tests.browser.conftest import (
     page,  # noqa: F401  (a fixture, for the Chromium test; browser is in tests/conftest.py)
@@ -131,6 +140,11 @@ def world(db, tmp_path, settings):
     policy_run.queues.add(queue)
     generation_job.policy = policy
     generation_job.save(update_fields=["policy"])
+    evaluation_round = EvaluationRound.objects.create(
+        name="Round " + HOSTILE[:190], queue=queue, baseline=policy, status=JobStatus.FAILED, error=HOSTILE,
+        errors=[{"prompt_id": queue.prompts.first().pk, "policy": policy.pk, "error": HOSTILE}],
+    )  # fmt: skip
+    evaluation_round.policies.add(Policy.objects.create(name="other", version=1, kind="base", source="tiny"))
     return {
         "users": users,
         "other": other,
@@ -147,6 +161,7 @@ def world(db, tmp_path, settings):
         "policy_id": policy.pk,
         "sft_run_id": sft_run.pk,
         "policy_run_id": policy_run.pk,
+        "evaluation_round_id": evaluation_round.pk,
         "token_id": token.pk,
         "demonstration_id": Demonstration.objects.filter(assignment__labeler=other).first().pk,
         "ranking_id": Ranking.objects.filter(assignment__labeler=other).first().pk,
