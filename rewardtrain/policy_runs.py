@@ -251,7 +251,7 @@ def execute_policy_run(run_id: int) -> None:
         )  # fmt: skip
 
     run_training_job(
-        PolicyRun, run_id, related=("policy", "reference", "reward_model", "dataset"), train=train, record=record,
+        PolicyRun, run_id, related=("policy",), train=train, record=record,
         lost_reason=LOST_REASON,
     )  # fmt: skip
 

@@ -85,3 +85,40 @@ def test_a_killed_workers_sft_run_resumes_from_its_checkpoint(start_worker, sett
     assert run.output.kind == "sft" and run.output.parent == base
     assert run.metrics["validation_loss"] < run.metrics["base_validation_loss"]
     assert "train_sft_task" in second.output()
+
+
+def test_a_killed_workers_rl_run_resumes_from_its_checkpoint(start_worker, settings, trained):
+    """An RL run (RLOO against a reward model) killed with SIGKILL resumes on a second worker and finishes."""
+    from rewardtrain import policies, policy_runs
+    from rewardtrain.ml.backbones import make_tiny_causal_lm
+    from rewardtrain.ml.synthetic import WORDS
+    from rewardtrain.models import TrainingRun
+
+    from .test_policy_runs import prompt_queue
+
+    settings.RUN_HEARTBEAT_TIMEOUT = int(HEARTBEAT_TIMEOUT)
+    make_tiny_causal_lm(settings.MODELS_DIR / "tiny-good", vocab_words=WORDS)
+    base = policies.register_base_policy(source="tiny-good")
+    dataset = PairDataset.objects.create(name="rule", version=1, status=JobStatus.SUCCEEDED)
+    rm_run = TrainingRun.objects.create(dataset=dataset, base_model="tiny", status=JobStatus.SUCCEEDED)
+    RewardModel.objects.create(run=rm_run, name="rm", path=str(trained.model_dir), is_active=True)
+    env = {"RUN_HEARTBEAT_TIMEOUT": HEARTBEAT_TIMEOUT, "POLICY_CHECKPOINT_STEPS": "2", "OMP_NUM_THREADS": "1"}
+    first = start_worker(**env)
+    run = policy_runs.request_policy_run(
+        method="rl", policy=base, queues=[prompt_queue(24)], samples_per_prompt=2, learning_rate=5e-3, epochs=6,
+        max_new_tokens=4,
+    )  # fmt: skip
+    first.wait_for(lambda: any(policy_runs.run_dir(run).glob("checkpoint-*")), what="the first checkpoint", timeout=180)
+    os.kill(first.process.pid, signal.SIGKILL)
+    first.process.wait()
+    run.refresh_from_db()
+    assert run.status == JobStatus.RUNNING and run.attempts == 1
+
+    second = start_worker(**env)
+    second.wait_for(lambda: policy_runs.requeue_stale_policy_runs() > 0, what="the run to go stale", timeout=30)
+    second.wait_finished(run, what="the resumed RL run", timeout=300)
+    assert run.status == JobStatus.SUCCEEDED, run.error
+    assert run.attempts == 2 and run.output.kind == "rl" and run.metrics["evaluation"]["kl_to_reference"] > 0
+    steps = [entry["step"] for entry in run.history]
+    assert steps == sorted(set(steps)) and steps[-1] == run.total_steps
+    assert "optimise_policy_task" in second.output()
