@@ -136,6 +136,8 @@ class PolicyRunForm(forms.ModelForm):
         self.fields["output_name"].required = False
         self.fields["output_name"].help_text = "Empty: the policy's name and the method (smollm2-sft-rl)."
         self.fields["reward_model"].empty_label = "The active reward model"
+        self.fields["method"].choices = PolicyRun.Method.choices  # no blank choice: one of the three
+        self.fields["method"].initial = PolicyRun.Method.RL
 
 
 class EvaluationRoundForm(forms.ModelForm):

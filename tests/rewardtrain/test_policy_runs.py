@@ -148,3 +148,40 @@ def test_cancel_stops_a_run_and_registers_nothing(
                      queues=[prompt_queue(name=method)], max_new_tokens=4)  # fmt: skip
         assert run.status == "cancelled" and run.output is None, run.error
     assert not Policy.objects.exclude(kind="base").exists()
+
+
+def test_the_pages_start_a_run_refuse_bad_input_and_show_the_evaluation(client, ml_user, base, monkeypatch):
+    from django.urls import reverse
+
+    from rewardtrain import tasks
+
+    monkeypatch.setattr(tasks.optimise_policy_task, "delay", lambda run_id: None)  # no worker in this test
+    client.force_login(ml_user)
+    queue = prompt_queue()
+    form = {"method": "rl", "policy": base.pk, "queues": [queue.pk], "algorithm": "rloo", "beta": 0.05,
+            "samples_per_prompt": 4, "learning_rate": 1e-5, "epochs": 1, "max_new_tokens": 16, "temperature": 1.0,
+            "evaluation_fraction": 0.2, "seed": 0}  # fmt: skip
+    response = client.post(reverse("ml-policy-runs"), form)  # no reward model yet: the reason, on the form
+    assert response.status_code == 200 and "No reward model: train one and make it active" in response.content.decode()
+    response = client.post(reverse("ml-policy-runs"), form | {"samples_per_prompt": 1, "beta": -1})
+    assert {"samples_per_prompt", "beta"} <= set(response.context["form"].errors)
+    assert not PolicyRun.objects.exists()
+
+    dataset = PairDataset.objects.create(name="rule", version=1, status=JobStatus.SUCCEEDED)
+    rm_run = TrainingRun.objects.create(dataset=dataset, base_model="tiny", status=JobStatus.SUCCEEDED)
+    RewardModel.objects.create(run=rm_run, name="rm", path="/nowhere", is_active=True)
+    response = client.post(reverse("ml-policy-runs"), form | {"output_name": "<b>x</b>"})
+    assert "output_name" in response.context["form"].errors
+    response = client.post(reverse("ml-policy-runs"), form)
+    run = PolicyRun.objects.get()
+    assert response.url == reverse("ml-policy-run", args=[run.pk]) and run.output_name == "tiny-good-rl"
+    PolicyRun.objects.filter(pk=run.pk).update(
+        status="failed", error="<script>alert(1)</script>",
+        metrics={"evaluation": {"prompts": 3, "samples_per_prompt": 2, "mean_reward": 0.75, "parent_mean_reward": 0.25,
+                                "kl_to_reference": 1.5, "predicted_win_rate": 0.625}},
+    )  # fmt: skip
+    page = client.get(reverse("ml-policy-run", args=[run.pk])).content.decode()
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+    assert "0.250" in page and "0.750" in page and "1.500" in page and "0.625" in page
+    assert client.get(reverse("ml-policy-run-progress", args=[run.pk])).json()["status"] == "failed"
+    assert client.get(reverse("ml-policy-run", args=[run.pk + 100])).status_code == 404
