@@ -47,6 +47,30 @@ class _MLViewSet(viewsets.GenericViewSet):
     ordering_fields = ["id", "created_at"]
 
 
+class _CancelMixin:
+    """POST …/{id}/cancel/ for a training job (rewardtrain.runs.cancel_run); its audit action is `cancel_action`."""
+
+    cancel_action = "run.cancel"
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        run = self.get_object()
+        runs.cancel_run(run, user=request.user, action=self.cancel_action)
+        run.refresh_from_db()
+        return Response(self.get_serializer(run).data)
+
+
+def cancel_schema(what: str, serializer, example: dict):
+    return extend_schema(
+        summary=f"Cancel {what}",
+        description="A queued run is cancelled at once; a running one stops at its next step.",
+        request=None,
+        responses={200: serializer},
+        examples=[OpenApiExample("Stopping", value=example | {"status": "running", "cancel_requested": True},
+                                 response_only=True)],  # fmt: skip
+    )
+
+
 # Pair datasets ------------------------------------------------------------------------------------
 
 
@@ -180,6 +204,7 @@ RUN_EXAMPLE = {
 
 
 @extend_schema_view(
+    cancel=cancel_schema("a run", TrainingRunSerializer, RUN_EXAMPLE),
     **read_schemas(
         RUN_EXAMPLE, many=("Training runs", "A page of runs"),
         one=("One training run, with its progress and learning curve", "A run"),
@@ -195,8 +220,8 @@ RUN_EXAMPLE = {
         ],
     ),
 )
-class TrainingRunViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                         mixins.CreateModelMixin, _MLViewSet):  # fmt: skip
+class TrainingRunViewSet(_CancelMixin, throttles.ThrottledActionsMixin, mixins.ListModelMixin,
+                         mixins.RetrieveModelMixin, mixins.CreateModelMixin, _MLViewSet):  # fmt: skip
     serializer_class = TrainingRunSerializer
     throttle_scopes = {"create": "runs"}
     queryset = TrainingRun.objects.all()
@@ -212,21 +237,6 @@ class TrainingRunViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin,
             raise serializers.ValidationError({"dataset": [str(error)]}) from None
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(
-        summary="Cancel a run",
-        description="A queued run is cancelled at once; a running one stops at its next step.",
-        request=None,
-        responses={200: TrainingRunSerializer},
-        examples=[
-            OpenApiExample("Stopping", value=RUN_EXAMPLE | {"cancel_requested": True}, response_only=True)
-        ],
-    )
-    @action(detail=True, methods=["post"])
-    def cancel(self, request, pk=None):
-        run = self.get_object()
-        runs.cancel_run(run, user=request.user)
-        run.refresh_from_db()
-        return Response(TrainingRunSerializer(run).data)
 
 
 # Reward models ------------------------------------------------------------------------------------
@@ -475,6 +485,7 @@ SFT_EXAMPLE = {
 
 
 @extend_schema_view(
+    cancel=cancel_schema("an SFT run", SFTRunSerializer, SFT_EXAMPLE),
     **read_schemas(
         SFT_EXAMPLE, many=("SFT runs", "A page of SFT runs"),
         one=("One SFT run: progress, base against fine-tuned figures, previews", "An SFT run"),
@@ -492,8 +503,9 @@ SFT_EXAMPLE = {
         ],
     ),
 )
-class SFTRunViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class SFTRunViewSet(_CancelMixin, throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                     mixins.CreateModelMixin, _MLViewSet):  # fmt: skip
+    cancel_action = "sft.cancel"
     serializer_class = SFTRunSerializer
     throttle_scopes = {"create": "runs"}
     queryset = SFTRun.objects.prefetch_related("queues")
@@ -511,19 +523,6 @@ class SFTRunViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixi
             raise serializers.ValidationError({"policy": [str(error)]}) from None
         return Response(SFTRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(
-        summary="Cancel an SFT run",
-        description="A queued run is cancelled at once; a running one stops at its next step.",
-        request=None,
-        responses={200: SFTRunSerializer},
-        examples=[OpenApiExample("Stopping", value=SFT_EXAMPLE | {"cancel_requested": True}, response_only=True)],
-    )
-    @action(detail=True, methods=["post"])
-    def cancel(self, request, pk=None):
-        run = self.get_object()
-        runs.cancel_run(run, user=request.user, action="sft.cancel")
-        run.refresh_from_db()
-        return Response(SFTRunSerializer(run).data)
 
 
 # Policy runs ------------------------------------------------------------------------------------
@@ -567,6 +566,7 @@ POLICY_RUN_EXAMPLE = {
 
 
 @extend_schema_view(
+    cancel=cancel_schema("a policy run", PolicyRunSerializer, POLICY_RUN_EXAMPLE),
     **read_schemas(
         POLICY_RUN_EXAMPLE, many=("Policy runs", "A page of policy runs"),
         one=("One policy run: progress, per-step reward and KL, the held-out evaluation", "A policy run"),
@@ -587,8 +587,9 @@ POLICY_RUN_EXAMPLE = {
         ],
     ),
 )
-class PolicyRunViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class PolicyRunViewSet(_CancelMixin, throttles.ThrottledActionsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                        mixins.CreateModelMixin, _MLViewSet):  # fmt: skip
+    cancel_action = "policy_run.cancel"
     serializer_class = PolicyRunSerializer
     throttle_scopes = {"create": "runs"}
     queryset = PolicyRun.objects.prefetch_related("queues")
@@ -603,20 +604,6 @@ class PolicyRunViewSet(throttles.ThrottledActionsMixin, mixins.ListModelMixin, m
             raise serializers.ValidationError({"detail": [str(error)]}) from None
         return Response(PolicyRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(
-        summary="Cancel a policy run",
-        description="A queued run is cancelled at once; a running one stops at its next step.",
-        request=None,
-        responses={200: PolicyRunSerializer},
-        examples=[OpenApiExample("Stopping", value=POLICY_RUN_EXAMPLE | {"status": "running", "cancel_requested": True},
-                                 response_only=True)],  # fmt: skip
-    )
-    @action(detail=True, methods=["post"])
-    def cancel(self, request, pk=None):
-        run = self.get_object()
-        runs.cancel_run(run, user=request.user, action="policy_run.cancel")
-        run.refresh_from_db()
-        return Response(PolicyRunSerializer(run).data)
 
 
 # Evaluation rounds ------------------------------------------------------------------------------

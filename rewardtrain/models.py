@@ -263,7 +263,32 @@ class PolicyRun(TrainingJob):
         return f"{self.method} run {self.pk} of {self.policy}"
 
 
-class EvaluationRound(ResumableJob):
+class SamplingJob(ResumableJob):
+    """A job that samples answers to a queue's prompts in the worker (a generation job, an evaluation round): the
+    sampling settings, its progress over the prompts and the prompts that failed ([{"prompt_id", "error"}])."""
+
+    # Sampling needs a temperature above 0 (0 would make all answers to a prompt the same).
+    temperature = models.FloatField(default=0.8, validators=[_above_zero, MaxValueValidator(2.0)])
+    top_p = models.FloatField(default=0.95, validators=[_above_zero, MaxValueValidator(1.0)])
+    max_new_tokens = models.PositiveIntegerField(
+        default=256, validators=[MinValueValidator(1), MaxValueValidator(1024)]
+    )
+    seed = models.PositiveIntegerField(default=0)
+    prompts_total = models.PositiveIntegerField(default=0)
+    prompts_done = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def progress_percent(self) -> float:
+        return 100.0 * self.prompts_done / self.prompts_total if self.prompts_total else 0.0
+
+
+class EvaluationRound(SamplingJob):
     """A blinded comparison of policies by labelers (rewardtrain.evaluation): each policy answers the prompts of a
     queue, the answers are ranked as any other task (shuffled per labeler, with no hint of their source), and the
     round reports each policy's win rate against the baseline with a prompt-bootstrap interval."""
@@ -279,17 +304,6 @@ class EvaluationRound(ResumableJob):
     answers_per_policy = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_ANSWERS // 2)]
     )
-    temperature = models.FloatField(default=0.8, validators=[_above_zero, MaxValueValidator(2.0)])
-    top_p = models.FloatField(default=0.95, validators=[_above_zero, MaxValueValidator(1.0)])
-    max_new_tokens = models.PositiveIntegerField(
-        default=256, validators=[MinValueValidator(1), MaxValueValidator(1024)]
-    )
-    seed = models.PositiveIntegerField(default=0)
-    prompts_total = models.PositiveIntegerField(default=0)
-    prompts_done = models.PositiveIntegerField(default=0)
-    errors = models.JSONField(default=list, blank=True)
-    error = models.TextField(blank=True, default="")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -309,7 +323,7 @@ def validate_generator_name(name: str) -> None:
         raise ValidationError(str(error)) from None
 
 
-class GenerationJob(ResumableJob):
+class GenerationJob(SamplingJob):
     """ML staff's request to sample answers with a language model for a queue's prompts that have none.
 
     The worker (rewardtrain.generation.run_generation_job) fills in the progress and the per-prompt
@@ -327,18 +341,6 @@ class GenerationJob(ResumableJob):
     answers_per_prompt = models.PositiveSmallIntegerField(
         default=4, validators=[MinValueValidator(MIN_RANKED_ANSWERS), MaxValueValidator(MAX_ANSWERS)]
     )
-    # Sampling needs a temperature above 0 (0 would make all answers to a prompt the same).
-    temperature = models.FloatField(default=0.8, validators=[_above_zero, MaxValueValidator(2.0)])
-    top_p = models.FloatField(default=0.95, validators=[_above_zero, MaxValueValidator(1.0)])
-    max_new_tokens = models.PositiveIntegerField(
-        default=256, validators=[MinValueValidator(1), MaxValueValidator(1024)]
-    )
-    seed = models.PositiveIntegerField(default=0)
-    prompts_total = models.PositiveIntegerField(default=0)
-    prompts_done = models.PositiveIntegerField(default=0)
-    errors = models.JSONField(default=list, blank=True)
-    error = models.TextField(blank=True, default="")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
 
     class Meta:
         db_table = "labeling_generationjob"  # made by the labeling app before rewardtrain held it
@@ -347,7 +349,3 @@ class GenerationJob(ResumableJob):
     def __str__(self) -> str:
         return f"generation job {self.pk} ({self.status})"
 
-
-    @property
-    def progress_percent(self) -> float:
-        return 100.0 * self.prompts_done / self.prompts_total if self.prompts_total else 0.0

@@ -15,6 +15,7 @@ method's kind with its lineage (parent, reward model, data).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,15 +97,19 @@ def request_policy_run(
 
 
 def _prompt_split(run: PolicyRun) -> tuple[list[str], list[str]]:
-    """(training prompts, held-out prompts) of the run's queues, split by prompt with the run's seed."""
+    """(training prompts, held-out prompts) of the run's queues, split by prompt with the run's seed.
+
+    A prompt is drawn by its content hash, not its database id: the same prompts split the same way wherever
+    they were imported.
+    """
     from .ml.pairs import split_by_prompt
 
-    rows = list(
-        Prompt.objects.filter(queue__in=run.queues.all(), excluded=False).order_by("pk").values_list("pk", "text")
-    )
+    prompts = Prompt.objects.filter(queue__in=run.queues.all(), excluded=False).order_by("pk")
+    rows = list(prompts.values_list("content_hash", "text"))
     if len(rows) < 2:
         raise ValueError(f"The run's queues hold {len(rows)} prompt(s); it needs at least 2 (one to hold out).")
-    held_out = split_by_prompt([pk for pk, _ in rows], validation_fraction=run.evaluation_fraction, seed=run.seed)
+    keys = [int(hashlib.blake2b(key.encode(), digest_size=7).hexdigest(), 16) for key, _ in rows]
+    held_out = split_by_prompt(keys, validation_fraction=run.evaluation_fraction, seed=run.seed)
     return ([text for (_, text), out in zip(rows, held_out, strict=True) if not out],
             [text for (_, text), out in zip(rows, held_out, strict=True) if out])  # fmt: skip
 

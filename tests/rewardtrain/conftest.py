@@ -37,3 +37,16 @@ def tiny_config(model_dir: Path, **overrides) -> TrainConfig:
 def trained(tmp_path_factory, tiny_model_dir, rule_frame):
     """One finished training run, shared by the tests that only read its results."""
     return train_reward_model(tiny_config(tiny_model_dir), rule_frame, tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture
+def tiny_models_in_tmp(settings, tmp_path):
+    """A test that trains tiny models through the Django side: its artifacts in tmp_path, torch on one thread
+    (on a busy 2-core machine threads only add overhead to models this small)."""
+    import torch
+
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -30,18 +30,9 @@ from rewardtrain.models import EvaluationRound, PairDataset, Policy, RewardModel
 from rewardtrain.tasks import requeue_stale_generation_jobs_task, run_evaluation_round_task
 from tests.conftest import make_queue, make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tiny_models_in_tmp")]
 
 FAST = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 4, "seed": 0}
-
-
-@pytest.fixture(autouse=True)
-def one_thread(settings, tmp_path):
-    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add overhead on a busy 2-core machine
-    yield
-    torch.set_num_threads(threads)
 
 
 def plain_policy(models_dir, name="plain", seed=1) -> Policy:

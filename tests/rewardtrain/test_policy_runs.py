@@ -4,7 +4,6 @@ The reward model is a tiny BERT trained on the synthetic rule "answers with the 
 is a tiny causal LM whose vocabulary holds that word, so optimising against the reward model can find it.
 """
 import pytest
-import torch
 
 from core.jobs import JobStatus
 from core.models import AuditEvent
@@ -16,16 +15,7 @@ from rewardtrain.models import PairDataset, Policy, PolicyRun, RewardModel, Trai
 
 from .factories import marker_queue, rank_by_marker
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def one_thread(settings, tmp_path):
-    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add overhead on a busy 2-core machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tiny_models_in_tmp")]
 
 
 @pytest.fixture
