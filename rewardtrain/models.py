@@ -133,9 +133,9 @@ class Policy(models.Model):
 
     class Kind(models.TextChoices):
         BASE = "base"
-        SFT = "sft"
-        DPO = "dpo"
-        RL = "rl"
+        SFT = "sft", "SFT"
+        DPO = "dpo", "DPO"
+        RL = "rl", "RL"
         REJECTION_SAMPLING = "rejection-sampling"
 
     name = models.SlugField(max_length=100, help_text="Versions count up per name: smollm2-v1, helpful-sft-v2, …")

@@ -7,10 +7,10 @@ from django.views.decorators.http import require_POST
 from core import throttles
 from core.roles import ML, role_required
 
-from . import policies, policy_runs, runs, sft_runs
+from . import policies, policy_runs, sft_runs
 from .forms import PolicyForm, PolicyRunForm, SFTRunForm
 from .models import Policy, PolicyRun, SFTRun
-from .views import progress_json
+from .views import cancel_page, progress_json
 
 
 @role_required(ML)
@@ -56,6 +56,12 @@ def policy_retire(request, policy_id: int):
     return redirect("ml-policy", policy.pk)
 
 
+def _starting_policy(request) -> dict | None:
+    """A run form's policy, when a policy's page linked to it (?policy=<id>)."""
+    given = request.GET.get("policy", "")
+    return {"policy": given} if given.isdigit() else None
+
+
 @role_required(ML)
 def sft_list(request):
     def start(form):
@@ -66,9 +72,8 @@ def sft_list(request):
         messages.success(request, f"SFT run {run.pk} is queued for a training worker.")
         return redirect("ml-sft-run", run.pk)
 
-    initial = {"policy": request.GET.get("policy")} if request.GET.get("policy", "").isdigit() else None
     return throttles.request_page(
-        request, SFTRunForm(request.POST or None, initial=initial), scope="runs",
+        request, SFTRunForm(request.POST or None, initial=_starting_policy(request)), scope="runs",
         template="rewardtrain/sft_list.html",
         context=lambda: {"runs": SFTRun.objects.select_related("policy", "output", "created_by")}, start=start,
     )  # fmt: skip
@@ -88,27 +93,19 @@ def sft_progress(request, run_id: int):
 @require_POST
 @role_required(ML)
 def sft_cancel(request, run_id: int):
-    run = get_object_or_404(SFTRun, pk=run_id)
-    runs.cancel_run(run, user=request.user, action="sft.cancel")
-    messages.info(request, f"SFT run {run.pk} will stop.")
-    return redirect("ml-sft-run", run.pk)
+    return cancel_page(request, get_object_or_404(SFTRun, pk=run_id), action="sft.cancel", page="ml-sft-run")
 
 
 @role_required(ML)
 def policy_run_list(request):
     def start(form):
-        data = dict(form.cleaned_data)
-        run = policy_runs.request_policy_run(
-            method=data.pop("method"), policy=data.pop("policy"), queues=list(data.pop("queues")),
-            reward_model=data.pop("reward_model"), dataset=data.pop("dataset"), reference=data.pop("reference"),
-            output_name=data.pop("output_name"), user=request.user, **data,
-        )  # fmt: skip
+        data = dict(form.cleaned_data)  # the form's fields are the service's arguments
+        run = policy_runs.request_policy_run(queues=list(data.pop("queues")), user=request.user, **data)
         messages.success(request, f"Policy run {run.pk} is queued for a training worker.")
         return redirect("ml-policy-run", run.pk)
 
-    initial = {"policy": request.GET.get("policy")} if request.GET.get("policy", "").isdigit() else None
     return throttles.request_page(
-        request, PolicyRunForm(request.POST or None, initial=initial), scope="runs",
+        request, PolicyRunForm(request.POST or None, initial=_starting_policy(request)), scope="runs",
         template="rewardtrain/policy_run_list.html",
         context=lambda: {"runs": PolicyRun.objects.select_related("policy", "output", "reward_model", "created_by")},
         start=start,
@@ -132,6 +129,4 @@ def policy_run_progress(request, run_id: int):
 @role_required(ML)
 def policy_run_cancel(request, run_id: int):
     run = get_object_or_404(PolicyRun, pk=run_id)
-    runs.cancel_run(run, user=request.user, action="policy_run.cancel")
-    messages.info(request, f"Policy run {run.pk} will stop.")
-    return redirect("ml-policy-run", run.pk)
+    return cancel_page(request, run, action="policy_run.cancel", page="ml-policy-run")

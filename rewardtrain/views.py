@@ -93,6 +93,14 @@ def progress_json(run: TrainingJob) -> JsonResponse:
     )
 
 
+def cancel_page(request, run: TrainingJob, *, action: str, page: str):
+    """A Cancel button's POST for any training job: stop it (rewardtrain.runs.cancel_run), back to its page."""
+    runs.cancel_run(run, user=request.user, action=action)
+    kind = run._meta.verbose_name
+    messages.info(request, f"{kind[:1].upper()}{kind[1:]} {run.pk} will stop.")
+    return redirect(page, run.pk)
+
+
 @role_required(ML)
 def run_progress(request, run_id: int):
     return progress_json(get_object_or_404(TrainingRun, pk=run_id))
@@ -101,10 +109,7 @@ def run_progress(request, run_id: int):
 @require_POST
 @role_required(ML)
 def run_cancel(request, run_id: int):
-    run = get_object_or_404(TrainingRun, pk=run_id)
-    runs.cancel_run(run, user=request.user)
-    messages.info(request, f"Run {run.pk} will stop.")
-    return redirect("ml-run", run.pk)
+    return cancel_page(request, get_object_or_404(TrainingRun, pk=run_id), action="run.cancel", page="ml-run")
 
 
 @role_required(ML)
